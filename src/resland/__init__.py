@@ -1,0 +1,39 @@
+"""resland: find, measure and certify critical points of deep ResNets.
+
+Checks, on real networks and data, the question of Yun, Sra & Jadbabaie (NeurIPS 2019):
+is every critical point of a deep ResNet's risk at least as good as the best linear
+predictor, or else a strict saddle? Conventions: mean risk, squared loss ``(p − y)²``
+without 1/2, float64 throughout.
+"""
+
+from ._checks import ValidationError
+from .certificate import VERDICTS, Certificate, certify
+from .critical import CriticalPoint, find_critical_point
+from .curvature import EigResult, dense_hessian, hessian_extremes, hvp
+from .data import Dataset, load_dataset
+from .functional import FlatRisk
+from .linear import LinearFit, NotAttainedWarning, best_linear
+from .losses import LogisticLoss, Loss, PseudoHuberLoss, SquaredLoss, get_loss
+from .models import FCNet, LinearModel, ResNet, build_model
+from . import theory
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # errors
+    "ValidationError",
+    # losses
+    "Loss", "SquaredLoss", "LogisticLoss", "PseudoHuberLoss", "get_loss",
+    # models
+    "ResNet", "FCNet", "LinearModel", "build_model",
+    # data
+    "Dataset", "load_dataset",
+    # linear baseline
+    "best_linear", "LinearFit", "NotAttainedWarning",
+    # curvature
+    "FlatRisk", "hvp", "dense_hessian", "hessian_extremes", "EigResult",
+    # critical points
+    "find_critical_point", "CriticalPoint",
+    # theory and certificate
+    "theory", "certify", "Certificate", "VERDICTS",
+]

@@ -1,0 +1,259 @@
+"""The certificate of theory.md §5: one verdict, with its evidence and tolerances.
+
+Verdicts, decided in this order:
+
+* ``nondifferentiable``: a pre-activation of a kinked activation (``nn.ReLU``,
+  ``nn.LeakyReLU`` modules) is within ``kink_tol`` of 0 at some data point, so neither the
+  gradient nor the Hessian is defined there;
+* ``not_critical``: ``‖∇R‖₂ > grad_tol``;
+* ``better_than_linear``: ``R ≤ R_lin + risk_tol``;
+* ``strict_saddle``: ``λ_min + residual ≤ −lambda_tol``, the eigenvector ``v`` has
+  ``vᵀHv < 0`` by a fresh HVP, and a backtracking step ``α ∈ {1, ½, ¼, …}`` along ``±v``
+  (the sign with ``∇Rᵀv ≤ 0``) actually lowers the risk by more than ``decrease_tol``;
+* ``violation``: critical, worse than linear and no negative curvature beyond
+  ``lambda_tol``: a counterexample candidate; ``to_dict`` then carries the parameters;
+* ``inconclusive``: the numerical checks disagree (``λ_min`` is negative beyond tolerance
+  but neither ``vᵀHv < 0`` nor a risk decrease can be verified, or the eigensolver did
+  not converge). Not one of the theory's five: resland says so rather than guess.
+
+Default tolerances (``eps`` = float64 machine epsilon, ``n`` parameters, ``m`` samples)::
+
+    grad_tol     = 1e-8 · max(1, |R|)                  (or the ``tol`` argument)
+    kink_tol     = 1e-8 · max(1, max |pre-activation|)
+    risk_tol     = 1e-10 · max(1, |R_lin|)
+    lambda_tol   = max(100 · n · eps · max(1, |λ_max|), 10 · grad_tol)
+    decrease_tol = 100 · m · eps · max(1, |R|)
+
+Every tolerance used is reported in ``Certificate.tolerances``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .curvature import DENSE_MAX_PARAMS, EigResult, extremes_at
+from .functional import FlatRisk
+from .linear import NotAttainedWarning, best_linear
+from .losses import Loss
+from .models import KINKED_ACTIVATIONS, ResNet
+from . import theory
+
+VERDICTS = ("not_critical", "nondifferentiable", "better_than_linear", "strict_saddle", "violation", "inconclusive")
+_EPS = float(np.finfo(np.float64).eps)
+
+
+@dataclass
+class Certificate:
+    """The verdict at one parameter vector, with its evidence (see the module docstring).
+
+    Attributes:
+        verdict: one of ``VERDICTS``; reason: one line saying why.
+        risk, linear_risk, linear_attained: ``R(θ)``, ``R_lin`` and whether it is attained.
+        grad_norm: ``‖∇R(θ)‖₂``.
+        lambda_min, lambda_max, eig_residual, eig_method: Hessian extremes (None if not computed).
+        index: number of eigenvalues ``< −lambda_tol`` (dense spectrum only, else None).
+        escape_direction: unit ``v`` (flat tensor) with ``vᵀHv < 0`` (strict saddles).
+        escape_curvature: ``vᵀHv`` by a fresh HVP; escape_step: the accepted ``α`` (signed).
+        escape_decrease: ``R(θ) − R(θ + αv) > 0``.
+        gap_bound, near_identity, theory_checks: ResNets only (theory.md §4).
+        tolerances: every tolerance used.
+        n_params, n_samples, loss, model_config, data_sha256: what was certified.
+        parameters: flat parameters, kept for ``violation`` (to replay) or on request.
+    """
+
+    verdict: str
+    reason: str
+    risk: float
+    linear_risk: float
+    linear_attained: bool
+    grad_norm: float
+    lambda_min: float | None = None
+    lambda_max: float | None = None
+    eig_residual: float | None = None
+    eig_method: str | None = None
+    index: int | None = None
+    escape_direction: torch.Tensor | None = field(default=None, repr=False)
+    escape_curvature: float | None = None
+    escape_step: float | None = None
+    escape_decrease: float | None = None
+    gap_bound: dict | None = None
+    near_identity: dict | None = None
+    theory_checks: dict | None = None
+    tolerances: dict = field(default_factory=dict)
+    n_params: int = 0
+    n_samples: int = 0
+    loss: str = ""
+    model_config: dict | None = None
+    data_sha256: str = ""
+    parameters: list | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary (tensors become lists, non-finite floats become strings)."""
+        out = {}
+        for k, v in self.__dict__.items():
+            if isinstance(v, torch.Tensor):
+                v = v.detach().cpu().tolist()
+            out[k] = _jsonable(v)
+        return out
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.floating, float)):
+        v = float(v)
+        return v if math.isfinite(v) else str(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    return v
+
+
+def certify(
+    model: nn.Module,
+    X,
+    y,
+    loss: str | Loss = "squared",
+    tol: float | None = None,
+    *,
+    dense_max_params: int = DENSE_MAX_PARAMS,
+    seed: int = 0,
+    keep_parameters: bool = False,
+) -> Certificate:
+    """Certify the model's current parameters (theory.md §5).
+
+    Args:
+        model: any ``nn.Module`` with a scalar output; theory fields are filled for
+            :class:`~resland.models.ResNet` only.
+        X, y: data; loss: loss name or instance.
+        tol: gradient tolerance ``grad_tol`` (default ``1e-8 · max(1, |R|)``).
+        dense_max_params: dense Hessian up to this many parameters, Lanczos above.
+        seed: seeds the Lanczos start vector.
+        keep_parameters: store the flat parameters in the certificate for any verdict.
+    """
+    fr = FlatRisk(model, X, y, loss)
+    theta = fr.theta0
+    R, g = fr.risk_and_grad(theta)
+    gnorm = float(torch.linalg.norm(g))
+    out_bias = getattr(model, "out_bias", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotAttainedWarning)
+        fit = best_linear(fr.X, fr.y, fr.loss, bias=out_bias)
+    tols = {
+        "grad_tol": float(tol) if tol is not None else 1e-8 * max(1.0, abs(R)),
+        "risk_tol": 1e-10 * max(1.0, abs(fit.risk)),
+        "decrease_tol": 100 * fr.m * _EPS * max(1.0, abs(R)),
+    }
+    cert = Certificate(
+        verdict="", reason="", risk=R, linear_risk=fit.risk, linear_attained=fit.attained, grad_norm=gnorm,
+        tolerances=tols, n_params=fr.n, n_samples=fr.m, loss=fr.loss.name,
+        model_config=model.config() if hasattr(model, "config") else {"model": type(model).__name__},
+        data_sha256=_data_hash(fr),
+    )
+    if isinstance(model, ResNet):
+        _fill_theory(cert, model, fr, fit)
+
+    kink, kink_tol = _min_kink_distance(model, fr.X)
+    tols["kink_tol"] = kink_tol
+    if kink is not None and kink <= kink_tol:
+        return _done(cert, "nondifferentiable",
+                     f"a kinked pre-activation is {kink:.3e} ≤ kink_tol from 0 at a data point", theta, keep_parameters)
+    if gnorm > tols["grad_tol"]:
+        return _done(cert, "not_critical", f"‖∇R‖ = {gnorm:.3e} > grad_tol = {tols['grad_tol']:.3e}",
+                     theta, keep_parameters)
+
+    eig = extremes_at(fr, theta, method="auto", dense_max_params=dense_max_params, seed=seed)
+    tols["lambda_tol"] = max(100 * fr.n * _EPS * max(1.0, abs(eig.lambda_max)), 10 * tols["grad_tol"])
+    _fill_eig(cert, eig, tols["lambda_tol"])
+    if R <= fit.risk + tols["risk_tol"]:
+        return _done(cert, "better_than_linear",
+                     f"R − R_lin = {R - fit.risk:.3e} ≤ risk_tol = {tols['risk_tol']:.3e}", theta, keep_parameters)
+    if not eig.converged:
+        return _done(cert, "inconclusive", "the Lanczos eigensolver did not converge", theta, True)
+    if eig.lambda_min + eig.residual <= -tols["lambda_tol"]:
+        ok, why = _verify_escape(cert, fr, theta, g, eig.vec_min, R, tols["decrease_tol"])
+        if ok:
+            return _done(cert, "strict_saddle", why, theta, keep_parameters)
+        return _done(cert, "inconclusive", why, theta, True)
+    return _done(cert, "violation",
+                 f"critical, R − R_lin = {R - fit.risk:.3e} > risk_tol and λ_min = {eig.lambda_min:.3e} > "
+                 f"−lambda_tol = {-tols['lambda_tol']:.3e}", theta, True)
+
+
+def _done(cert: Certificate, verdict: str, reason: str, theta: torch.Tensor, keep: bool) -> Certificate:
+    cert.verdict, cert.reason = verdict, reason
+    if keep:
+        cert.parameters = theta.detach().cpu().tolist()
+    return cert
+
+
+def _fill_eig(cert: Certificate, eig: EigResult, lambda_tol: float) -> None:
+    cert.lambda_min, cert.lambda_max = eig.lambda_min, eig.lambda_max
+    cert.eig_residual, cert.eig_method = eig.residual, eig.method
+    cert.index = eig.count_below(-lambda_tol)
+
+
+def _verify_escape(cert, fr, theta, g, v, R, decrease_tol) -> tuple[bool, str]:
+    """Check ``vᵀHv < 0`` by a fresh HVP, then backtrack along ``±v`` until the risk drops."""
+    v = v / torch.linalg.norm(v)
+    if float(g @ v) > 0:
+        v = -v
+    curvature = float(v @ fr.hvp(theta, v))
+    cert.escape_direction, cert.escape_curvature = v, curvature
+    if not curvature < 0:
+        return False, f"λ_min < 0 but a fresh HVP gives vᵀHv = {curvature:.3e} ≥ 0"
+    alpha = 1.0
+    for _ in range(60):
+        R_new = float(fr.risk(theta + alpha * v))
+        if math.isfinite(R_new) and R - R_new > decrease_tol:
+            cert.escape_step, cert.escape_decrease = alpha, R - R_new
+            return True, (f"λ_min = {cert.lambda_min:.3e} < 0, vᵀHv = {curvature:.3e}, and the step α = {alpha:.3g} "
+                          f"lowers R by {R - R_new:.3e}")
+        alpha *= 0.5
+    return False, "λ_min < 0 but no backtracking step along the eigenvector lowered the risk beyond rounding"
+
+
+def _min_kink_distance(model: nn.Module, X: torch.Tensor) -> tuple[float | None, float]:
+    """Smallest ``|z|`` over the inputs of ReLU / LeakyReLU modules, and ``kink_tol``."""
+    seen: list[torch.Tensor] = []
+    hooks = [mod.register_forward_hook(lambda _m, inp, _o: seen.append(inp[0].detach().abs()))
+             for mod in model.modules() if isinstance(mod, KINKED_ACTIVATIONS)]
+    try:
+        with torch.no_grad():
+            model(X)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not seen:
+        return None, 0.0
+    big = max(float(z.max()) for z in seen)
+    return min(float(z.min()) for z in seen), 1e-8 * max(1.0, big)
+
+
+def _data_hash(fr: FlatRisk) -> str:
+    h = hashlib.sha256()
+    h.update(fr.X.detach().cpu().numpy().tobytes())
+    h.update(fr.y.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _fill_theory(cert: Certificate, model: ResNet, fr: FlatRisk, fit) -> None:
+    q = theory.quantities(model, fr.X, fr.y, fr.loss)
+    gb = theory.gap_bound(model, fr.X, fr.y, fr.loss, fit=fit, q=q)
+    ni = theory.near_identity_bound(model, fr.X, fr.y, fr.loss, fit=fit, q=q)
+    cert.gap_bound, cert.near_identity = gb.to_dict(), ni.to_dict()
+    checks = {"gap": cert.risk - fit.risk, "within_rigorous_gap_bound": bool(cert.risk - fit.risk <= gb.rigorous + 1e-12 * max(1.0, abs(cert.risk)))}
+    if fit.attained:
+        conv = theory.convexity_inequality(model, fr.X, fr.y, fit.coef, fit.intercept, fr.loss, q=q)
+        checks.update(convexity_lhs=conv.lhs, convexity_rhs=conv.rhs, convexity_slack=conv.slack)
+    cert.theory_checks = checks

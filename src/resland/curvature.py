@@ -1,0 +1,157 @@
+"""Curvature of the risk: Hessian-vector products, dense Hessians and extreme eigenvalues.
+
+All products are exact (``torch.func`` forward-over-reverse on the flat parameter
+vector of :class:`~resland.functional.FlatRisk`), in the model's dtype (float64 by default).
+
+:func:`hessian_extremes` returns ``λ_min`` (most negative, first-class) and ``λ_max`` of
+``∇²R(θ)``: by a dense ``eigh`` when ``n ≤ dense_max_params``, otherwise by SciPy's
+ARPACK ``eigsh`` (implicitly restarted Lanczos) on a ``LinearOperator`` of HVPs, asked for
+the smallest-algebraic (``"SA"``) and largest-algebraic (``"LA"``) ends directly. That
+path pays a NumPy round trip per product. Every reported residual ``‖Hv − λv‖`` is
+recomputed with one fresh HVP, so it honestly bounds the eigenvalue error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse.linalg as spla
+import torch
+from torch import nn
+
+from .functional import FlatRisk
+from .losses import Loss
+
+#: Parameter count up to which the dense Hessian + ``eigh`` is used (see docs/performance.md).
+DENSE_MAX_PARAMS = 2000
+
+
+@dataclass
+class EigResult:
+    """Extreme eigenpairs of the Hessian ``H = ∇²R(θ)``.
+
+    Attributes:
+        lambda_min, lambda_max: smallest and largest eigenvalues.
+        vec_min, vec_max: unit eigenvectors (flat, float64 tensors).
+        residual: ``‖H v_min − λ_min v_min‖`` (bounds the error of ``λ_min``).
+        residual_max: the same for ``λ_max``.
+        matvecs: Hessian-vector products used (the dense path counts ``n`` plus residual checks).
+        method: ``dense`` or ``lanczos``.
+        eigenvalues: full ascending spectrum (dense path only, else None).
+        converged: whether the eigensolver met its tolerance.
+    """
+
+    lambda_min: float
+    lambda_max: float
+    vec_min: torch.Tensor
+    vec_max: torch.Tensor
+    residual: float
+    residual_max: float
+    matvecs: int
+    method: str
+    eigenvalues: np.ndarray | None = None
+    converged: bool = True
+
+    def count_below(self, threshold: float) -> int | None:
+        """Number of eigenvalues ``< threshold`` (None without the full spectrum)."""
+        return None if self.eigenvalues is None else int(np.sum(self.eigenvalues < threshold))
+
+
+def hvp(model: nn.Module, X, y, v: torch.Tensor, loss: str | Loss = "squared") -> torch.Tensor:
+    """Exact ``∇²R(θ) v`` at the model's parameters, ``v`` flat in ``named_parameters`` order."""
+    fr = FlatRisk(model, X, y, loss)
+    return fr.hvp(fr.theta0, v.to(fr.theta0))
+
+
+def dense_hessian(model: nn.Module, X, y, loss: str | Loss = "squared") -> torch.Tensor:
+    """Dense ``∇²R(θ)`` (n × n) at the model's parameters."""
+    fr = FlatRisk(model, X, y, loss)
+    return fr.hessian(fr.theta0)
+
+
+def hessian_extremes(
+    model: nn.Module,
+    X,
+    y,
+    loss: str | Loss = "squared",
+    tol: float = 1e-8,
+    *,
+    method: str = "auto",
+    dense_max_params: int = DENSE_MAX_PARAMS,
+    seed: int = 0,
+    maxiter: int | None = None,
+) -> EigResult:
+    """``λ_min`` and ``λ_max`` of the Hessian of the mean risk at the model's parameters.
+
+    Args:
+        model: any ``nn.Module`` with a scalar output per sample.
+        X, y: data; loss: loss name or instance.
+        tol: relative accuracy requested from the iterative solver.
+        method: ``auto`` (dense when ``n ≤ dense_max_params``), ``dense`` or ``lanczos``.
+        seed: seeds the Lanczos start vector.
+        maxiter: ARPACK restarts cap (default ``10 n``).
+    """
+    fr = FlatRisk(model, X, y, loss)
+    return extremes_at(fr, fr.theta0, tol=tol, method=method, dense_max_params=dense_max_params,
+                       seed=seed, maxiter=maxiter)
+
+
+def extremes_at(fr: FlatRisk, theta: torch.Tensor, *, tol=1e-8, method="auto",
+                dense_max_params=DENSE_MAX_PARAMS, seed=0, maxiter=None, H=None) -> EigResult:
+    """:func:`hessian_extremes` at an explicit ``θ`` of a :class:`FlatRisk` (``H`` reused if given)."""
+    from ._checks import check_choice
+
+    check_choice("method", method, ("auto", "dense", "lanczos"))
+    if method == "auto":
+        method = "dense" if fr.n <= dense_max_params else "lanczos"
+    if method == "dense":
+        H = fr.hessian(theta) if H is None else H
+        evals, evecs = torch.linalg.eigh(H)
+        pairs = [(float(evals[0]), evecs[:, 0]), (float(evals[-1]), evecs[:, -1])]
+        matvecs, converged, spectrum = fr.n, True, evals.cpu().numpy()
+    else:
+        pairs, matvecs, converged = _lanczos_extremes(fr, theta, tol, seed, maxiter)
+        spectrum = None
+    # Honest residuals: one fresh HVP per eigenvector.
+    V = torch.stack([v for _, v in pairs], dim=1)
+    HV = fr.hvps(theta, V)
+    res = [float(torch.linalg.norm(HV[:, j] - lam * V[:, j])) for j, (lam, _) in enumerate(pairs)]
+    return EigResult(
+        lambda_min=pairs[0][0], lambda_max=pairs[1][0], vec_min=pairs[0][1], vec_max=pairs[1][1],
+        residual=res[0], residual_max=res[1], matvecs=matvecs + 2, method=method,
+        eigenvalues=spectrum, converged=converged,
+    )
+
+
+def _lanczos_extremes(fr: FlatRisk, theta: torch.Tensor, tol: float, seed: int, maxiter):
+    n = fr.n
+    count = [0]
+
+    def matvec(x):
+        count[0] += 1
+        v = torch.as_tensor(np.asarray(x).reshape(-1), dtype=fr.dtype, device=theta.device)
+        return fr.hvp(theta, v).cpu().numpy()
+
+    op = spla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    v0 = np.random.default_rng(seed).standard_normal(n)
+    pairs, converged = [], True
+    for which in ("SA", "LA"):
+        if n <= 2:  # ARPACK needs k < n; tiny problems go dense via HVPs
+            H = fr.hvps(theta, torch.eye(n, dtype=fr.dtype, device=theta.device))
+            ev, evec = torch.linalg.eigh(0.5 * (H + H.T))
+            j = 0 if which == "SA" else -1
+            pairs.append((float(ev[j]), evec[:, j]))
+            continue
+        try:
+            ev, evec = spla.eigsh(op, k=1, which=which, tol=tol, v0=v0, ncv=min(n, 40),
+                                  maxiter=maxiter or 10 * n)
+        except spla.ArpackNoConvergence as exc:
+            converged = False
+            if len(exc.eigenvalues) == 0:
+                ev, evec = np.array([np.nan]), v0[:, None] / np.linalg.norm(v0)
+            else:
+                ev, evec = exc.eigenvalues, exc.eigenvectors
+        vec = torch.as_tensor(evec[:, 0], dtype=fr.dtype, device=theta.device)
+        pairs.append((float(ev[0]), vec / torch.linalg.norm(vec)))
+    return pairs, count[0], converged

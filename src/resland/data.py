@@ -1,0 +1,137 @@
+"""Data sets by name or path.
+
+* ``example1`` (theory.md §2, C1): ``x = 0..5``, ``y = x + ρ·(−1, −1, +1, −1, +1, +1)``; needs ``rho > 0``.
+* ``example2`` (C2): ``x = (1, 2.5, 3)``, ``y = (1, 3, 2)``.
+* Bundled with scikit-learn (load offline): ``diabetes`` (regression), ``breast-cancer``
+  (binary), ``wine`` (binary variant: class 0 vs classes 1–2), ``iris`` (binary variant:
+  versicolor vs virginica, the two classes that are not linearly separable; setosa dropped).
+  Features are standardised to mean 0, variance 1; the diabetes target is standardised too.
+* A ``.csv`` file (header row, numeric columns; ``target`` names the target column, default
+  the last) or a ``.npz`` file with arrays ``X`` and ``y``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._checks import ValidationError, check_data, check_positive_float
+
+BUILTIN = ("example1", "example2", "diabetes", "breast-cancer", "wine", "iris")
+
+
+@dataclass
+class Dataset:
+    """Features ``X`` (m, d), targets ``y`` (m,), the natural loss and a description."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    loss: str
+    description: str
+
+
+def example1(rho: float) -> Dataset:
+    """theory.md §2, Example 1: ``R_lin = 8ρ²/15`` under the squared loss."""
+    rho = check_positive_float("rho", rho)
+    x = np.arange(6.0)
+    y = x + rho * np.array([-1.0, -1.0, 1.0, -1.0, 1.0, 1.0])
+    return Dataset("example1", x[:, None], y, "squared", f"Example 1 of the paper, rho={rho}")
+
+
+def example2() -> Dataset:
+    """theory.md §2, Example 2: ``R_lin = 25/78``."""
+    return Dataset("example2", np.array([[1.0], [2.5], [3.0]]), np.array([1.0, 3.0, 2.0]), "squared",
+                   "Example 2 of the paper")
+
+
+def _standardize(a: np.ndarray) -> np.ndarray:
+    sd = a.std(axis=0)
+    return (a - a.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+def load_dataset(name: str, *, rho: float | None = None, target: str | None = None) -> Dataset:
+    """Load a data set by name (see module docstring) or from a CSV/NPZ path."""
+    if name == "example1":
+        if rho is None:
+            raise ValidationError("The 'rho' parameter is required for example1: a float in (0, inf). Got None.")
+        return example1(rho)
+    if name == "example2":
+        return example2()
+    if name in ("diabetes", "breast-cancer", "wine", "iris"):
+        return _sklearn(name)
+    path = Path(name)
+    if path.suffix.lower() in (".csv", ".npz"):
+        if not path.is_file():
+            raise ValidationError(f"The 'data' parameter names a file that does not exist: {name!r}.")
+        return _load_csv(path, target) if path.suffix.lower() == ".csv" else _load_npz(path)
+    allowed = ", ".join(BUILTIN)
+    raise ValidationError(
+        f"The 'data' parameter must be one of {allowed}, or a path to a .csv or .npz file. Got {name!r} instead."
+    )
+
+
+def _sklearn(name: str) -> Dataset:
+    from sklearn import datasets
+
+    if name == "diabetes":
+        X, y = datasets.load_diabetes(return_X_y=True)
+        return Dataset(name, _standardize(X), _standardize(y), "squared", "scikit-learn diabetes, standardised")
+    if name == "breast-cancer":
+        X, y = datasets.load_breast_cancer(return_X_y=True)
+        return Dataset(name, _standardize(X), 2.0 * y - 1.0, "logistic", "scikit-learn breast cancer, ±1 labels")
+    if name == "wine":
+        X, y = datasets.load_wine(return_X_y=True)
+        return Dataset(name, _standardize(X), np.where(y == 0, 1.0, -1.0), "logistic",
+                       "scikit-learn wine, class 0 (+1) vs classes 1-2 (-1)")
+    X, y = datasets.load_iris(return_X_y=True)
+    keep = y > 0
+    return Dataset(name, _standardize(X[keep]), np.where(y[keep] == 2, 1.0, -1.0), "logistic",
+                   "scikit-learn iris, virginica (+1) vs versicolor (-1)")
+
+
+def _load_csv(path: Path, target: str | None) -> Dataset:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if len(rows) < 2:
+        raise ValidationError(f"The CSV file {str(path)!r} must have a header row and at least one data row.")
+    header, body = rows[0], rows[1:]
+    target = header[-1] if target is None else target
+    if target not in header:
+        raise ValidationError(
+            f"The 'target' parameter must name a column of {str(path)!r}: one of {', '.join(header)}. Got {target!r}."
+        )
+    j = header.index(target)
+    values = np.empty((len(body), len(header)))
+    for i, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise ValidationError(f"Line {i} of {str(path)!r} has {len(row)} fields; the header has {len(header)}.")
+        for k, cell in enumerate(row):
+            try:
+                values[i - 2, k] = float(cell)
+            except ValueError:
+                raise ValidationError(
+                    f"Column {header[k]!r} of {str(path)!r} must be numeric. Got {cell!r} on line {i}."
+                ) from None
+    X = np.delete(values, j, axis=1)
+    X, y = (t.numpy() for t in check_data(X, values[:, j]))
+    return Dataset(path.name, X, y, "squared", f"CSV {path.name}, target {target!r}")
+
+
+def _load_npz(path: Path) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "X" not in npz or "y" not in npz:
+                raise ValidationError(
+                    f"The NPZ file {str(path)!r} must contain arrays 'X' and 'y'. Got {sorted(npz.files)}."
+                )
+            X, y = npz["X"], npz["y"]
+    except ValidationError:
+        raise
+    except Exception as exc:
+        raise ValidationError(f"The NPZ file {str(path)!r} could not be read: {exc}.") from None
+    X, y = (t.numpy() for t in check_data(X, y))
+    return Dataset(path.name, X, y, "squared", f"NPZ {path.name}")

@@ -1,0 +1,106 @@
+"""The one flat-parameter functional view of a model's risk.
+
+:class:`FlatRisk` turns ``(model, X, y, loss)`` into functions of a flat
+parameter vector ``θ ∈ R^n`` (the model's parameters concatenated in
+``named_parameters`` order) via :func:`torch.func.functional_call`. It serves
+the risk, gradients, Hessian-vector products, dense Hessians and ``vmap``;
+every other module goes through it.
+
+Risk convention: ``R(θ) = (1/m) Σ_i ℓ(f_θ(x_i); y_i)`` (mean, squared loss without 1/2).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jvp
+
+from ._checks import ValidationError, check_data
+from .losses import Loss, get_loss
+
+
+class FlatRisk:
+    """Risk of ``model`` on ``(X, y)`` as a function of a flat parameter vector.
+
+    Args:
+        model: any ``nn.Module`` mapping (m, d) to (m,) or (m, 1).
+        X, y: data (NumPy or torch); converted to float64 tensors on the model's device.
+        loss: loss name or :class:`~resland.losses.Loss`.
+
+    Attributes:
+        theta0: the model's current parameters as a flat float64 vector.
+        n: number of parameters.
+    """
+
+    def __init__(self, model: nn.Module, X, y, loss: str | Loss = "squared"):
+        self.model = model
+        self.loss = get_loss(loss)
+        params = dict(model.named_parameters())
+        if not params:
+            raise ValidationError("The 'model' parameter must have at least one parameter. Got a model with none.")
+        self.names = list(params)
+        self.shapes = [p.shape for p in params.values()]
+        self.numels = [p.numel() for p in params.values()]
+        self.buffers = dict(model.named_buffers())
+        first = next(iter(params.values()))
+        self.device, self.dtype = first.device, first.dtype
+        X, y = check_data(X, y, dtype=self.dtype)
+        self.X = X.to(self.device)
+        self.y = self.loss.prepare_targets(y.to(self.device))
+        self.m = self.X.shape[0]
+        self.theta0 = torch.cat([p.detach().reshape(-1) for p in params.values()])
+        self.n = self.theta0.numel()
+        out = self.predict(self.theta0)
+        if out.shape != (self.m,):
+            raise ValidationError(
+                f"The 'model' parameter must map X of shape {tuple(self.X.shape)} to a scalar output per "
+                f"sample, shape ({self.m},) or ({self.m}, 1). Got output shape {tuple(out.shape)}."
+            )
+
+    # Parameter vector <-> named tensors.
+    def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split a flat vector into ``{name: tensor}`` in the model's shapes."""
+        pieces = torch.split(theta, self.numels)
+        return {n: p.view(s) for n, p, s in zip(self.names, pieces, self.shapes)}
+
+    def predict(self, theta: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        """Predictions ``f_θ(x_i)``, shape (m,)."""
+        X = self.X if X is None else X
+        out = functional_call(self.model, (self.unflatten(theta), self.buffers), (X,))
+        return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+
+    def risk(self, theta: torch.Tensor) -> torch.Tensor:
+        """Mean risk ``R(θ)``."""
+        return self.loss.risk(self.predict(theta), self.y)
+
+    def grad(self, theta: torch.Tensor) -> torch.Tensor:
+        """``∇R(θ)`` by reverse mode."""
+        return grad(self.risk)(theta)
+
+    def risk_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """``(R(θ), ∇R(θ))`` in one reverse pass."""
+        g, r = grad(lambda t: (self.risk(t), self.risk(t)), has_aux=True)(theta)
+        return float(r), g
+
+    def hvp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Exact Hessian-vector product ``∇²R(θ) v`` (forward-over-reverse)."""
+        return jvp(self.grad, (theta,), (v,))[1]
+
+    def hvps(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """Batched products ``∇²R(θ) V`` for ``V`` of shape (n, k); returns (n, k)."""
+        return torch.vmap(lambda v: self.hvp(theta, v), in_dims=1, out_dims=1)(V)
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        """Dense Hessian ``∇²R(θ)`` (n × n), symmetrised; for small models."""
+        H = torch.func.hessian(self.risk)(theta)
+        return 0.5 * (H + H.T)
+
+    def model_at(self, theta: torch.Tensor) -> nn.Module:
+        """A deep copy of the model with parameters ``θ``."""
+        clone = copy.deepcopy(self.model)
+        with torch.no_grad():
+            for (_, p), t in zip(clone.named_parameters(), self.unflatten(theta).values()):
+                p.copy_(t)
+        return clone

@@ -1,0 +1,237 @@
+"""Models with a scalar output, all ``torch.nn.Module`` in float64 by default.
+
+* :class:`ResNet`, the chain ResNet of theory.md §1::
+
+      h_0 = x,   h_l = h_{l-1} + V_l φ_l(h_{l-1})   (l = 1..L),   f(x) = wᵀ h_L + c
+
+  with ``φ_l`` an MLP of ``branch_layers`` hidden layers, each ``σ(U h + b)``;
+  ``V_l`` (``d × k``, no bias) is the branch's last linear map.
+* :class:`FCNet`: ``f(x) = W_{L+1} σ(… σ(W_1 x + b_1) …) + b_{L+1}``.
+* :class:`LinearModel`: ``f(x) = tᵀx + t0``.
+
+``forward`` maps ``X`` of shape (m, d) to predictions of shape (m,).
+Blocks are numbered from 1 as in the theory: ``model.U(1)`` is ``U_1``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_positive_int
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "softplus": nn.Softplus,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+#: Activations with a kink at 0: the Hessian is undefined where a pre-activation is 0.
+KINKED_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU)
+
+
+def make_activation(name: str) -> nn.Module:
+    """Return a fresh activation module from its name."""
+    return ACTIVATIONS[check_choice("activation", name, ACTIVATIONS)]()
+
+
+class ResidualBlock(nn.Module):
+    """One block ``h ↦ h + V φ(h)`` with ``φ(h) = σ(U_j … σ(U_1 h + b_1) … + b_j)``."""
+
+    def __init__(self, d: int, width: int, activation: str, bias: bool, branch_layers: int, dtype):
+        super().__init__()
+        layers: list[nn.Module] = []
+        fan_in = d
+        for _ in range(branch_layers):
+            layers += [nn.Linear(fan_in, width, bias=bias, dtype=dtype), make_activation(activation)]
+            fan_in = width
+        self.branch = nn.Sequential(*layers)
+        self.V = nn.Linear(width, d, bias=False, dtype=dtype)
+
+    def phi(self, h: torch.Tensor) -> torch.Tensor:
+        """The branch output ``φ(h)`` (before ``V``)."""
+        return self.branch(h)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.V(self.branch(h))
+
+
+class ResNet(nn.Module):
+    """Chain ResNet ``h_l = h_{l-1} + V_l φ_l(h_{l-1})``, ``f = wᵀh_L + c`` (theory.md §1).
+
+    Args:
+        d_in: input dimension ``d`` (every ``h_l`` lives in ``R^d``).
+        width: hidden width ``k`` of each residual branch.
+        depth: number of blocks ``L`` (``L = 1`` is Shamir's ResNet).
+        activation: ``relu``, ``softplus``, ``tanh``, ``gelu`` or ``leaky_relu``.
+        out_bias: whether the output has the bias ``c``.
+        block_bias: whether the branch layers have biases ``b_l``.
+        branch_layers: hidden layers per branch (1 gives ``φ_l(h) = σ(U_l h + b_l)``).
+        dtype: parameter dtype (float64 by default).
+
+    Example:
+        >>> import torch, resland
+        >>> _ = torch.manual_seed(0)
+        >>> net = resland.ResNet(3, width=4, depth=2)
+        >>> hs = net.hidden_states(torch.randn(5, 3, dtype=torch.float64))
+        >>> len(hs), tuple(hs[-1].shape)
+        (3, (5, 3))
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        width: int,
+        depth: int,
+        activation: str = "softplus",
+        out_bias: bool = True,
+        block_bias: bool = True,
+        branch_layers: int = 1,
+        *,
+        dtype: torch.dtype = torch.float64,
+    ):
+        super().__init__()
+        self.d_in = check_positive_int("d_in", d_in)
+        self.width = check_positive_int("width", width)
+        self.depth = check_positive_int("depth", depth)
+        self.branch_layers = check_positive_int("branch_layers", branch_layers)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.out_bias = bool(out_bias)
+        self.block_bias = bool(block_bias)
+        self.blocks = nn.ModuleList(
+            ResidualBlock(d_in, width, activation, block_bias, branch_layers, dtype) for _ in range(depth)
+        )
+        self.out = nn.Linear(d_in, 1, bias=out_bias, dtype=dtype)
+
+    def config(self) -> dict:
+        """Constructor arguments, enough to rebuild the architecture."""
+        return {
+            "model": "resnet",
+            "d_in": self.d_in,
+            "width": self.width,
+            "depth": self.depth,
+            "activation": self.activation,
+            "out_bias": self.out_bias,
+            "block_bias": self.block_bias,
+            "branch_layers": self.branch_layers,
+        }
+
+    # Per-block access, 1-based like the theory.
+    def _block(self, l: int) -> ResidualBlock:
+        if not 1 <= l <= self.depth:
+            raise IndexError(f"block index l must be in 1..{self.depth}, got {l}")
+        return self.blocks[l - 1]
+
+    def U(self, l: int) -> torch.Tensor:
+        """``U_l``: the first branch weight of block ``l`` (``k × d``)."""
+        return self._block(l).branch[0].weight
+
+    def b(self, l: int) -> torch.Tensor | None:
+        """``b_l``: the first branch bias of block ``l`` (None without block biases)."""
+        return self._block(l).branch[0].bias
+
+    def V(self, l: int) -> torch.Tensor:
+        """``V_l``: the last linear map of block ``l`` (``d × k``)."""
+        return self._block(l).V.weight
+
+    @property
+    def w(self) -> torch.Tensor:
+        """Output weights ``w ∈ R^d``."""
+        return self.out.weight[0]
+
+    @property
+    def c(self) -> torch.Tensor | None:
+        """Output bias ``c`` (None when ``out_bias=False``)."""
+        return None if self.out.bias is None else self.out.bias[0]
+
+    def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``[h_0, h_1, …, h_L]``, each of shape (m, d)."""
+        hs = [x]
+        for block in self.blocks:
+            hs.append(block(hs[-1]))
+        return hs
+
+    def trace(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``([h_0..h_L], [φ_1..φ_L])`` with ``φ_l = φ_l(h_{l-1})`` of shape (m, k)."""
+        hs, phis = [x], []
+        for block in self.blocks:
+            phi = block.phi(hs[-1])
+            phis.append(phi)
+            hs.append(hs[-1] + block.V(phi))
+        return hs, phis
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for block in self.blocks:
+            h = block(h)
+        return self.out(h).squeeze(-1)
+
+
+class FCNet(nn.Module):
+    """Fully-connected net ``f(x) = W_{L+1} σ(… σ(W_1 x + b_1) …) + b_{L+1}`` with ``L`` hidden layers."""
+
+    def __init__(
+        self,
+        d_in: int,
+        width: int,
+        depth: int,
+        activation: str = "relu",
+        out_bias: bool = True,
+        *,
+        dtype: torch.dtype = torch.float64,
+    ):
+        super().__init__()
+        self.d_in = check_positive_int("d_in", d_in)
+        self.width = check_positive_int("width", width)
+        self.depth = check_positive_int("depth", depth)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.out_bias = bool(out_bias)
+        layers: list[nn.Module] = []
+        fan_in = d_in
+        for _ in range(depth):
+            layers += [nn.Linear(fan_in, width, dtype=dtype), make_activation(activation)]
+            fan_in = width
+        layers.append(nn.Linear(fan_in, 1, bias=out_bias, dtype=dtype))
+        self.net = nn.Sequential(*layers)
+
+    def config(self) -> dict:
+        return {
+            "model": "fc",
+            "d_in": self.d_in,
+            "width": self.width,
+            "depth": self.depth,
+            "activation": self.activation,
+            "out_bias": self.out_bias,
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+class LinearModel(nn.Module):
+    """Linear predictor ``f(x) = tᵀx + t0`` (``t0`` present when ``bias=True``)."""
+
+    def __init__(self, d_in: int, bias: bool = True, *, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        self.d_in = check_positive_int("d_in", d_in)
+        self.out_bias = bool(bias)
+        self.linear = nn.Linear(d_in, 1, bias=bias, dtype=dtype)
+
+    def config(self) -> dict:
+        return {"model": "linear", "d_in": self.d_in, "out_bias": self.out_bias}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).squeeze(-1)
+
+
+MODELS = {"resnet": ResNet, "fc": FCNet, "linear": LinearModel}
+
+
+def build_model(config: dict) -> nn.Module:
+    """Rebuild a model from :meth:`config` output (``{"model": name, ...}``)."""
+    config = dict(config)
+    name = check_choice("model", config.pop("model", None), MODELS)
+    if name == "linear":
+        return LinearModel(config["d_in"], bias=config.get("out_bias", True))
+    return MODELS[name](**config)

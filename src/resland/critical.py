@@ -329,6 +329,7 @@ def _second_order(fr, theta, kind, gtol, xtol, max_iter, max_norm, curv_cls, rng
     curv = None
     dist = float("inf")
     dense = curv_cls is _DenseCurvature
+    mu_lm = 1.0  # adaptive Levenberg–Marquardt weight: σ = mu_lm · ‖∇R‖
     it = 0
     for it in range(1, max_iter + 1):
         gnorm = float(torch.linalg.norm(g))
@@ -344,7 +345,7 @@ def _second_order(fr, theta, kind, gtol, xtol, max_iter, max_norm, curv_cls, rng
             shift = max(0.0, -curv.lambda_min) if dense else 0.0
             p_dist = curv.regularized(g, shift + gnorm)
         else:
-            p_dist = curv.levenberg_marquardt(g, gnorm)
+            p_dist = curv.levenberg_marquardt(g, mu_lm * gnorm)
         dist = float(torch.linalg.norm(p_dist))
         history.append({"risk": R, "grad_norm": gnorm, "param_norm": tnorm, "newton_step": dist})
         if gnorm <= gtol and dist <= xtol * (1.0 + tnorm):
@@ -390,9 +391,10 @@ def _second_order(fr, theta, kind, gtol, xtol, max_iter, max_norm, curv_cls, rng
                     accept = True
                     break
                 alpha *= 0.5
-            if not accept:
+            if not accept and mu_lm >= 1e8:
                 status, message = "stalled", "the Levenberg–Marquardt line search on ‖∇R‖² found no decrease"
                 break
+            mu_lm = max(mu_lm / 4, 1e-8) if accept and alpha == 1.0 else min(mu_lm * 4, 1e8)
         if accept:
             theta, R, g, curv = trial, R_new, g_new, None
             norms.append(float(torch.linalg.norm(theta)))

@@ -81,6 +81,7 @@ def hessian_extremes(
     dense_max_params: int = DENSE_MAX_PARAMS,
     seed: int = 0,
     maxiter: int | None = None,
+    ncv: int | None = None,
 ) -> EigResult:
     """``λ_min`` and ``λ_max`` of the Hessian of the mean risk at the model's parameters.
 
@@ -91,14 +92,15 @@ def hessian_extremes(
         method: ``auto`` (dense when ``n ≤ dense_max_params``), ``dense`` or ``lanczos``.
         seed: seeds the Lanczos start vector.
         maxiter: ARPACK restarts cap (default ``10 n``).
+        ncv: Lanczos basis size (default ``min(n, 40)``).
     """
     fr = FlatRisk(model, X, y, loss)
     return extremes_at(fr, fr.theta0, tol=tol, method=method, dense_max_params=dense_max_params,
-                       seed=seed, maxiter=maxiter)
+                       seed=seed, maxiter=maxiter, ncv=ncv)
 
 
 def extremes_at(fr: FlatRisk, theta: torch.Tensor, *, tol=1e-8, method="auto",
-                dense_max_params=DENSE_MAX_PARAMS, seed=0, maxiter=None, H=None) -> EigResult:
+                dense_max_params=DENSE_MAX_PARAMS, seed=0, maxiter=None, ncv=None, H=None) -> EigResult:
     """:func:`hessian_extremes` at an explicit ``θ`` of a :class:`FlatRisk` (``H`` reused if given)."""
     from ._checks import check_choice
 
@@ -111,7 +113,7 @@ def extremes_at(fr: FlatRisk, theta: torch.Tensor, *, tol=1e-8, method="auto",
         pairs = [(float(evals[0]), evecs[:, 0]), (float(evals[-1]), evecs[:, -1])]
         matvecs, converged, spectrum = fr.n, True, evals.cpu().numpy()
     else:
-        pairs, matvecs, converged = _lanczos_extremes(fr, theta, tol, seed, maxiter)
+        pairs, matvecs, converged = _lanczos_extremes(fr, theta, tol, seed, maxiter, ncv)
         spectrum = None
     # Honest residuals: one fresh HVP per eigenvector.
     V = torch.stack([v for _, v in pairs], dim=1)
@@ -124,7 +126,7 @@ def extremes_at(fr: FlatRisk, theta: torch.Tensor, *, tol=1e-8, method="auto",
     )
 
 
-def _lanczos_extremes(fr: FlatRisk, theta: torch.Tensor, tol: float, seed: int, maxiter):
+def _lanczos_extremes(fr: FlatRisk, theta: torch.Tensor, tol: float, seed: int, maxiter, ncv):
     n = fr.n
     count = [0]
 
@@ -144,7 +146,7 @@ def _lanczos_extremes(fr: FlatRisk, theta: torch.Tensor, tol: float, seed: int, 
             pairs.append((float(ev[j]), evec[:, j]))
             continue
         try:
-            ev, evec = spla.eigsh(op, k=1, which=which, tol=tol, v0=v0, ncv=min(n, 40),
+            ev, evec = spla.eigsh(op, k=1, which=which, tol=tol, v0=v0, ncv=ncv or min(n, 40),
                                   maxiter=maxiter or 10 * n)
         except spla.ArpackNoConvergence as exc:
             converged = False

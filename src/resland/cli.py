@@ -1,0 +1,124 @@
+"""Command-line interface: ``resland certify …``.
+
+Bad input prints one line to stderr and exits with status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import torch
+
+from ._checks import ValidationError, check_positive_int
+from .certificate import certify
+from .critical import find_critical_point
+from .data import load_dataset
+from .losses import LOSSES
+from .models import ACTIVATIONS, MODELS, FCNet, LinearModel, ResNet
+
+
+@click.group()
+@click.version_option(package_name="resland")
+def cli():
+    """resland: critical points of deep ResNets vs the best linear predictor."""
+
+
+@cli.command("certify")
+@click.option("--data", "data", required=True,
+              help="example1, example2, diabetes, breast-cancer, wine, iris, or a .csv/.npz path.")
+@click.option("--target", default=None, help="Target column of a CSV file (default: the last).")
+@click.option("--rho", type=float, default=None, help="rho of example1.")
+@click.option("--model", "model_name", default="resnet", help="resnet, fc or linear.")
+@click.option("--depth", type=int, default=1, show_default=True, help="Blocks L (resnet) or hidden layers (fc).")
+@click.option("--width", type=int, default=4, show_default=True, help="Hidden width k.")
+@click.option("--activation", default=None, help="relu, softplus, tanh, gelu, leaky_relu (resnet default softplus, fc relu).")
+@click.option("--loss", "loss_name", default=None, help="squared, logistic, pseudo_huber (default: the data set's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="torch.manual_seed for the initialisation.")
+@click.option("--kind", default="minimum", show_default=True, help="minimum or any (Newton-type, reaches saddles).")
+@click.option("--tol", type=float, default=1e-10, show_default=True, help="Finder's relative gradient tolerance.")
+@click.option("--max-iter", type=int, default=200, show_default=True, help="Second-order iterations.")
+@click.option("--json", "as_json", is_flag=True, help="Print the finder result and certificate as JSON.")
+def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_name, seed, kind, tol, max_iter, as_json):
+    """Build a model, find a critical point from a seeded start, and certify it."""
+    from ._checks import check_choice
+
+    check_choice("model", model_name, MODELS)
+    if activation is not None:
+        check_choice("activation", activation, ACTIVATIONS)
+    if loss_name is not None:
+        check_choice("loss", loss_name.replace("-", "_"), LOSSES)
+    check_choice("kind", kind, ("minimum", "any"))
+    depth = check_positive_int("depth", depth)
+    width = check_positive_int("width", width)
+    max_iter = check_positive_int("max_iter", max_iter)
+    ds = load_dataset(data, rho=rho, target=target)
+    loss = loss_name or ds.loss
+    torch.manual_seed(seed)
+    d = ds.X.shape[1]
+    if model_name == "resnet":
+        model = ResNet(d, width, depth, activation or "softplus")
+    elif model_name == "fc":
+        model = FCNet(d, width, depth, activation or "relu")
+    else:
+        model = LinearModel(d)
+    cp = find_critical_point(model, ds.X, ds.y, loss, kind=kind, tol=tol, max_iter=max_iter, seed=seed)
+    cert = certify(cp.model, ds.X, ds.y, loss)
+    if as_json:
+        click.echo(json.dumps({"data": ds.name, "finder": cp.to_dict(), "certificate": cert.to_dict()}, indent=2))
+        return
+    _print_table(ds, cp, cert)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _print_table(ds, cp, cert) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    title = f"{ds.description} · {cert.model_config.get('model')} · {cert.loss} loss"
+    finder = Table(title="Critical-point search", show_header=False, title_justify="left")
+    for k, v in (("status", cp.status), ("converged", cp.converged), ("‖∇R‖", cp.grad_norm),
+                 ("grad tolerance", cp.grad_tol), ("iterations (L-BFGS + Newton)", f"{cp.descent_iterations} + {cp.iterations}"),
+                 ("seconds", cp.seconds), ("message", cp.message)):
+        finder.add_row(k, _fmt(v))
+    table = Table(title=f"Certificate: {title}", show_header=False, title_justify="left")
+    rows = [("verdict", f"[bold]{cert.verdict}[/bold]"), ("reason", cert.reason), ("R", cert.risk),
+            ("R_lin", cert.linear_risk), ("R − R_lin", cert.risk - cert.linear_risk), ("‖∇R‖", cert.grad_norm),
+            ("λ_min", cert.lambda_min), ("λ_max", cert.lambda_max), ("index", cert.index),
+            ("escape decrease", cert.escape_decrease)]
+    if cert.gap_bound:
+        rows.append(("gap bound G (Prop. A, rigorous)", cert.gap_bound["rigorous"]))
+    rows.append(("parameters", cert.n_params))
+    for k, v in rows:
+        table.add_row(k, _fmt(v))
+    console.print(finder)
+    console.print(table)
+    console.print("tolerances: " + ", ".join(f"{k}={v:.2e}" for k, v in cert.tolerances.items()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one line to stderr and exit 2 on bad input."""
+    try:
+        cli.main(args=argv, prog_name="resland", standalone_mode=False)
+    except ValidationError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:  # usage errors: unknown option, bad type, …
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -95,8 +95,9 @@ def test_near_identity_bound_dominates_G(seed, activation, small_data):
     gb = theory.gap_bound(model, *small_data)
     assert ni.applicable
     assert gb.G <= ni.bound * (1 + 1e-12)
-    delta = sum(float(torch.linalg.matrix_norm(model.V(l), ord=2) * torch.linalg.matrix_norm(model.U(l), ord=2))
-                for l in range(1, 5))
+    with torch.no_grad():
+        delta = sum(float(torch.linalg.matrix_norm(model.V(l), ord=2) * torch.linalg.matrix_norm(model.U(l), ord=2))
+                    for l in range(1, 5))
     assert ni.delta == pytest.approx(delta, rel=1e-12)
 
 

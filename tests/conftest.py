@@ -61,6 +61,21 @@ def binary_data():
     return X, y
 
 
+@pytest.fixture
+def noisy_teacher_data():
+    """m = 60 targets from a tanh teacher ResNet (d = 2, k = 2, L = 1) plus noise of sd 0.3.
+
+    Students of the same size have finite local minima here (most seeds converge)."""
+    torch.manual_seed(123)
+    X = torch.randn(60, 2, dtype=torch.float64)
+    teacher = resland.ResNet(2, 2, 1, "tanh")
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.mul_(2.0)
+        y = teacher(X) + 0.3 * torch.randn(60, dtype=torch.float64)
+    return X, y
+
+
 def teacher_problem(seed=0, d=2, k=2, L=2, m=500, scale=2.0, noise=0.1, activation="tanh"):
     """Realizable data from a teacher ResNet (m ≫ n) and a student started near it.
 

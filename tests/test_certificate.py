@@ -1,0 +1,109 @@
+"""The certificate's verdicts (theory.md §5), each checked by an independent computation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import resland
+from conftest import REF_LOSSES, reference_hessian
+
+
+def constructed_saddle(seed=0, m=30, d=2, k=2):
+    """An exact critical point with w = 0, V_L = 0 and R > R_lin that is a strict saddle.
+
+    L = 2. With w = 0 every block gradient vanishes; with V_2 = 0, h_2 = h_1. Targets y are
+    chosen orthogonal to span{1, h_1} (so ∂R/∂w = r_2 = 0 and μ = 0 at c = 0) but correlated
+    with x (so R_lin < R) and with φ_2 (so C ≠ 0 in theory.md §4.2: negative curvature).
+    """
+    torch.manual_seed(seed)
+    model = resland.ResNet(d, k, 2, "tanh")
+    X = torch.randn(m, d, dtype=torch.float64)
+    with torch.no_grad():
+        model.U(1).mul_(3.0)  # a clearly nonlinear first block
+        model.V(1).mul_(3.0)
+        model.V(2).zero_()
+        model.out.weight.zero_()
+        model.out.bias.zero_()
+        h1 = model.hidden_states(X)[1]
+    A = torch.cat([torch.ones(m, 1, dtype=torch.float64), h1], dim=1)
+    z = X[:, 0]
+    y = z - A @ torch.linalg.lstsq(A, z[:, None]).solution[:, 0]
+    return model, X, y
+
+
+def test_constructed_strict_saddle():
+    model, X, y = constructed_saddle()
+    cert = resland.certify(model, X, y)
+    assert cert.grad_norm <= 1e-14
+    assert cert.risk > 1.1 * cert.linear_risk
+    assert cert.verdict == "strict_saddle", cert.reason
+    # independent re-verification: dense reference Hessian, curvature along v, and the risk drop
+    H = reference_hessian(model, X, y)
+    v = cert.escape_direction
+    assert float(v @ H @ v) < 0
+    assert float(v @ H @ v) == pytest.approx(cert.escape_curvature, rel=1e-8)
+    evals = np.linalg.eigvalsh(H.numpy())
+    assert cert.lambda_min == pytest.approx(evals[0], rel=1e-8)
+    assert cert.index == int(np.sum(evals < -cert.tolerances["lambda_tol"]))
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    moved = resland.FlatRisk(model, X, y).model_at(theta + cert.escape_step * v)
+    with torch.no_grad():
+        R_new = float(REF_LOSSES["squared"](moved(X), y))
+    assert cert.risk - R_new == pytest.approx(cert.escape_decrease, rel=1e-10)
+    assert cert.escape_decrease > 0
+
+
+def test_not_critical_at_random_point(small_data):
+    torch.manual_seed(0)
+    cert = resland.certify(resland.ResNet(3, 2, 2), *small_data)
+    assert cert.verdict == "not_critical"
+    assert cert.lambda_min is None and cert.grad_norm > cert.tolerances["grad_tol"]
+
+
+def test_nondifferentiable_when_relu_preactivation_is_zero(small_data):
+    X, y = small_data
+    torch.manual_seed(0)
+    model = resland.ResNet(3, 2, 1, "relu")
+    with torch.no_grad():  # first hidden unit exactly at its kink on sample 0
+        model.b(1)[0] = -(model.U(1)[0] @ X[0])
+    cert = resland.certify(model, X, y)
+    assert cert.verdict == "nondifferentiable"
+    assert cert.tolerances["kink_tol"] > 0
+
+
+def test_violation_for_a_model_that_cannot_be_linear(small_data):
+    """A constant predictor at its minimum is worse than linear with no negative curvature."""
+
+    class Constant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+        def forward(self, x):
+            return self.c.expand(x.shape[0])
+
+    X, y = small_data
+    model = Constant()
+    with torch.no_grad():
+        model.c.fill_(float(y.mean()))
+    cert = resland.certify(model, X, y)
+    assert cert.verdict == "violation"
+    assert cert.lambda_min == pytest.approx(2.0, rel=1e-12)  # ℓ'' = 2, mean risk
+    assert cert.parameters == [float(y.mean())]  # saved for replay
+    assert cert.gap_bound is None  # theory fields for resland.ResNet only
+
+
+def test_shamir_minimum_is_better_than_linear_and_json_ready(noisy_teacher_data):
+    X, y = noisy_teacher_data
+    torch.manual_seed(0)
+    cp = resland.find_critical_point(resland.ResNet(2, 2, 1, "tanh"), X, y)
+    assert cp.converged, cp.message
+    cert = resland.certify(cp.model, X, y)
+    assert cert.verdict == "better_than_linear"
+    d = json.loads(json.dumps(cert.to_dict()))
+    assert d["verdict"] == "better_than_linear" and d["gap_bound"]["G"] == 0.0
+    assert d["theory_checks"]["convexity_slack"] >= -1e-12
+    assert set(d["tolerances"]) >= {"grad_tol", "risk_tol", "lambda_tol", "decrease_tol", "kink_tol"}

@@ -34,7 +34,7 @@ def test_logistic_rejects_non_binary_labels():
         LogisticLoss().prepare_targets(torch.tensor([0.0, 1.0, 2.0]))
     assert str(err.value) == (
         "The 'y' parameter must hold binary labels in {-1, +1} or {0, 1} for the logistic loss. "
-        "Got 3 distinct values, e.g. [0.0, 1.0, 2.0]."
+        "Got 3 distinct values, e.g. 0, 1, 2."
     )
 
 

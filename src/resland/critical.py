@@ -24,8 +24,8 @@ an estimate of the distance to the critical point, is ``≤ xtol · (1 + ‖θ�
 critical point from a flat path to infinity, where the gradient is tiny but Newton keeps
 proposing steps of constant length. ``converged`` is never reported above tolerance.
 
-Statuses: ``converged``; ``diverging`` (``‖θ‖`` grew on ≥ 90 % of the accepted steps of the
-last half of the second-order phase and by ≥ 10 % over it, or passed ``max_norm``);
+Statuses: ``converged``; ``diverging`` (after at least 40 accepted second-order steps, ``‖θ‖``
+grew on ≥ 90 % of the accepted steps of the last half and by ≥ 10 % over it, or passed ``max_norm``);
 ``max_iter``; ``stalled`` (no acceptable step could be found); ``nan`` (non-finite risk).
 """
 
@@ -313,7 +313,7 @@ def _to_boundary(p: torch.Tensor, d: torch.Tensor, radius: float) -> float:
 
 
 def _is_diverging(norms: list[float]) -> bool:
-    if len(norms) < 20:
+    if len(norms) < 40:
         return False
     half = norms[len(norms) // 2 :]
     ups = np.diff(half) > 0

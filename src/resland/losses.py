@@ -80,7 +80,7 @@ class LogisticLoss(Loss):
             return y
         if labels <= {0.0, 1.0}:
             return 2.0 * y - 1.0
-        shown = sorted(labels)[:5]
+        shown = ", ".join(f"{v:.4g}" for v in sorted(labels)[:3])
         raise ValidationError(
             "The 'y' parameter must hold binary labels in {-1, +1} or {0, 1} for the logistic loss. "
             f"Got {len(labels)} distinct values, e.g. {shown}."

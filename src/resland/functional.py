@@ -92,9 +92,14 @@ class FlatRisk:
         """Batched products ``∇²R(θ) V`` for ``V`` of shape (n, k); returns (n, k)."""
         return torch.vmap(lambda v: self.hvp(theta, v), in_dims=1, out_dims=1)(V)
 
-    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
-        """Dense Hessian ``∇²R(θ)`` (n × n), symmetrised; for small models."""
-        H = torch.func.hessian(self.risk)(theta)
+    def hessian(self, theta: torch.Tensor, chunk_size: int = 128) -> torch.Tensor:
+        """Dense Hessian ``∇²R(θ)`` (n × n), symmetrised; for small models.
+
+        Built from HVPs against blocks of ``chunk_size`` unit vectors: measured 5× faster
+        than ``torch.func.hessian`` at n = 1355 on 2 cores (docs/performance.md), same values.
+        """
+        eye = torch.eye(self.n, dtype=theta.dtype, device=theta.device)
+        H = torch.cat([self.hvps(theta, eye[:, i : i + chunk_size]) for i in range(0, self.n, chunk_size)], dim=1)
         return 0.5 * (H + H.T)
 
     def model_at(self, theta: torch.Tensor) -> nn.Module:

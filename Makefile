@@ -19,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/resland certify --data diabetes --model resnet --depth 2 --width 2 --activation tanh --kind any --seed 0
+	$(BIN)/resland reproduce --quick
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,67 @@
+"""The record of one reproduced claim and the helpers every claim module shares."""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+
+STATUSES = ("reproduced", "not_reproduced", "inconclusive")
+
+
+@dataclass
+class Claim:
+    """One claim of the paper (theory.md §2) with what was measured.
+
+    Attributes:
+        id: ``C1`` … ``C5``; title: a few words.
+        statement: the claim as the paper makes it.
+        paper_value: the paper's number(s), or None.
+        measured: what resland computed (JSON-ready).
+        status: ``reproduced``, ``not_reproduced`` or ``inconclusive``; reason: one line why.
+        details: evidence tables and parameters (JSON-ready).
+        figures: ``{name: PNG bytes}``, written next to the report and embedded in it.
+        commands: shell commands that recompute the claim's rows.
+        records: raw per-run records (written to ``records.jsonl``).
+    """
+
+    id: str
+    title: str
+    statement: str
+    paper_value: object
+    measured: object = None
+    status: str = "inconclusive"
+    reason: str = ""
+    details: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict, repr=False)
+    commands: list = field(default_factory=list)
+    records: list = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict:
+        """The ``claims.json`` entry (figures and raw records are written separately)."""
+        from ..certificate import _jsonable
+
+        return _jsonable({
+            "id": self.id, "title": self.title, "statement": self.statement, "paper_value": self.paper_value,
+            "measured": self.measured, "status": self.status, "reason": self.reason, "details": self.details,
+            "figures": sorted(f"{self.id}_{name}.png" for name in self.figures), "commands": self.commands,
+        })
+
+
+def png(fig) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def data_uri(png_bytes: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes).decode("ascii")
+
+
+def close(a: float, b: float, rtol: float) -> bool:
+    """``|a − b| ≤ rtol · max(|a|, |b|)`` (relative agreement used for closed forms)."""
+    return abs(a - b) <= rtol * max(abs(a), abs(b))

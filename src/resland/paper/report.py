@@ -1,0 +1,72 @@
+"""A self-contained HTML report: the claims table first, then one section per claim."""
+
+from __future__ import annotations
+
+import html
+import json
+
+from .claims import Claim, data_uri
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .55em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}.reproduced{color:#17692b;font-weight:600}.not_reproduced{color:#a30d0d;font-weight:600}
+.inconclusive{color:#8a5a00;font-weight:600}code,pre{background:#f6f6f6;padding:.1em .3em;border-radius:3px}
+pre{padding:.6em;overflow-x:auto;font-size:.85em}img{max-width:100%;border:1px solid #eee}.alert{background:#fde8e8;border:1px solid #e0a0a0;padding:.6em}
+"""
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (dict, list)):
+        return html.escape(json.dumps(v, default=str)[:400])
+    return html.escape(str(v))
+
+
+def render(claims: list[Claim], *, title: str, meta: dict) -> str:
+    """Return the report as one HTML string (plots embedded as base64 PNG)."""
+    out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    out.append("<p>" + " · ".join(f"{html.escape(k)}: {_fmt(v)}" for k, v in meta.items()) + "</p>")
+    violations = [c for c in claims if c.details.get("violations")]
+    for c in violations:
+        out.append(f"<p class='alert'><b>{c.id}: {len(c.details['violations'])} violation(s) of the dichotomy.</b> "
+                   "Their parameters are in claims.json and records.jsonl for replay.</p>")
+    out.append("<h2 id='claims'>Claims</h2><table><tr><th>id</th><th>claim</th><th>status</th><th>why</th></tr>")
+    for c in claims:
+        out.append(f"<tr><td><a href='#{c.id}'>{c.id}</a></td><td>{html.escape(c.title)}</td>"
+                   f"<td class='{c.status}'>{c.status}</td><td>{html.escape(c.reason)}</td></tr>")
+    out.append("</table>")
+    for c in claims:
+        out.append(f"<h2 id='{c.id}'>{c.id}. {html.escape(c.title)}</h2><p>{html.escape(c.statement)}</p>")
+        out.append(f"<p>Status: <span class='{c.status}'>{c.status}</span>: {html.escape(c.reason)}</p>")
+        if c.paper_value is not None:
+            out.append(f"<p>Paper: {_fmt(c.paper_value)}</p>")
+        out.append(_measured_table(c.measured))
+        for name, img in c.figures.items():
+            out.append(f"<p><img alt='{c.id} {html.escape(name)}' src='{data_uri(img)}'></p>")
+        out.append("<p>Rerun:</p><pre>" + html.escape("\n".join(c.commands)) + "</pre>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _measured_table(measured) -> str:
+    if isinstance(measured, dict):
+        rows = []
+        for k, v in measured.items():
+            if isinstance(v, list) and v and isinstance(v[0], dict):
+                rows.append(f"<tr><th>{html.escape(k)}</th><td>{_records_table(v)}</td></tr>")
+            else:
+                rows.append(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>")
+        return "<table>" + "".join(rows) + "</table>"
+    return f"<p>{_fmt(measured)}</p>"
+
+
+def _records_table(rows: list[dict]) -> str:
+    cols = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"

@@ -20,6 +20,7 @@ from .claims import Claim, close, png
 
 GLOBAL_TOL = 1e-10  # R ≤ this (mean squared loss) counts as the global minimum R = 0
 PROBE_TOL = 1e-9  # R_lin(h_1) must exceed R_lin(h_0) by more than this
+INIT_SD = 2.0  # restarts draw every parameter from N(0, INIT_SD²)
 
 
 def run(quick: bool, progress=lambda *_: None) -> Claim:
@@ -31,13 +32,17 @@ def run(quick: bool, progress=lambda *_: None) -> Claim:
         commands=["resland reproduce --only C2" + (" --quick" if quick else "")],
     )
     ds = example2_data()
-    restarts = 150 if quick else 1000
+    restarts = 400 if quick else 2000
     minima, witness = [], None
     for seed in range(restarts):
         if seed % 25 == 0:
             progress(f"C2: restart {seed}/{restarts}")
         torch.manual_seed(seed)
-        cp = find_critical_point(ResNet(1, 1, 2, "relu"), ds.X, ds.y, max_iter=40, descent_iter=300)
+        model = ResNet(1, 1, 2, "relu")
+        with torch.no_grad():  # every parameter ~ N(0, INIT_SD²)
+            for p in model.parameters():
+                p.copy_(INIT_SD * torch.randn_like(p))
+        cp = find_critical_point(model, ds.X, ds.y, max_iter=40, descent_iter=300)
         rec = {"claim": "C2", "seed": seed, "status": cp.status, "risk": cp.risk, "grad_norm": cp.grad_norm}
         if cp.risk <= GLOBAL_TOL:
             probes = [p.risk for p in linear_probes(cp.model, ds.X, ds.y)]
@@ -56,7 +61,7 @@ def run(quick: bool, progress=lambda *_: None) -> Claim:
     claim.measured = {"restarts": restarts, "global_minima": len(minima), "with_R_lin(h1) > R_lin(h0)": n_worse,
                       "fraction": frac, "R_lin(h_0)": h0}
     claim.details = {
-        "global_tolerance": GLOBAL_TOL, "probe_tolerance": PROBE_TOL,
+        "global_tolerance": GLOBAL_TOL, "init": f"every parameter ~ N(0, {INIT_SD}²), torch.manual_seed(restart)", "probe_tolerance": PROBE_TOL,
         "probe_quantiles": _quantiles(minima), "witness": witness,
     }
     if witness is not None:

@@ -139,7 +139,7 @@ def _plot(rows) -> bytes:
     ax.plot(rho, [r["resnet_global_min"] / r["rho"] ** 2 for r in rows], "o", label="ResNet, global min")
     ax.plot(fine, [R2(r) / r**2 for r in fine], "--", label="paper's point R2(ρ)")
     ax.axvline(RHO_STAR, color="grey", lw=0.8, ls=":")
-    ax.text(RHO_STAR, 0.47, " 3(1+√21)/4", color="grey", fontsize=8)
+    ax.text(RHO_STAR, 0.02, " 3(1+√21)/4", color="grey", fontsize=8, transform=ax.get_xaxis_transform())
     ax.set_xlabel("ρ")
     ax.set_ylabel("risk / ρ²")
     ax.set_title("Example 1: risk relative to ρ² (lower is better)")

@@ -20,7 +20,7 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     if isinstance(v, (dict, list)):
-        return html.escape(json.dumps(v, default=str)[:400])
+        return html.escape(json.dumps(v, default=str, ensure_ascii=False)[:400])
     return html.escape(str(v))
 
 
@@ -41,9 +41,11 @@ def render(claims: list[Claim], *, title: str, meta: dict) -> str:
     for c in claims:
         out.append(f"<h2 id='{c.id}'>{c.id}. {html.escape(c.title)}</h2><p>{html.escape(c.statement)}</p>")
         out.append(f"<p>Status: <span class='{c.status}'>{c.status}</span>: {html.escape(c.reason)}</p>")
-        if c.paper_value is not None:
+        if isinstance(c.paper_value, dict):
+            out.append("<p>Paper:</p>" + _measured_table(c.paper_value))
+        elif c.paper_value is not None:
             out.append(f"<p>Paper: {_fmt(c.paper_value)}</p>")
-        out.append(_measured_table(c.measured))
+        out.append("<p>Measured:</p>" + _measured_table(c.measured))
         for name, img in c.figures.items():
             out.append(f"<p><img alt='{c.id} {html.escape(name)}' src='{data_uri(img)}'></p>")
         out.append("<p>Rerun:</p><pre>" + html.escape("\n".join(c.commands)) + "</pre>")

@@ -125,3 +125,15 @@ def test_cli_only_rejects_unknown_claim():
                          text=True, timeout=120)
     assert res.returncode == 2
     assert res.stderr.strip() == "error: The 'only' parameter must be one of 'C1', 'C2', 'C3', 'C4', 'C5'. Got 'C9' instead."
+
+
+def test_rerun_command_of_a_census_row_reproduces_it(quick_run):
+    rec = next(json.loads(l) for l in (quick_run / "records.jsonl").read_text().splitlines()
+               if json.loads(l).get("claim") == "C3" and json.loads(l).get("verdict"))
+    args = rec["command"].split()[1:] + ["--json"]
+    res = subprocess.run([sys.executable, "-m", "resland.cli", *args], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["finder"]["status"] == rec["status"]
+    assert out["certificate"]["verdict"] == rec["verdict"]
+    assert out["certificate"]["risk"] == pytest.approx(rec["risk"], rel=1e-12)

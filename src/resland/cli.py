@@ -39,8 +39,12 @@ def cli():
 @click.option("--kind", default="minimum", show_default=True, help="minimum or any (Newton-type, reaches saddles).")
 @click.option("--tol", type=float, default=1e-10, show_default=True, help="Finder's relative gradient tolerance.")
 @click.option("--max-iter", type=int, default=200, show_default=True, help="Second-order iterations.")
+@click.option("--descent-iter", type=int, default=1000, show_default=True, help="L-BFGS iterations (kind minimum).")
+@click.option("--v-scale", type=float, default=1.0, show_default=True,
+              help="Multiply every V_l of the initial ResNet by this (near-identity starts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the finder result and certificate as JSON.")
-def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_name, seed, kind, tol, max_iter, as_json):
+def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_name, seed, kind, tol, max_iter,
+                descent_iter, v_scale, as_json):
     """Build a model, find a critical point from a seeded start, and certify it."""
     from ._checks import check_choice
 
@@ -59,11 +63,15 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
     d = ds.X.shape[1]
     if model_name == "resnet":
         model = ResNet(d, width, depth, activation or "softplus")
+        with torch.no_grad():
+            for l in range(1, depth + 1):
+                model.V(l).mul_(v_scale)
     elif model_name == "fc":
         model = FCNet(d, width, depth, activation or "relu")
     else:
         model = LinearModel(d)
-    cp = find_critical_point(model, ds.X, ds.y, loss, kind=kind, tol=tol, max_iter=max_iter, seed=seed)
+    cp = find_critical_point(model, ds.X, ds.y, loss, kind=kind, tol=tol, max_iter=max_iter, seed=seed,
+                             descent_iter=check_positive_int("descent_iter", descent_iter))
     cert = certify(cp.model, ds.X, ds.y, loss)
     if as_json:
         click.echo(json.dumps({"data": ds.name, "finder": cp.to_dict(), "certificate": cert.to_dict()}, indent=2))

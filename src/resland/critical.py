@@ -11,15 +11,20 @@ Methods:
 * ``kind="minimum"``: L-BFGS descent (SciPy) to a moderate gradient, then an exact
   trust-region Newton method. With the dense Hessian (``n ≤ dense_max_params``) the
   trust-region subproblem is solved exactly in the Hessian's eigenbasis (Moré–Sorensen,
-  hard case included), so negative curvature is followed and saddles are escaped.
-  Above that size, the subproblem is solved by Steihaug–Toint CG on exact HVPs.
-* ``kind="any"``: Newton-MR (Roosta et al.): the minimum-norm least-squares Newton step
-  ``p = −H⁺g`` with an Armijo line search on ``‖∇R‖²``; it converges to saddles as well as
-  to minima. Above ``dense_max_params`` the step comes from SciPy's MINRES on HVPs.
+  hard case included), so negative curvature is followed and saddles are escaped; while the
+  negative curvature is insignificant the step is regularised, ``σ ≥ max(0, −λ_min) + ‖∇R‖``
+  (regularised Newton, fast on non-isolated minima). Where the exact model predicts poorly a
+  generalised Gauss–Newton / Levenberg–Marquardt step is also tried and the lower risk wins.
+  Above ``dense_max_params`` the subproblem is solved by Steihaug–Toint CG on exact HVPs.
+* ``kind="any"``: an adaptive Levenberg–Marquardt method on the equations ``∇R = 0``,
+  ``p = −(H² + σI)⁻¹ H ∇R`` with ``σ = μ‖∇R‖`` and an Armijo line search on ``‖∇R‖²``; as
+  ``σ → 0`` this is the Newton-MR step ``−H⁺∇R``. It converges to saddles as well as to
+  minima. Above ``dense_max_params`` the step comes from SciPy's CG on ``H² + σI`` (HVPs).
 
 Convergence (documented scale): with ``scale = max(1, |R(θ_start)|)``, a point is
-``converged`` only when ``‖∇R(θ)‖₂ ≤ tol · scale`` **and** the pseudo-inverse Newton step,
-an estimate of the distance to the critical point, is ``≤ xtol · (1 + ‖θ‖)``; for
+``converged`` only when ``‖∇R(θ)‖₂ ≤ tol · scale`` **and** the regularised Newton step
+(``−(H + (max(0, −λ_min) + ‖∇R‖)I)⁻¹∇R`` for ``minimum``, the LM step for ``any``), an
+estimate of the distance to the critical set, is ``≤ xtol · (1 + ‖θ‖)``; for
 ``kind="minimum"`` also ``λ_min(∇²R) ≥ −1e-8·|λ|_max``. The second test separates a true
 critical point from a flat path to infinity, where the gradient is tiny but Newton keeps
 proposing steps of constant length. ``converged`` is never reported above tolerance.
@@ -60,7 +65,7 @@ class CriticalPoint:
         iterations: second-order iterations; descent_iterations: L-BFGS iterations.
         seconds: wall time.
         grad_tol: ``tol · scale``, the gradient threshold used; scale: ``max(1, |R(θ_start)|)``.
-        newton_step: norm of the last pseudo-inverse Newton step.
+        newton_step: norm of the last regularised Newton / LM step (distance estimate).
         param_norm: ``‖θ‖`` at the end.
         kind, method: what was asked and how it was solved (``dense`` or ``krylov``).
         message: one line saying why the run stopped.
@@ -109,7 +114,8 @@ def find_critical_point(
     Args:
         model: any ``nn.Module`` with a scalar output (not modified; see ``.model``).
         X, y: data (NumPy or torch); loss: loss name or instance.
-        kind: ``minimum`` (descent + trust-region Newton) or ``any`` (Newton-MR, reaches saddles).
+        kind: ``minimum`` (descent + trust-region Newton) or ``any`` (Levenberg–Marquardt on ∇R = 0,
+            reaches saddles).
         tol: gradient tolerance relative to ``scale = max(1, |R(θ_start)|)``.
         max_iter: cap on second-order iterations.
         seed: drives internal randomness only (Krylov start vectors); the caller initialises.

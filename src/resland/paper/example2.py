@@ -32,7 +32,7 @@ def run(quick: bool, progress=lambda *_: None) -> Claim:
         commands=["resland reproduce --only C2" + (" --quick" if quick else "")],
     )
     ds = example2_data()
-    restarts = 400 if quick else 2000
+    restarts = 400 if quick else 1500
     minima, witness = [], None
     for seed in range(restarts):
         if seed % 25 == 0:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..certificate import _jsonable
 from .claims import Claim
 from .report import render
 
@@ -48,11 +49,11 @@ def reproduce(out: str | Path = "results/reproduce", *, quick: bool = False, onl
         progress(f"{cid}: {claims[-1].status}")
     meta = {"resland": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "mode": "quick" if quick else "full", "seconds": round(time.perf_counter() - start, 1)}
-    (out / "claims.json").write_text(json.dumps([c.to_dict() for c in claims], indent=2))
-    with open(out / "records.jsonl", "w") as fh:
+    with open(out / "records.jsonl", "w") as fh:  # raw records first: they survive any later failure
         for c in claims:
             for r in c.records:
-                fh.write(json.dumps(r, default=str) + "\n")
+                fh.write(json.dumps(_jsonable(r)) + "\n")
+    (out / "claims.json").write_text(json.dumps([c.to_dict() for c in claims], indent=2))
     for c in claims:
         for name, img in c.figures.items():
             (out / f"{c.id}_{name}.png").write_bytes(img)

@@ -28,10 +28,11 @@ EVIDENCE = ("better_than_linear", "strict_saddle")
 V_SCALE = 0.3  # starts: PyTorch's default initialisation with every V_l multiplied by this
 
 
-MAX_ITER = {"any": 60, "minimum": 30}  # second-order iterations per finder kind
+MAX_ITER = {"any": 60, "minimum": 30}  # second-order iterations per finder kind (full run)
+MAX_ITER_QUICK = {"any": 100, "minimum": 30}  # the quick run's models are small: iterations are cheap
 
 
-def certify_runs(claim_id, datasets, depths, plan, width, activation, progress):
+def certify_runs(claim_id, datasets, depths, plan, width, activation, progress, max_iter=MAX_ITER):
     """Run the grid; ``plan`` maps a finder kind to its seeds. One record per run."""
     records = []
     total = len(datasets) * len(depths) * sum(len(s) for s in plan.values())
@@ -47,14 +48,14 @@ def certify_runs(claim_id, datasets, depths, plan, width, activation, progress):
                         for l in range(1, depth + 1):
                             model.V(l).mul_(V_SCALE)
                     t = time.perf_counter()
-                    cp = find_critical_point(model, ds.X, ds.y, ds.loss, kind=kind, max_iter=MAX_ITER[kind],
+                    cp = find_critical_point(model, ds.X, ds.y, ds.loss, kind=kind, max_iter=max_iter[kind],
                                              descent_iter=300, seed=seed)
                     rec = {"claim": claim_id, "data": name, "loss": ds.loss, "depth": depth, "width": width,
                            "activation": activation, "kind": kind, "seed": seed, "status": cp.status,
                            "grad_norm": cp.grad_norm, "risk": cp.risk,
                            "command": (f"resland certify --data {name} --depth {depth} --width {width} "
                                        f"--activation {activation} --kind {kind} --seed {seed} "
-                                       f"--max-iter {MAX_ITER[kind]} --descent-iter 300 --v-scale {V_SCALE}")}
+                                       f"--max-iter {max_iter[kind]} --descent-iter 300 --v-scale {V_SCALE}")}
                     if cp.converged:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore", NotAttainedWarning)
@@ -124,7 +125,8 @@ def run_c3(quick: bool, progress=lambda *_: None) -> Claim:
     )
     recs = []
     for name, plan, width in grids:
-        recs += certify_runs("C3", (name,), depths, plan, width=width, activation="tanh", progress=progress)
+        recs += certify_runs("C3", (name,), depths, plan, width=width, activation="tanh", progress=progress,
+                             max_iter=MAX_ITER_QUICK if quick else MAX_ITER)
     claim.records = recs
     claim.status, claim.reason = _status(recs, depths, "depth")
     claim.measured = {"per_depth": _table(recs, "depth"), "runs": _run_rows(recs)}
@@ -148,7 +150,8 @@ def run_c5(quick: bool, progress=lambda *_: None) -> Claim:
         paper_value=None,
         commands=["resland reproduce --only C5" + (" --quick" if quick else "")],
     )
-    recs = certify_runs("C5", datasets, (1,), plan, width=2, activation="tanh", progress=progress)
+    recs = certify_runs("C5", datasets, (1,), plan, width=2, activation="tanh", progress=progress,
+                        max_iter=MAX_ITER_QUICK if quick else MAX_ITER)
     claim.records = recs
     claim.status, claim.reason = _status(recs, datasets, "data")
     claim.measured = {"per_dataset": _table(recs, "data"), "runs": _run_rows(recs)}

@@ -107,3 +107,10 @@ def test_shamir_minimum_is_better_than_linear_and_json_ready(noisy_teacher_data)
     assert d["verdict"] == "better_than_linear" and d["gap_bound"]["G"] == 0.0
     assert d["theory_checks"]["convexity_slack"] >= -1e-12
     assert set(d["tolerances"]) >= {"grad_tol", "risk_tol", "lambda_tol", "decrease_tol", "kink_tol"}
+
+
+def test_jsonable_handles_numpy_scalars():
+    from resland.certificate import _jsonable
+
+    out = _jsonable({"a": np.bool_(True), "b": np.float64(np.inf), "c": np.int64(3), "d": [np.float32(0.5)]})
+    assert json.loads(json.dumps(out)) == {"a": True, "b": "inf", "c": 3, "d": [0.5]}

@@ -174,10 +174,16 @@ def _scatter(records) -> bytes:
         sub = [r for r in pts if r["depth"] == d]
         ax.scatter([r["lambda_min"] for r in sub], [r["risk"] - r["linear_risk"] for r in sub], s=22,
                    color=cmap(i / max(1, len(depths) - 1)), label=f"L = {d}")
+    gaps = [abs(r["risk"] - r["linear_risk"]) for r in pts] or [0.0]
+    lams = [abs(r["lambda_min"]) for r in pts] or [0.0]
+    ylim, xlim = max(1e-8, 3 * max(gaps)), max(1e-6, 3 * max(lams))
+    ax.axhspan(0, ylim, xmin=0.5, xmax=1.0, color="tab:red", alpha=0.08, lw=0)  # violation quadrant
     ax.axhline(0, color="k", lw=0.8)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xscale("symlog", linthresh=1e-6)
     ax.set_yscale("symlog", linthresh=1e-9)
+    ax.set_xlim(-xlim, xlim)
+    ax.set_ylim(-ylim, ylim)
     ax.set_xlabel("λ_min of the Hessian")
     ax.set_ylabel("R − R_lin")
     ax.set_title("Certified critical points (upper right would be a violation)")

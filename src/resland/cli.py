@@ -11,7 +11,7 @@ import sys
 import click
 import torch
 
-from ._checks import ValidationError, check_positive_int
+from ._checks import ValidationError, check_choice, check_positive_int
 from .certificate import certify
 from .critical import find_critical_point
 from .data import load_dataset
@@ -46,8 +46,6 @@ def cli():
 def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_name, seed, kind, tol, max_iter,
                 descent_iter, v_scale, as_json):
     """Build a model, find a critical point from a seeded start, and certify it."""
-    from ._checks import check_choice
-
     check_choice("model", model_name, MODELS)
     if activation is not None:
         check_choice("activation", activation, ACTIVATIONS)
@@ -92,8 +90,6 @@ def reproduce_cmd(quick, out, only):
     from .paper.reproduce import CLAIMS, reproduce
 
     for cid in only:
-        from ._checks import check_choice
-
         check_choice("only", cid, CLAIMS)
     console = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,

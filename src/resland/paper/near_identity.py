@@ -101,7 +101,7 @@ def run(quick: bool, progress=lambda *_: None) -> Claim:
             torch.manual_seed(seed)
             model = ResNet(X.shape[1], 2, depth, "tanh", block_bias=False)
             _set_budget(model, DELTA0)
-            cp = find_critical_point(model, ds.X, ds.y, kind="any", max_iter=40, seed=seed)
+            cp = find_critical_point(model, ds.X, ds.y, kind="any", max_iter=60 if quick else 40, seed=seed)
             rec = {"claim": "C4", "depth": depth, "seed": seed, "status": cp.status, "risk": cp.risk}
             if cp.converged:
                 with warnings.catch_warnings():

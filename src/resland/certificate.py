@@ -40,7 +40,7 @@ from torch import nn
 
 from .curvature import DENSE_MAX_PARAMS, EigResult, extremes_at
 from .functional import FlatRisk
-from .linear import NotAttainedWarning, best_linear
+from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
 from .models import KINKED_ACTIVATIONS, ResNet
 from . import theory
@@ -131,6 +131,8 @@ def certify(
     dense_max_params: int = DENSE_MAX_PARAMS,
     seed: int = 0,
     keep_parameters: bool = False,
+    fit: LinearFit | None = None,
+    eig: EigResult | None = None,
 ) -> Certificate:
     """Certify the model's current parameters (theory.md §5).
 
@@ -142,15 +144,19 @@ def certify(
         dense_max_params: dense Hessian up to this many parameters, Lanczos above.
         seed: seeds the Lanczos start vector.
         keep_parameters: store the flat parameters in the certificate for any verdict.
+        fit: the best linear predictor of ``(X, y, loss)`` if already computed (one per data set).
+        eig: Hessian extremes already computed at exactly these parameters (e.g. by
+            :func:`resland.ensemble.batched_extremes`); used instead of a fresh eigensolve.
     """
     fr = FlatRisk(model, X, y, loss)
     theta = fr.theta0
     R, g = fr.risk_and_grad(theta)
     gnorm = float(torch.linalg.norm(g))
     out_bias = getattr(model, "out_bias", True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotAttainedWarning)
-        fit = best_linear(fr.X, fr.y, fr.loss, bias=out_bias)
+    if fit is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotAttainedWarning)
+            fit = best_linear(fr.X, fr.y, fr.loss, bias=out_bias)
     tols = {
         "grad_tol": float(tol) if tol is not None else 1e-8 * max(1.0, abs(R)),
         "risk_tol": 1e-10 * max(1.0, abs(fit.risk)),
@@ -174,14 +180,15 @@ def certify(
         return _done(cert, "not_critical", f"‖∇R‖ = {gnorm:.3e} > grad_tol = {tols['grad_tol']:.3e}",
                      theta, keep_parameters)
 
-    eig = extremes_at(fr, theta, method="auto", dense_max_params=dense_max_params, seed=seed)
+    if eig is None:
+        eig = extremes_at(fr, theta, method="auto", dense_max_params=dense_max_params, seed=seed)
     tols["lambda_tol"] = max(100 * fr.n * _EPS * max(1.0, abs(eig.lambda_max)), 10 * tols["grad_tol"])
     _fill_eig(cert, eig, tols["lambda_tol"])
     if R <= fit.risk + tols["risk_tol"]:
         return _done(cert, "better_than_linear",
                      f"R − R_lin = {R - fit.risk:.3e} ≤ risk_tol = {tols['risk_tol']:.3e}", theta, keep_parameters)
     if not eig.converged:
-        return _done(cert, "inconclusive", "the Lanczos eigensolver did not converge", theta, True)
+        return _done(cert, "inconclusive", f"the {eig.method} eigensolver did not converge", theta, True)
     if eig.lambda_min + eig.residual <= -tols["lambda_tol"]:
         ok, why = _verify_escape(cert, fr, theta, g, eig.vec_min, R, tols["decrease_tol"])
         if ok:

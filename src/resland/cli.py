@@ -16,7 +16,7 @@ from .certificate import certify
 from .critical import find_critical_point
 from .data import load_dataset
 from .losses import LOSSES
-from .models import ACTIVATIONS, MODELS, FCNet, LinearModel, ResNet
+from .models import ACTIVATIONS, MODELS, init_model
 
 
 @click.group()
@@ -57,17 +57,8 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
     max_iter = check_positive_int("max_iter", max_iter)
     ds = load_dataset(data, rho=rho, target=target)
     loss = loss_name or ds.loss
-    torch.manual_seed(seed)
-    d = ds.X.shape[1]
-    if model_name == "resnet":
-        model = ResNet(d, width, depth, activation or "softplus")
-        with torch.no_grad():
-            for l in range(1, depth + 1):
-                model.V(l).mul_(v_scale)
-    elif model_name == "fc":
-        model = FCNet(d, width, depth, activation or "relu")
-    else:
-        model = LinearModel(d)
+    model = init_model(model_name, ds.X.shape[1], width=width, depth=depth, activation=activation, seed=seed,
+                       v_scale=v_scale)
     cp = find_critical_point(model, ds.X, ds.y, loss, kind=kind, tol=tol, max_iter=max_iter, seed=seed,
                              descent_iter=check_positive_int("descent_iter", descent_iter))
     cert = certify(cp.model, ds.X, ds.y, loss)
@@ -103,6 +94,114 @@ def reproduce_cmd(quick, out, only):
     for c in claims:
         table.add_row(c.id, c.title, f"[{colour[c.status]}]{c.status}[/]", c.reason)
     Console().print(table)
+
+
+@cli.command("census")
+@click.argument("spec_path", metavar="SPEC")
+@click.option("--store", "store_path", default="runs.db", show_default=True, help="SQLite run store (resumed if it exists).")
+@click.option("--executor", default="local", show_default=True, help="local (process pool) or dask.")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: the CPU count).")
+@click.option("--scheduler", default=None,
+              help="Address of a running Dask scheduler (tcp://host:8786); default: a LocalCluster on 127.0.0.1.")
+@click.option("--retries", type=int, default=2, show_default=True, help="Resubmissions of a task whose worker died.")
+def census_cmd(spec_path, store_path, executor, workers, scheduler, retries):
+    """Run a landscape census from a TOML sweep spec; finished runs in the store are skipped."""
+    from rich.console import Console
+
+    from .census import RunStore, load_spec, run_census
+    from .census.executors import EXECUTORS
+
+    spec = load_spec(spec_path)
+    check_choice("executor", executor, EXECUTORS)
+    if workers is not None:
+        check_positive_int("workers", workers)
+    if retries < 0:
+        raise ValidationError(f"The 'retries' parameter must be an int in the range [0, inf). Got {retries!r} instead.")
+    if scheduler is not None and executor != "dask":
+        raise ValidationError("The 'scheduler' option needs --executor dask. Got --executor local.")
+    for name in sorted({(c["data"], c.get("rho")) for c in spec.configs}, key=str):  # fail before anything runs
+        load_dataset(name[0], rho=name[1])
+    console = Console(stderr=True)
+    with RunStore(store_path) as store:
+        verdicts: dict[str, int] = {}
+        with _CensusProgress(console, verdicts) as bar:
+            def start(total, skipped):
+                bar.start(total, skipped)
+            summary = run_census(spec, store, executor=executor, workers=workers, scheduler=scheduler,
+                                 retries=retries, on_rows=bar.advance, on_start=start)
+        console.print(f"census {spec.name!r}: {summary['runs']} runs done, {summary['skipped']} already in "
+                      f"{store_path}, {summary['failures']} worker failures · verdicts: "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
+
+
+class _CensusProgress:
+    """A rich progress bar: runs done / total, rate, ETA and the verdict counts so far."""
+
+    def __init__(self, console, verdicts: dict):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.verdicts = verdicts
+        self.bar = Progress(TextColumn("census"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[counts]}"),
+                            console=console, transient=False)
+        self.task = None
+        self.t0 = 0.0
+        self.done = 0
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def start(self, total: int, skipped: int) -> None:
+        import time
+
+        self.t0 = time.perf_counter()
+        self.task = self.bar.add_task("census", total=total, rate="", counts=f"({skipped} resumed)" if skipped else "")
+
+    def advance(self, rows: list[dict]) -> None:
+        import time
+
+        for r in rows:
+            key = r["verdict"] or r["status"]
+            self.verdicts[key] = self.verdicts.get(key, 0) + 1
+        self.done += len(rows)
+        rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
+        counts = " ".join(f"{k}:{v}" for k, v in sorted(self.verdicts.items()))
+        self.bar.update(self.task, advance=len(rows), rate=f"{rate:.2f} runs/s", counts=counts)
+
+
+@cli.command("export")
+@click.option("--store", "store_path", required=True, help="SQLite run store.")
+@click.option("--format", "fmt", default="csv", show_default=True, help="csv or parquet.")
+@click.option("--out", "out", default=None, help="Output file (default: the store's name with .csv/.parquet).")
+def export_cmd(store_path, fmt, out):
+    """Export every run of a store (one row per run, certificates as JSON) to CSV or Parquet."""
+    from pathlib import Path
+
+    from .census import RunStore
+    from .census.export import FORMATS, export
+
+    check_choice("format", fmt, FORMATS)
+    out = out or str(Path(store_path).with_suffix("." + fmt))
+    with RunStore(store_path, create=False) as store:
+        n = export(store, out, fmt)
+    click.echo(f"wrote {n} runs to {out}")
+
+
+@cli.command("report")
+@click.option("--store", "store_path", required=True, help="SQLite run store.")
+@click.option("--out", "out", default="census.html", show_default=True, help="HTML report to write.")
+def report_cmd(store_path, out):
+    """Write an HTML report of a census: verdicts per config, R − R_lin vs depth, λ_min scatter, convergence."""
+    from .census import RunStore
+    from .census.report import write_report
+
+    with RunStore(store_path, create=False) as store:
+        n = write_report(store, out)
+    click.echo(f"wrote {out} ({n} runs)")
 
 
 def _fmt(v) -> str:

@@ -30,6 +30,7 @@ Conventions: mean risk, squared loss ``(p − y)²`` without 1/2, float64.
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -37,9 +38,11 @@ from torch import nn
 from torch.func import grad, jacrev, jvp
 
 from ._checks import ValidationError, check_choice, check_positive_float, check_positive_int
+from .certificate import Certificate, certify
 from .critical import CriticalPoint
-from .curvature import DENSE_MAX_PARAMS
+from .curvature import DENSE_MAX_PARAMS, EigResult
 from .functional import FlatRisk
+from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
 
 #: μ beyond which a member is declared ``stalled``.
@@ -297,3 +300,131 @@ def _lm_any_step(ens: Ensemble, th: torch.Tensor, mu: torch.Tensor, scale: torch
     predicted = merit - 0.5 * (r_lin**2).sum(1)
     return {"risk": R, "grad_norm": gnorm, "dist": dist, "step": s, "mu": mu, "merit": merit,
             "predicted": predicted, "merit_at": lambda t, _live: 0.5 * (ens.grad(t) ** 2).sum(1)}
+
+
+#: Batched extremes use dense Hessians up to this many parameters, batched Lanczos above.
+BATCHED_DENSE_MAX = 300
+
+
+def batched_extremes(
+    ens: Ensemble,
+    theta: torch.Tensor,
+    seeds: list[int],
+    *,
+    tol: float = 1e-8,
+    method: str = "auto",
+    max_steps: int = 400,
+    check_every: int = 10,
+) -> list[EigResult]:
+    """``λ_min`` and ``λ_max`` of ``∇²R(θ_j)`` for every row ``θ_j``, as one batched computation.
+
+    ``dense``: vmapped Hessians and a batched ``eigh``. ``lanczos``: Lanczos with full
+    reorthogonalisation, every step one vmapped HVP for the members still running; a member
+    stops once both Ritz residual estimates ``|β_j s_j|`` are ``≤ tol·max(1, |θ_max|)``
+    (or the Krylov space is invariant). Start vectors come from ``torch.Generator`` seeded
+    with ``seeds[j]``, so a member's result does not depend on the batch. Every reported
+    residual is recomputed with a fresh HVP; ``converged`` is False when ``max_steps`` ran out.
+    """
+    check_choice("method", method, ("auto", "dense", "lanczos"))
+    k, n = theta.shape
+    if len(seeds) != k:
+        raise ValidationError(f"The 'seeds' parameter must have one seed per row of theta ({k}). Got {len(seeds)}.")
+    if method == "auto":
+        method = "dense" if n <= BATCHED_DENSE_MAX else "lanczos"
+    if method == "dense":
+        evals, evecs = torch.linalg.eigh(ens.hessian(theta))
+        lam = torch.stack([evals[:, 0], evals[:, -1]], 1)
+        vecs = torch.stack([evecs[:, :, 0], evecs[:, :, -1]], 1)
+        matvecs = [n] * k
+        converged = [True] * k
+        spectra = [e.cpu().numpy() for e in evals]
+    else:
+        lam, vecs, matvecs, converged = _batched_lanczos(ens, theta, seeds, tol, min(max_steps, n), check_every)
+        spectra = [None] * k
+    # Honest residuals: a fresh HVP for each of the two vectors of every member.
+    Hv = torch.stack([ens.hvp(theta, vecs[:, 0]), ens.hvp(theta, vecs[:, 1])], 1)
+    res = torch.linalg.norm(Hv - lam[..., None] * vecs, dim=2)
+    return [
+        EigResult(lambda_min=float(lam[j, 0]), lambda_max=float(lam[j, 1]), vec_min=vecs[j, 0].clone(),
+                  vec_max=vecs[j, 1].clone(), residual=float(res[j, 0]), residual_max=float(res[j, 1]),
+                  matvecs=matvecs[j] + 2, method=f"{method}-batched", eigenvalues=spectra[j], converged=converged[j])
+        for j in range(k)
+    ]
+
+
+def _batched_lanczos(ens, theta, seeds, tol, steps, check_every):
+    k, n = theta.shape
+    dt, dev = theta.dtype, theta.device
+    Q = torch.zeros(k, steps + 1, n, dtype=dt, device=dev)
+    alpha = torch.zeros(k, steps, dtype=dt, device=dev)
+    beta = torch.zeros(k, steps, dtype=dt, device=dev)
+    for j, s in enumerate(seeds):
+        q = torch.randn(n, generator=torch.Generator().manual_seed(int(s)), dtype=dt).to(dev)
+        Q[j, 0] = q / torch.linalg.norm(q)
+    lam = torch.full((k, 2), float("nan"), dtype=dt, device=dev)
+    vecs = torch.zeros(k, 2, n, dtype=dt, device=dev)
+    matvecs, converged = [0] * k, [False] * k
+    active = torch.ones(k, dtype=torch.bool)
+    for j in range(steps):
+        idx = torch.nonzero(active).flatten()
+        if idx.numel() == 0:
+            break
+        Qa = Q[idx, : j + 1]
+        w = ens.hvp(theta[idx], Qa[:, j])
+        alpha[idx, j] = (w * Qa[:, j]).sum(1)
+        for _ in range(2):  # full reorthogonalisation, twice is enough
+            w = w - torch.einsum("kjn,kj->kn", Qa, torch.einsum("kjn,kn->kj", Qa, w))
+        b = torch.linalg.norm(w, dim=1)
+        beta[idx, j] = b
+        anorm = torch.clamp(alpha[idx, : j + 1].abs().amax(1), min=1e-300)
+        breakdown = b <= 1e-12 * anorm
+        Q[idx, j + 1] = torch.where(breakdown[:, None], 0.0, w / torch.where(breakdown, 1.0, b)[:, None])
+        for a in idx.tolist():
+            matvecs[a] += 1
+        if not ((j + 1) % check_every == 0 or j + 1 == steps or bool(breakdown.any())):
+            continue
+        T = torch.diag_embed(alpha[idx, : j + 1]) + torch.diag_embed(beta[idx, :j], 1) + torch.diag_embed(beta[idx, :j], -1)
+        ev, S = torch.linalg.eigh(T)
+        est = (b[:, None] * S[:, -1, :][:, [0, -1]]).abs()
+        scale = torch.clamp(ev.abs().amax(1), min=1.0)
+        done = breakdown | (est.amax(1) <= tol * scale) | torch.tensor(j + 1 == steps)
+        for a_loc in torch.nonzero(done).flatten().tolist():
+            a = int(idx[a_loc])
+            y = torch.einsum("jn,jc->cn", Qa[a_loc], S[a_loc][:, [0, -1]])
+            lam[a] = ev[a_loc, [0, -1]]
+            vecs[a] = y / torch.linalg.norm(y, dim=1, keepdim=True)
+            converged[a] = bool(breakdown[a_loc] or est[a_loc].amax() <= tol * scale[a_loc])
+            active[a] = False
+    return lam, vecs, matvecs, converged
+
+
+def certify_ensemble(
+    ens: Ensemble,
+    theta: torch.Tensor,
+    seeds: list[int],
+    *,
+    fit: LinearFit | None = None,
+    keep_parameters: bool = False,
+) -> list[Certificate]:
+    """:func:`~resland.certificate.certify` every row of ``theta``, the Hessian work batched.
+
+    ``R``, ``∇R`` and, for the rows that pass certify's gradient test, the extremes
+    (:func:`batched_extremes`) are computed for all rows at once; ``R_lin`` once. Each
+    verdict is then decided by :func:`certify` itself, so the rules are the same.
+    """
+    if fit is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotAttainedWarning)
+            fit = best_linear(ens.fr.X, ens.fr.y, ens.fr.loss, bias=getattr(ens.fr.model, "out_bias", True))
+    R = ens.risk(theta)
+    gnorm = torch.linalg.norm(ens.grad(theta), dim=1)
+    critical = torch.nonzero(torch.isfinite(R) & (gnorm <= 1e-8 * torch.clamp(R.abs(), min=1.0))).flatten()
+    eigs: dict[int, EigResult] = {}
+    if critical.numel():
+        found = batched_extremes(ens, theta[critical], [seeds[j] for j in critical.tolist()])
+        eigs = dict(zip(critical.tolist(), found))
+    return [
+        certify(ens.model_at(theta[j]), ens.fr.X, ens.fr.y, ens.fr.loss, fit=fit, eig=eigs.get(j), seed=seeds[j],
+                keep_parameters=keep_parameters)
+        for j in range(theta.shape[0])
+    ]

@@ -235,3 +235,24 @@ def build_model(config: dict) -> nn.Module:
     if name == "linear":
         return LinearModel(config["d_in"], bias=config.get("out_bias", True))
     return MODELS[name](**config)
+
+
+def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activation: str | None = None,
+               seed: int = 0, v_scale: float = 1.0) -> nn.Module:
+    """A seeded fresh model, the one initialisation the CLI and the census share.
+
+    ``torch.manual_seed(seed)``, then the constructor (PyTorch's default initialisation);
+    for a ResNet every ``V_l`` is then multiplied by ``v_scale`` (near-identity starts).
+    ``activation`` defaults to softplus (ResNet) or relu (FCNet).
+    """
+    check_choice("model", name, MODELS)
+    torch.manual_seed(seed)
+    if name == "resnet":
+        model = ResNet(d_in, width, depth, activation or "softplus")
+        with torch.no_grad():
+            for l in range(1, depth + 1):
+                model.V(l).mul_(v_scale)
+        return model
+    if name == "fc":
+        return FCNet(d_in, width, depth, activation or "relu")
+    return LinearModel(d_in)

@@ -1,0 +1,15 @@
+"""Landscape censuses: sweep specs, batched runs, a SQLite run store, executors and reports.
+
+``resland census SPEC --store runs.db`` expands a TOML spec (:mod:`.spec`) into tasks,
+runs them (:mod:`.runner`) on a local process pool or Dask (:mod:`.executors`), and the
+client writes one row per run to SQLite (:mod:`.store`). ``resland report`` and
+``resland export`` read the store.
+"""
+
+from .executors import EXECUTORS, pending_tasks, run_census
+from .runner import ROW_FIELDS, run_task
+from .spec import Spec, Task, load_spec, parse_spec
+from .store import RunStore
+
+__all__ = ["EXECUTORS", "ROW_FIELDS", "RunStore", "Spec", "Task", "load_spec", "parse_spec", "pending_tasks",
+           "run_census", "run_task"]

@@ -1,0 +1,171 @@
+"""Executors: where a census's tasks run. Workers only compute; the client alone writes.
+
+* ``local`` (default): a process pool of ``workers`` processes (spawned), each task on one
+  torch thread. A worker that dies (``BrokenProcessPool``) has the pool rebuilt and its
+  tasks resubmitted, up to ``retries`` times per task.
+* ``dask``: ``dask.distributed``; an existing scheduler at ``scheduler`` (e.g. one started by
+  dask-jobqueue on SLURM, see docs/census.md) or else a ``LocalCluster`` bound to
+  127.0.0.1, started and closed here. A task whose worker dies or that errors is resubmitted
+  up to ``retries`` times.
+
+Each row records ``attempts`` (1 + the failures of its task). At most ``2 × workers`` tasks
+are in flight, so memory stays bounded however large the census.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable
+
+from .._checks import ValidationError, check_choice, check_positive_int
+from .runner import _row, run_task
+from .spec import Spec, Task
+from .store import RunStore
+
+EXECUTORS = ("local", "dask")
+
+
+def pending_tasks(spec: Spec, store: RunStore) -> list[Task]:
+    """The spec's tasks minus the runs already stored (a task keeps only its missing seeds)."""
+    done = store.done(spec.spec_hash)
+    out = []
+    for t in spec.tasks():
+        missing = [s for s in t.seeds if (t.config_id, s) not in done]
+        if missing:
+            t.seeds = missing
+            out.append(t)
+    return out
+
+
+def run_census(
+    spec: Spec,
+    store: RunStore,
+    *,
+    executor: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    retries: int = 2,
+    on_rows: Callable[[list[dict]], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Run every pending task of ``spec`` and write its rows to ``store``; returns a summary.
+
+    ``on_start(runs, skipped)`` is called once, ``on_rows(rows)`` after each task is stored.
+    """
+    check_choice("executor", executor, EXECUTORS)
+    workers = check_positive_int("workers", workers if workers is not None else (os.cpu_count() or 1))
+    if scheduler is not None and executor != "dask":
+        raise ValidationError("The 'scheduler' option needs executor 'dask'. Got executor 'local'.")
+    store.add_spec(spec)
+    tasks = pending_tasks(spec, store)
+    summary = {"tasks": len(tasks), "runs": sum(len(t.seeds) for t in tasks), "failures": 0,
+               "skipped": spec.n_runs - sum(len(t.seeds) for t in tasks)}
+
+    def deliver(task: Task, rows: list[dict], failures: int) -> None:
+        for r in rows:
+            r["attempts"] = 1 + failures
+        store.write(rows)
+        if on_rows:
+            on_rows(rows)
+
+    def give_up(task: Task, failures: int, why: str) -> None:
+        deliver(task, [_row(task, s, status="failed", error=why) for s in task.seeds], failures - 1)
+
+    if on_start:
+        on_start(summary["runs"], summary["skipped"])
+    if not tasks:
+        return summary
+    run = _run_local if executor == "local" else _run_dask
+    summary["failures"] = run(tasks, spec.finder, workers, scheduler, retries, deliver, give_up)
+    return summary
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_local(tasks, finder, workers, _scheduler, retries, deliver, give_up) -> int:
+    queue = list(enumerate(tasks))[::-1]
+    attempts = {i: 0 for i, _ in queue}
+    failures = 0
+    ctx = multiprocessing.get_context("spawn")
+    while queue:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+        running: dict = {}
+        dead: set[int] = set()
+        try:
+            while (queue or running) and not dead:
+                while queue and len(running) < 2 * workers:
+                    i, t = queue.pop()
+                    running[pool.submit(run_task, t, finder)] = i
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    i = running.pop(fut)
+                    try:
+                        rows = fut.result()
+                    except BrokenProcessPool:
+                        dead.add(i)
+                        continue
+                    deliver(tasks[i], rows, attempts[i])
+        finally:
+            pool.shutdown(wait=not dead, cancel_futures=True)
+        # A worker died: the pool is gone, so every task in flight is charged one failure and retried.
+        for i in sorted(dead | set(running.values()), reverse=True):
+            attempts[i] += 1
+            failures += 1
+            if attempts[i] > retries:
+                give_up(tasks[i], attempts[i], f"a worker process died {attempts[i]} times running this task")
+            else:
+                queue.append((i, tasks[i]))
+    return failures
+
+
+def _run_dask(tasks, finder, workers, scheduler, retries, deliver, give_up) -> int:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    client = Client(cluster if cluster is not None else scheduler)
+    failures = 0
+    try:
+        attempts = {}
+        futures = {}
+        queue = list(enumerate(tasks))[::-1]
+
+        def submit(i):
+            fut = client.submit(run_task, tasks[i], finder, pure=False, key=f"resland-{i}-{attempts.get(i, 0)}")
+            futures[fut.key] = i
+            return fut
+
+        first = [submit(i) for i, _ in queue[-2 * workers:][::-1]]
+        queue = queue[: -2 * workers] if len(queue) > 2 * workers else []
+        ac = as_completed(first)
+        for fut in ac:
+            i = futures.pop(fut.key)
+            try:
+                rows = fut.result()
+            except Exception as exc:  # KilledWorker, lost connection, …
+                attempts[i] = attempts.get(i, 0) + 1
+                failures += 1
+                if attempts[i] > retries:
+                    give_up(tasks[i], attempts[i], f"failed {attempts[i]} times on dask: {type(exc).__name__}: {exc}")
+                else:
+                    ac.add(submit(i))
+                    continue
+            else:
+                deliver(tasks[i], rows, attempts.get(i, 0))
+            if queue:
+                ac.add(submit(queue.pop()[0]))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return failures

@@ -1,0 +1,167 @@
+"""The census report: one self-contained HTML file read from a run store.
+
+Sections: verdict counts per config (violations first, flagged), ``R − R_lin`` against
+depth, ``λ_min`` against ``R − R_lin`` (the dichotomy plane: a violation would sit at
+``R − R_lin > 0``, ``λ_min ≥ 0``), convergence rate per config, and the slowest configs.
+Only runs whose certificate has a verdict other than ``not_critical`` count as certified
+critical points; the rest are reported as not converged, never as evidence.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from ..paper.claims import data_uri
+from ..paper.report import _CSS
+from .store import RunStore
+
+CERTIFIED = ("better_than_linear", "strict_saddle", "violation")
+_COLOURS = {"better_than_linear": "#1b7837", "strict_saddle": "#2166ac", "violation": "#b2182b",
+            "inconclusive": "#e08214", "nondifferentiable": "#8c6bb1"}
+_MAX_POINTS = 20000  # scatter points kept in memory
+
+
+def _label(c: dict) -> str:
+    if c["model"] == "linear":
+        return f"{c['data']} · linear · {c['loss']} · {c['kind']}"
+    return (f"{c['data']} · {c['model']} L={c['depth']} k={c['width']} {c['activation']} · {c['loss']} · "
+            f"{c['kind']} · V×{c['v_scale']:g}")
+
+
+def summarise(store: RunStore) -> dict:
+    """Per-config counts and the points of the plots, streamed from the store."""
+    per = defaultdict(lambda: {"runs": 0, "converged": 0, "seconds": 0.0, "verdicts": defaultdict(int),
+                               "failed": 0, "config": None})
+    points = []
+    for r in store.rows():
+        c = json.loads(r["config"])
+        s = per[r["config_id"]]
+        s["config"] = c
+        s["runs"] += 1
+        s["converged"] += int(r["converged"] or 0)
+        s["seconds"] += r["seconds"] or 0.0
+        s["failed"] += r["status"] == "failed"
+        s["verdicts"][r["verdict"] or r["status"]] += 1
+        if r["verdict"] in CERTIFIED + ("inconclusive", "nondifferentiable") and len(points) < _MAX_POINTS:
+            points.append({"depth": c["depth"] if c["model"] != "linear" else 0, "gap": r["gap"],
+                           "lambda_min": r["lambda_min"], "verdict": r["verdict"], "data": c["data"]})
+    return {"configs": dict(per), "points": points}
+
+
+def write_report(store: RunStore, out: str | Path) -> int:
+    """Write the HTML report to ``out``; returns the number of runs read."""
+    s = summarise(store)
+    configs = s["configs"]
+    n = sum(c["runs"] for c in configs.values())
+    verdict_names = sorted({v for c in configs.values() for v in c["verdicts"]},
+                           key=lambda v: (v != "violation", v))
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>resland census</title>"
+             f"<style>{_CSS}</style></head><body><h1>resland census</h1>"]
+    specs = store.specs()
+    parts.append("<p>" + " · ".join(f"spec <code>{html.escape(x['name'])}</code> ({x['spec_hash'][:12]}, "
+                                    f"{x['n_runs']} runs)" for x in specs) + f" · {n} runs stored</p>")
+    n_viol = sum(c["verdicts"].get("violation", 0) for c in configs.values())
+    if n_viol:
+        parts.append(f"<p class='alert'><b>{n_viol} violation(s) of the dichotomy.</b> Their parameters are in the "
+                     "certificates (<code>resland export</code>) for replay.</p>")
+    parts.append("<h2 id='verdicts'>Verdicts per config</h2><table><tr><th>config</th><th>runs</th>"
+                 "<th>converged</th>" + "".join(f"<th>{html.escape(v)}</th>" for v in verdict_names) + "</tr>")
+    for c in sorted(configs.values(), key=lambda c: _label(c["config"])):
+        parts.append(f"<tr><td>{html.escape(_label(c['config']))}</td><td>{c['runs']}</td>"
+                     f"<td>{c['converged'] / c['runs']:.0%}</td>"
+                     + "".join(f"<td>{c['verdicts'].get(v, 0)}</td>" for v in verdict_names) + "</tr>")
+    parts.append("</table>")
+    for title, fig in (("R − R_lin against depth", _gap_plot(s["points"])),
+                       ("λ_min against R − R_lin", _scatter(s["points"])),
+                       ("Convergence rate per config", _convergence(configs))):
+        parts.append(f"<h2>{title}</h2>")
+        parts.append(f"<p><img alt='{html.escape(title)}' src='{data_uri(fig)}'></p>" if fig else
+                     "<p>No certified critical points to plot.</p>")
+    parts.append("<h2 id='slowest'>Slowest configs</h2><table><tr><th>config</th><th>seconds per run</th>"
+                 "<th>runs</th></tr>")
+    for c in sorted(configs.values(), key=lambda c: -c["seconds"] / c["runs"])[:10]:
+        parts.append(f"<tr><td>{html.escape(_label(c['config']))}</td><td>{c['seconds'] / c['runs']:.3g}</td>"
+                     f"<td>{c['runs']}</td></tr>")
+    parts.append("</table><p>Certified = verdict better_than_linear, strict_saddle or violation; runs that did not "
+                 "converge (not_critical) are counted, never plotted as evidence.</p></body></html>")
+    Path(out).write_text("\n".join(parts), encoding="utf-8")
+    return n
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _figure(w=7.5, h=4.0):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(w, h))
+
+
+def _gap_plot(points) -> bytes | None:
+    pts = [p for p in points if p["verdict"] in CERTIFIED and p["gap"] is not None]
+    if not pts:
+        return None
+    import numpy as np
+
+    fig, ax = _figure()
+    rng = np.random.default_rng(0)
+    for v in CERTIFIED:
+        sel = [p for p in pts if p["verdict"] == v]
+        if sel:
+            x = np.array([p["depth"] for p in sel], float) + rng.uniform(-0.15, 0.15, len(sel))
+            ax.scatter(x, [p["gap"] for p in sel], s=14, alpha=0.7, color=_COLOURS[v], label=v)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_yscale("symlog", linthresh=1e-6)
+    ax.set_xlabel("depth L (0 = linear model)")
+    ax.set_ylabel("R − R_lin")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _scatter(points) -> bytes | None:
+    pts = [p for p in points if p["lambda_min"] is not None and p["gap"] is not None]
+    if not pts:
+        return None
+    fig, ax = _figure()
+    lim = max(max(abs(p["gap"]) for p in pts), max(abs(p["lambda_min"]) for p in pts), 1e-3) * 2
+    ax.fill_between([0, lim], 0, lim, color="#b2182b", alpha=0.08, label="violation region")
+    for v, col in _COLOURS.items():
+        sel = [p for p in pts if p["verdict"] == v]
+        if sel:
+            ax.scatter([p["gap"] for p in sel], [p["lambda_min"] for p in sel], s=14, alpha=0.7, color=col, label=v)
+    for axis in ("x", "y"):
+        getattr(ax, f"set_{axis}scale")("symlog", linthresh=1e-8)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_xlabel("R − R_lin")
+    ax.set_ylabel("λ_min(∇²R)")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _convergence(configs) -> bytes | None:
+    if not configs:
+        return None
+    items = sorted(configs.values(), key=lambda c: _label(c["config"]))
+    fig, ax = _figure(7.5, 0.35 * len(items) + 1.2)
+    ax.barh([_label(c["config"]) for c in items], [c["converged"] / c["runs"] for c in items], color="#4393c3")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("fraction of runs converged")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.invert_yaxis()
+    return _png(fig)

@@ -1,0 +1,116 @@
+"""Run one census task: a config and its seeds, batched or one seed at a time.
+
+:func:`run_task` is what every executor ships to a worker. It always computes with one
+torch thread (restored afterwards), so a task gives the same bits on any executor, and it
+never raises: a failing task returns one ``failed`` row per seed with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import traceback
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+import scipy
+import torch
+
+from ..certificate import certify
+from ..data import load_dataset
+from ..ensemble import Ensemble, certify_ensemble, find_critical_points
+from ..linear import NotAttainedWarning, best_linear
+from ..models import init_model
+from .spec import Task
+
+#: The columns of a run row (the store's schema follows it).
+ROW_FIELDS = ("spec_hash", "config_id", "seed", "config", "engine", "status", "converged", "verdict", "risk",
+              "linear_risk", "gap", "lambda_min", "lambda_max", "grad_norm", "iterations", "n_params", "seconds",
+              "attempts", "error", "certificate", "finder", "versions")
+
+
+def versions() -> dict:
+    """Versions that can change a result."""
+    from .. import __version__
+
+    return {"resland": __version__, "torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+            "python": platform.python_version()}
+
+
+@contextmanager
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_task(task: Task, finder: dict) -> list[dict]:
+    """Find and certify a critical point for every seed of ``task``; one row per seed.
+
+    ``finder`` holds the spec's ``[finder]`` settings (``kind`` is taken from the config).
+    ``seconds`` of a row is the task's wall time divided by its number of seeds.
+    """
+    start = time.perf_counter()
+    with _one_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotAttainedWarning)
+        try:
+            rows = _run(task, finder)
+        except Exception as exc:  # a task never takes the census down; the reason is stored
+            reason = f"{type(exc).__name__}: {exc}"
+            rows = [_row(task, s, status="failed", error=reason + "\n" + traceback.format_exc(limit=3))
+                    for s in task.seeds]
+    share = (time.perf_counter() - start) / len(task.seeds)
+    for r in rows:
+        r["seconds"] = share
+    return rows
+
+
+def _run(task: Task, finder: dict) -> list[dict]:
+    c = task.config
+    ds = load_dataset(c["data"], rho=c.get("rho"))
+    loss = ds.loss if c["loss"] == "auto" else c["loss"]
+    act = None if c["activation"] == "auto" else c["activation"]
+    models = [init_model(c["model"], ds.X.shape[1], width=c["width"], depth=c["depth"], activation=act, seed=s,
+                         v_scale=c["v_scale"]) for s in task.seeds]
+    opts = {k: finder[k] for k in ("tol", "max_iter", "xtol", "max_norm")}
+    fit = best_linear(ds.X, ds.y, loss, bias=getattr(models[0], "out_bias", True))
+    if task.engine == "batched":
+        ens = Ensemble(models, ds.X, ds.y, loss)
+        cps = find_critical_points(ens, c["kind"], batched=True, **opts)
+        theta = torch.stack([_flat(cp.model) for cp in cps])
+        certs = certify_ensemble(ens, theta, task.seeds, fit=fit)
+    else:  # the reference: the same finder one seed at a time, certify() with its own eigensolver
+        cps, certs = [], []
+        for s, model in zip(task.seeds, models):
+            cp = find_critical_points(Ensemble([model], ds.X, ds.y, loss), c["kind"], batched=False, **opts)[0]
+            cps.append(cp)
+            certs.append(certify(cp.model, ds.X, ds.y, loss, fit=fit, seed=s))
+    return [_row(task, s, cp=cp, cert=cert) for s, cp, cert in zip(task.seeds, cps, certs)]
+
+
+def _flat(model) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None, error: str | None = None) -> dict:
+    row = dict.fromkeys(ROW_FIELDS)
+    row.update(spec_hash=task.spec_hash, config_id=task.config_id, seed=int(seed), engine=task.engine,
+               config=json.dumps(task.config, sort_keys=True), attempts=1, error=error,
+               versions=json.dumps(versions(), sort_keys=True))
+    if cp is None:
+        row.update(status=status or "failed", converged=0)
+        return row
+    cd = cert.to_dict()
+    finder = {k: v for k, v in cp.to_dict().items() if k != "seconds"}  # timings live in their own column
+    row.update(
+        status=cp.status, converged=int(cp.converged), verdict=cert.verdict, risk=cert.risk,
+        linear_risk=cert.linear_risk, gap=cert.risk - cert.linear_risk, lambda_min=cert.lambda_min,
+        lambda_max=cert.lambda_max, grad_norm=cert.grad_norm, iterations=cp.iterations, n_params=cert.n_params,
+        certificate=json.dumps(cd, sort_keys=True), finder=json.dumps(finder, sort_keys=True),
+    )
+    return row

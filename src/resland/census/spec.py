@@ -1,0 +1,215 @@
+"""Sweep specs: a TOML file that names a grid of census runs.
+
+A spec has top-level keys ``name``, ``seeds``, ``engine``, ``batch_size``, a ``[finder]``
+table and one or more ``[[grid]]`` tables; every ``[[grid]]`` value may be a scalar or a
+list, and a grid expands to the Cartesian product of its lists. See
+``examples/census-quick.toml`` for a commented example and docs/census.md for the keys.
+
+One *run* is a ``(config, seed)`` pair; its key in the store is
+``(spec_hash, config_id, seed)``. ``spec_hash`` is the SHA-256 of the validated spec
+(canonical JSON), ``config_id`` the SHA-256 of the run's config. Runs of one config are
+grouped into tasks of at most ``batch_size`` seeds: the unit of work an executor runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._checks import ValidationError
+from ..data import BUILTIN
+from ..losses import LOSSES
+from ..models import ACTIVATIONS, MODELS
+
+TOP_KEYS = ("name", "seeds", "engine", "batch_size", "finder", "grid")
+FINDER_KEYS = ("kind", "tol", "max_iter", "xtol", "max_norm")
+GRID_KEYS = ("data", "rho", "model", "depth", "width", "activation", "loss", "v_scale", "kind")
+ENGINES = ("batched", "sequential")
+KINDS = ("minimum", "any")
+FINDER_DEFAULTS = {"kind": "minimum", "tol": 1e-10, "max_iter": 200, "xtol": 1e-6, "max_norm": 1e6}
+GRID_DEFAULTS = {"model": "resnet", "depth": 1, "width": 4, "activation": "auto", "loss": "auto", "v_scale": 1.0}
+
+
+@dataclass
+class Task:
+    """One unit of work: a config and up to ``batch_size`` seeds."""
+
+    spec_hash: str
+    config_id: str
+    config: dict
+    seeds: list[int]
+    engine: str
+
+    def keys(self) -> list[tuple[str, str, int]]:
+        return [(self.spec_hash, self.config_id, s) for s in self.seeds]
+
+
+@dataclass
+class Spec:
+    """A validated sweep spec. ``configs`` is the expanded grid (one dict per config)."""
+
+    name: str
+    seeds: list[int]
+    engine: str
+    batch_size: int
+    finder: dict
+    configs: list[dict]
+    source: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def spec_hash(self) -> str:
+        return _sha(self.canonical())
+
+    def canonical(self) -> dict:
+        return {"name": self.name, "seeds": self.seeds, "engine": self.engine, "batch_size": self.batch_size,
+                "finder": self.finder, "configs": self.configs}
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.configs) * len(self.seeds)
+
+    def tasks(self) -> list[Task]:
+        """Every task of the census, configs in spec order, seeds in blocks of ``batch_size``."""
+        h = self.spec_hash
+        size = self.batch_size if self.engine == "batched" else 1
+        return [Task(h, config_id(c), c, self.seeds[i : i + size], self.engine)
+                for c in self.configs for i in range(0, len(self.seeds), size)]
+
+
+def config_id(config: dict) -> str:
+    """SHA-256 (hex, first 16 characters) of a config's canonical JSON."""
+    return _sha(config)[:16]
+
+
+def _sha(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a TOML spec; every error names the key and the allowed values."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"The 'spec' file must exist. Got {str(path)!r}, which is not a file.")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"The spec {path.name} is not valid TOML: {exc}.") from None
+    return parse_spec(raw)
+
+
+def parse_spec(raw: dict) -> Spec:
+    """Validate a spec given as a dict (the parsed TOML)."""
+    _known(raw, TOP_KEYS, "the spec")
+    name = raw.get("name", "census")
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"The 'name' key must be a non-empty string. Got {name!r}.")
+    seeds = _seeds(raw.get("seeds", 4))
+    engine = _choice("engine", raw.get("engine", "batched"), ENGINES)
+    batch_size = _int("batch_size", raw.get("batch_size", 16), 1, 4096)
+    finder_raw = raw.get("finder", {})
+    if not isinstance(finder_raw, dict):
+        raise ValidationError(f"The 'finder' key must be a table ([finder]). Got {finder_raw!r}.")
+    _known(finder_raw, FINDER_KEYS, "[finder]")
+    finder = dict(FINDER_DEFAULTS, **finder_raw)
+    finder["kind"] = _choice("finder.kind", finder["kind"], KINDS)
+    for k in ("tol", "xtol", "max_norm"):
+        finder[k] = _float(f"finder.{k}", finder[k])
+    finder["max_iter"] = _int("finder.max_iter", finder["max_iter"], 1, 100_000)
+    grids = raw.get("grid")
+    if isinstance(grids, dict):
+        grids = [grids]
+    if not isinstance(grids, list) or not grids or not all(isinstance(g, dict) for g in grids):
+        raise ValidationError("The 'grid' key must hold at least one [[grid]] table. Got none.")
+    configs: list[dict] = []
+    for i, g in enumerate(grids, start=1):
+        for c in _expand(g, f"grid[{i}]", finder["kind"]):
+            if c not in configs:
+                configs.append(c)
+    return Spec(name, seeds, engine, batch_size, finder, configs, source=raw)
+
+
+def _expand(g: dict, where: str, default_kind: str) -> list[dict]:
+    _known(g, GRID_KEYS, f"[[grid]] {where}")
+    if "data" not in g:
+        raise ValidationError(f"The '{where}.data' key is required: a data set name ({', '.join(BUILTIN)}) or a .csv/.npz path.")
+    values = {k: g.get(k, GRID_DEFAULTS.get(k)) for k in GRID_KEYS}
+    values["kind"] = g.get("kind", default_kind)
+    lists = {k: (v if isinstance(v, list) else [v]) for k, v in values.items()}
+    for k, vs in lists.items():
+        if not vs:
+            raise ValidationError(f"The '{where}.{k}' key must not be an empty list.")
+    out = []
+    for combo in itertools.product(*lists.values()):
+        c = dict(zip(lists, combo))
+        out.append(_check_config(c, where))
+    return out
+
+
+def _check_config(c: dict, where: str) -> dict:
+    data = c["data"]
+    if not isinstance(data, str) or not (data in BUILTIN or data.endswith((".csv", ".npz"))):
+        raise ValidationError(f"The '{where}.data' value must be one of {', '.join(map(repr, BUILTIN))} or a "
+                              f".csv/.npz path. Got {data!r}.")
+    if data.endswith((".csv", ".npz")):
+        c["data"] = str(Path(data).resolve())
+    c["model"] = _choice(f"{where}.model", c["model"], tuple(MODELS))
+    c["depth"] = _int(f"{where}.depth", c["depth"], 1, 256)
+    c["width"] = _int(f"{where}.width", c["width"], 1, 4096)
+    c["activation"] = _choice(f"{where}.activation", c["activation"], ("auto", *ACTIVATIONS))
+    c["loss"] = _choice(f"{where}.loss", c["loss"], ("auto", *LOSSES))
+    c["v_scale"] = _float(f"{where}.v_scale", c["v_scale"], allow_zero=True)
+    c["kind"] = _choice(f"{where}.kind", c["kind"], KINDS)
+    if data == "example1":
+        if c["rho"] is None:
+            raise ValidationError(f"The '{where}.rho' key is required for example1: a float in (0, inf).")
+        c["rho"] = _float(f"{where}.rho", c["rho"])
+    elif c["rho"] is not None:
+        raise ValidationError(f"The '{where}.rho' key applies to example1 only. Got data {data!r}.")
+    if c["model"] == "linear":  # depth, width and activation do not apply
+        c.update(depth=1, width=1, activation="auto", v_scale=1.0)
+    return c
+
+
+def _known(table: dict, allowed: tuple, where: str) -> None:
+    for k in table:
+        if k not in allowed:
+            raise ValidationError(f"Unknown key {k!r} in {where}. Allowed keys: {', '.join(allowed)}.")
+
+
+def _choice(key: str, value, allowed) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValidationError(f"The '{key}' key must be one of {', '.join(map(repr, allowed))}. Got {value!r}.")
+    return value
+
+
+def _int(key: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValidationError(f"The '{key}' key must be an integer in [{lo}, {hi}]. Got {value!r}.")
+    return value
+
+
+def _float(key: str, value, allow_zero: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        rng = "[0, inf)" if allow_zero else "(0, inf)"
+        raise ValidationError(f"The '{key}' key must be a finite number in {rng}. Got {value!r}.")
+    return float(value)
+
+
+def _seeds(value) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= 1_000_000:
+            raise ValidationError(f"The 'seeds' key must be a count in [1, 1000000] or a list of integers. Got {value!r}.")
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63
+                                                 for s in value):
+        if len(set(value)) != len(value):
+            raise ValidationError(f"The 'seeds' key must not repeat a seed. Got {value!r}.")
+        return list(value)
+    raise ValidationError(f"The 'seeds' key must be a count in [1, 1000000] or a non-empty list of integers >= 0. "
+                          f"Got {value!r}.")

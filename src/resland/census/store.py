@@ -1,0 +1,85 @@
+"""The run store: one SQLite file (standard library, WAL mode), one row per run.
+
+A run's key is ``(spec_hash, config_id, seed)``. Rows are written only by the client, a
+task's rows in one transaction, so a killed census loses at most the tasks in flight and
+never leaves half a row; :meth:`RunStore.done` gives the keys to skip on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+from .._checks import ValidationError
+from .runner import ROW_FIELDS
+
+_REAL = {"risk", "linear_risk", "gap", "lambda_min", "lambda_max", "grad_norm", "seconds"}
+_INT = {"seed", "converged", "iterations", "n_params", "attempts"}
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS runs ("
+    + ", ".join(f"{f} {'REAL' if f in _REAL else 'INTEGER' if f in _INT else 'TEXT'}" for f in ROW_FIELDS)
+    + ", PRIMARY KEY (spec_hash, config_id, seed))"
+)
+
+
+class RunStore:
+    """A census run store at ``path`` (created if missing)."""
+
+    def __init__(self, path: str | Path, *, create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise ValidationError(f"The 'store' file must exist. Got {str(self.path)!r}, which is not a file.")
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=60)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            with self.conn:
+                self.conn.execute(_SCHEMA)
+                self.conn.execute("CREATE TABLE IF NOT EXISTS specs (spec_hash TEXT PRIMARY KEY, name TEXT, "
+                                  "spec TEXT, n_runs INTEGER)")
+        except sqlite3.DatabaseError as exc:
+            raise ValidationError(f"The 'store' file {str(self.path)!r} is not a resland SQLite store: {exc}.") from None
+
+    def add_spec(self, spec) -> None:
+        with self.conn:
+            self.conn.execute("INSERT OR IGNORE INTO specs VALUES (?, ?, ?, ?)",
+                              (spec.spec_hash, spec.name, json.dumps(spec.canonical(), sort_keys=True), spec.n_runs))
+
+    def done(self, spec_hash: str) -> set[tuple[str, int]]:
+        """``(config_id, seed)`` of the runs of ``spec_hash`` already stored."""
+        cur = self.conn.execute("SELECT config_id, seed FROM runs WHERE spec_hash = ?", (spec_hash,))
+        return {(c, int(s)) for c, s in cur}
+
+    def write(self, rows: list[dict]) -> int:
+        """Insert a task's rows in one transaction; a key already present is kept (returns rows added)."""
+        sql = f"INSERT OR IGNORE INTO runs ({', '.join(ROW_FIELDS)}) VALUES ({', '.join('?' * len(ROW_FIELDS))})"
+        with self.conn:
+            cur = self.conn.executemany(sql, [tuple(r[f] for f in ROW_FIELDS) for r in rows])
+        return cur.rowcount
+
+    def rows(self, spec_hash: str | None = None) -> Iterator[dict]:
+        """Stored rows (all specs, or one), in key order, streamed from the database."""
+        sql = f"SELECT {', '.join(ROW_FIELDS)} FROM runs"
+        args: tuple = ()
+        if spec_hash:
+            sql, args = sql + " WHERE spec_hash = ?", (spec_hash,)
+        for rec in self.conn.execute(sql + " ORDER BY spec_hash, config_id, seed", args):
+            yield dict(zip(ROW_FIELDS, rec))
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+    def specs(self) -> list[dict]:
+        return [{"spec_hash": h, "name": n, "spec": json.loads(s), "n_runs": k}
+                for h, n, s, k in self.conn.execute("SELECT spec_hash, name, spec, n_runs FROM specs")]
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -26,6 +26,9 @@ _MAX_POINTS = 20000  # scatter points kept in memory
 
 
 def _label(c: dict) -> str:
+    c = dict(c)
+    if c["activation"] == "auto":
+        c["activation"] = {"resnet": "softplus", "fc": "relu"}.get(c["model"], "")
     if c["model"] == "linear":
         return f"{c['data']} · linear · {c['loss']} · {c['kind']}"
     return (f"{c['data']} · {c['model']} L={c['depth']} k={c['width']} {c['activation']} · {c['loss']} · "
@@ -39,6 +42,8 @@ def summarise(store: RunStore) -> dict:
     points = []
     for r in store.rows():
         c = json.loads(r["config"])
+        if c["loss"] == "auto" and r["certificate"]:  # show the loss actually used
+            c["loss"] = json.loads(r["certificate"])["loss"]
         s = per[r["config_id"]]
         s["config"] = c
         s["runs"] += 1
@@ -124,7 +129,7 @@ def _gap_plot(points) -> bytes | None:
             x = np.array([p["depth"] for p in sel], float) + rng.uniform(-0.15, 0.15, len(sel))
             ax.scatter(x, [p["gap"] for p in sel], s=14, alpha=0.7, color=_COLOURS[v], label=v)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_yscale("symlog", linthresh=1e-6)
+    _symlog(ax, "y", max(abs(p["gap"]) for p in pts), 1e-6)
     ax.set_xlabel("depth L (0 = linear model)")
     ax.set_ylabel("R − R_lin")
     ax.legend(fontsize=8)
@@ -143,15 +148,26 @@ def _scatter(points) -> bytes | None:
         if sel:
             ax.scatter([p["gap"] for p in sel], [p["lambda_min"] for p in sel], s=14, alpha=0.7, color=col, label=v)
     for axis in ("x", "y"):
-        getattr(ax, f"set_{axis}scale")("symlog", linthresh=1e-8)
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
+        _symlog(ax, axis, lim / 2, 1e-8)
     ax.axhline(0, color="k", lw=0.6)
     ax.axvline(0, color="k", lw=0.6)
     ax.set_xlabel("R − R_lin")
     ax.set_ylabel("λ_min(∇²R)")
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def _symlog(ax, axis: str, top: float, linthresh: float) -> None:
+    """Symmetric log axis to ±8·top (a margin of about a decade), about four labelled decades a side."""
+    import math
+
+    top = max(top, 10 * linthresh) * 8
+    getattr(ax, f"set_{axis}scale")("symlog", linthresh=linthresh)
+    lo, hi = math.floor(math.log10(linthresh)), math.ceil(math.log10(top))
+    stride = max(1, math.ceil((hi - lo) / 4))
+    decades = [10.0**k for k in range(hi, lo - 1, -stride)]
+    getattr(ax, f"set_{axis}ticks")(sorted([-d for d in decades] + [0.0] + decades))
+    getattr(ax, f"set_{axis}lim")(-top, top)
 
 
 def _convergence(configs) -> bytes | None:

@@ -51,10 +51,13 @@ def run_census(
     retries: int = 2,
     on_rows: Callable[[list[dict]], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    task_fn: Callable = run_task,
 ) -> dict:
     """Run every pending task of ``spec`` and write its rows to ``store``; returns a summary.
 
     ``on_start(runs, skipped)`` is called once, ``on_rows(rows)`` after each task is stored.
+    ``task_fn`` is what a worker runs per task (:func:`~resland.census.runner.run_task`;
+    the tests inject worker deaths through it).
     """
     check_choice("executor", executor, EXECUTORS)
     workers = check_positive_int("workers", workers if workers is not None else (os.cpu_count() or 1))
@@ -80,7 +83,7 @@ def run_census(
     if not tasks:
         return summary
     run = _run_local if executor == "local" else _run_dask
-    summary["failures"] = run(tasks, spec.finder, workers, scheduler, retries, deliver, give_up)
+    summary["failures"] = run(task_fn, tasks, spec.finder, workers, scheduler, retries, deliver, give_up)
     return summary
 
 
@@ -90,7 +93,7 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _run_local(tasks, finder, workers, _scheduler, retries, deliver, give_up) -> int:
+def _run_local(task_fn, tasks, finder, workers, _scheduler, retries, deliver, give_up) -> int:
     queue = list(enumerate(tasks))[::-1]
     attempts = {i: 0 for i, _ in queue}
     failures = 0
@@ -103,7 +106,7 @@ def _run_local(tasks, finder, workers, _scheduler, retries, deliver, give_up) ->
             while (queue or running) and not dead:
                 while queue and len(running) < 2 * workers:
                     i, t = queue.pop()
-                    running[pool.submit(run_task, t, finder)] = i
+                    running[pool.submit(task_fn, t, finder)] = i
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     i = running.pop(fut)
@@ -126,7 +129,7 @@ def _run_local(tasks, finder, workers, _scheduler, retries, deliver, give_up) ->
     return failures
 
 
-def _run_dask(tasks, finder, workers, scheduler, retries, deliver, give_up) -> int:
+def _run_dask(task_fn, tasks, finder, workers, scheduler, retries, deliver, give_up) -> int:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -141,7 +144,7 @@ def _run_dask(tasks, finder, workers, scheduler, retries, deliver, give_up) -> i
         queue = list(enumerate(tasks))[::-1]
 
         def submit(i):
-            fut = client.submit(run_task, tasks[i], finder, pure=False, key=f"resland-{i}-{attempts.get(i, 0)}")
+            fut = client.submit(task_fn, tasks[i], finder, pure=False, key=f"resland-{i}-{attempts.get(i, 0)}")
             futures[fut.key] = i
             return fut
 

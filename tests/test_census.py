@@ -1,0 +1,247 @@
+"""Census: spec validation, the SQLite store with resume, kill -9, executors, export and report.
+
+Every census here is small (Example 2, a few seeds); results are compared byte for byte:
+each task computes on one torch thread, so the same spec gives identical certificates.
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from resland import ValidationError
+from resland.census import RunStore, load_spec, parse_spec, run_census
+from resland.census.export import export
+
+SPEC = """
+name = "test"
+seeds = {seeds}
+batch_size = 2
+[finder]
+max_iter = 60
+[[grid]]
+data = "example2"
+depth = [1, 2]
+width = 2
+kind = "any"
+"""
+
+
+def write_spec(tmp_path, seeds=4, name="spec.toml"):
+    path = tmp_path / name
+    path.write_text(SPEC.format(seeds=seeds))
+    return path
+
+
+def stored(db):
+    """{(config_id, seed): (certificate, finder, status)} of a store."""
+    with RunStore(db, create=False) as store:
+        return {(r["config_id"], r["seed"]): (r["certificate"], r["finder"], r["status"]) for r in store.rows()}
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "resland.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, **kw)
+
+
+# --- spec ---------------------------------------------------------------------------------
+
+def test_spec_expands_the_grid_and_hashes_stably(tmp_path):
+    spec = load_spec(write_spec(tmp_path, seeds=5))
+    assert spec.n_runs == 10 and len(spec.configs) == 2
+    assert [len(t.seeds) for t in spec.tasks()] == [2, 2, 1, 2, 2, 1]
+    assert load_spec(write_spec(tmp_path, seeds=5, name="again.toml")).spec_hash == spec.spec_hash
+    assert load_spec(write_spec(tmp_path, seeds=6, name="other.toml")).spec_hash != spec.spec_hash
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"grid": [{"data": "diabetes"}], "sedes": 3},
+     "Unknown key 'sedes' in the spec. Allowed keys: name, seeds, engine, batch_size, finder, grid."),
+    ({"grid": [{"data": "diabetes", "widht": 3}]},
+     "Unknown key 'widht' in [[grid]] grid[1]. Allowed keys: data, rho, model, depth, width, activation, loss, "
+     "v_scale, kind."),
+    ({"grid": [{"data": "diabetes", "activation": "rellu"}]},
+     "The 'grid[1].activation' key must be one of 'auto', 'relu', 'softplus', 'tanh', 'gelu', 'leaky_relu'. "
+     "Got 'rellu'."),
+    ({"grid": [{"data": "diabetes"}], "finder": {"kind": "saddle"}},
+     "The 'finder.kind' key must be one of 'minimum', 'any'. Got 'saddle'."),
+    ({"grid": [{"data": "diabetes", "depth": [1, 0]}]}, "The 'grid[1].depth' key must be an integer in [1, 256]. Got 0."),
+    ({"grid": [{"data": "mnist"}]},
+     "The 'grid[1].data' value must be one of 'example1', 'example2', 'diabetes', 'breast-cancer', 'wine', 'iris' "
+     "or a .csv/.npz path. Got 'mnist'."),
+    ({"grid": [{"data": "diabetes"}], "seeds": [1, 1]}, "The 'seeds' key must not repeat a seed. Got [1, 1]."),
+    ({"grid": [{"data": "example1"}]}, "The 'grid[1].rho' key is required for example1: a float in (0, inf)."),
+    ({"seeds": 2}, "The 'grid' key must hold at least one [[grid]] table. Got none."),
+    ({"grid": [{"data": "diabetes"}], "engine": "gpu"},
+     "The 'engine' key must be one of 'batched', 'sequential'. Got 'gpu'."),
+])
+def test_bad_specs_name_the_key_and_the_allowed_values(raw, message):
+    with pytest.raises(ValidationError) as err:
+        parse_spec(raw)
+    assert str(err.value) == message
+
+
+def test_cli_refuses_a_bad_spec_in_one_line_and_runs_nothing(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('seeds = 2\n[[grid]]\ndata = "diabetes"\nmodel = "transformer"\n')
+    res = cli("census", bad, "--store", tmp_path / "runs.db")
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("error: The 'grid[1].model' key must be one of 'resnet', 'fc', 'linear'. "
+                                  "Got 'transformer'.")
+    assert not (tmp_path / "runs.db").exists()
+    broken = tmp_path / "broken.toml"
+    broken.write_text("seeds = [1, 2\n")
+    res = cli("census", broken, "--store", tmp_path / "runs.db")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and res.stderr.startswith("error: The spec broken.toml")
+
+
+# --- store, resume, determinism -------------------------------------------------------------
+
+def test_census_resumes_and_is_deterministic(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    with RunStore(tmp_path / "a.db") as store:
+        first = run_census(spec, store, workers=2)
+        assert first == {"tasks": 4, "runs": 8, "failures": 0, "skipped": 0}
+        again = run_census(spec, store, workers=2)
+        assert again["runs"] == 0 and again["skipped"] == 8  # nothing runs twice
+        assert store.count() == 8
+    with RunStore(tmp_path / "b.db") as store:
+        run_census(spec, store, workers=1)
+    a, b = stored(tmp_path / "a.db"), stored(tmp_path / "b.db")
+    assert a == b  # same spec and seeds: identical certificates, byte for byte
+    verdicts = {json.loads(c)["verdict"] for c, _, _ in a.values()}
+    assert verdicts <= {"better_than_linear", "strict_saddle", "not_critical"} and "strict_saddle" in verdicts
+
+
+def test_batched_engine_matches_the_sequential_reference(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    raw = {**spec.source, "engine": "sequential"}
+    seq = parse_spec(raw)
+    with RunStore(tmp_path / "b.db") as sb, RunStore(tmp_path / "s.db") as ss:
+        run_census(spec, sb, workers=2)
+        run_census(seq, ss, workers=2)
+        rb = {(r["config_id"], r["seed"]): r for r in sb.rows()}
+        rs = {(r["config_id"], r["seed"]): r for r in ss.rows()}
+    assert rb.keys() == rs.keys()
+    for k, b in rb.items():
+        s = rs[k]
+        assert b["verdict"] == s["verdict"] and b["status"] == s["status"]
+        assert b["risk"] == pytest.approx(s["risk"], rel=1e-9, abs=1e-12)
+        if b["lambda_min"] is not None:
+            tol = json.loads(b["certificate"])["eig_residual"] + 1e-8
+            assert abs(b["lambda_min"] - s["lambda_min"]) <= tol
+
+
+def test_kill_minus_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path):
+    path = write_spec(tmp_path, seeds=24)
+    total = load_spec(path).n_runs
+    db = tmp_path / "killed.db"
+    proc = subprocess.Popen([sys.executable, "-m", "resland.cli", "census", str(path), "--store", str(db),
+                             "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    n = 0
+    while time.time() < deadline:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                n = sqlite3.connect(db, timeout=5).execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            except sqlite3.OperationalError:
+                n = 0
+            if n >= 4:
+                break
+    os.killpg(proc.pid, signal.SIGKILL)  # the client and its worker processes
+    proc.wait()
+    killed_at = sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    assert 0 < killed_at < total, f"kill landed outside the run ({killed_at} of {total} stored)"
+    res = cli("census", path, "--store", db, "--workers", "2")
+    assert res.returncode == 0, res.stderr
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == total
+    assert con.execute("SELECT COUNT(DISTINCT spec_hash || config_id || seed) FROM runs").fetchone()[0] == total
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with RunStore(tmp_path / "clean.db") as store:
+        run_census(load_spec(path), store, workers=2)
+    assert stored(db) == stored(tmp_path / "clean.db")
+
+
+def test_a_dead_worker_is_retried_and_counted(tmp_path, monkeypatch):
+    from census_helpers import always_die, die_once
+
+    monkeypatch.setenv("RESLAND_TEST_MARKER", str(tmp_path / "marker"))
+    spec = load_spec(write_spec(tmp_path, seeds=2))
+    with RunStore(tmp_path / "r.db") as store:
+        summary = run_census(spec, store, workers=1, task_fn=die_once)
+        rows = list(store.rows())
+    assert summary["failures"] >= 1
+    assert len(rows) == 4 and all(r["status"] != "failed" for r in rows)
+    assert max(r["attempts"] for r in rows) == 2
+    with RunStore(tmp_path / "dead.db") as store:
+        summary = run_census(spec, store, workers=1, retries=1, task_fn=always_die)
+        rows = list(store.rows())
+    assert len(rows) == 4 and all(r["status"] == "failed" and "died 2 times" in r["error"] for r in rows)
+
+
+def test_dask_local_cluster_gives_the_local_results(tmp_path):
+    pytest.importorskip("distributed")
+    spec = load_spec(write_spec(tmp_path))
+    with RunStore(tmp_path / "dask.db") as store:
+        summary = run_census(spec, store, executor="dask", workers=2)
+    assert summary["runs"] == 8 and summary["failures"] == 0
+    with RunStore(tmp_path / "local.db") as store:
+        run_census(spec, store, workers=2)
+    assert stored(tmp_path / "dask.db") == stored(tmp_path / "local.db")
+
+
+# --- export and report -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def census_db(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("census")
+    res = cli("census", write_spec(tmp), "--store", tmp / "runs.db", "--workers", "2")
+    assert res.returncode == 0, res.stderr
+    assert "census 'test': 8 runs done" in res.stderr
+    return tmp / "runs.db"
+
+
+def test_export_csv_and_parquet_hold_every_run(census_db, tmp_path):
+    import csv
+
+    import pyarrow.parquet as pq
+
+    with RunStore(census_db, create=False) as store:
+        assert export(store, tmp_path / "r.csv", "csv") == 8
+        assert export(store, tmp_path / "r.parquet", "parquet") == 8
+        rows = list(store.rows())
+    with open(tmp_path / "r.csv", newline="") as fh:
+        back = list(csv.DictReader(fh))
+    assert [r["certificate"] for r in back] == [r["certificate"] for r in rows]
+    table = pq.read_table(tmp_path / "r.parquet").to_pylist()
+    assert [r["risk"] for r in table] == [r["risk"] for r in rows]
+    res = cli("export", "--store", census_db, "--format", "xlsx")
+    assert res.returncode == 2 and res.stderr.strip() == "error: The 'format' parameter must be one of 'csv', 'parquet'. Got 'xlsx' instead."
+    res = cli("export", "--store", tmp_path / "missing.db")
+    assert res.returncode == 2 and "must exist" in res.stderr
+
+
+def test_census_report_renders(census_db, tmp_path):
+    out = tmp_path / "census.html"
+    res = cli("report", "--store", census_db, "--out", out)
+    assert res.returncode == 0, res.stderr
+    page = out.read_text()
+    assert page.index("id='verdicts'") < page.index("<img")
+    assert page.count("data:image/png;base64,") == 3
+    assert "example2 · resnet L=2 k=2 softplus · squared · any" in page
+    from test_reproduce import _chromium
+
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'p'}",
+                          "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("<img") == 3 and "Slowest configs" in dom

@@ -186,7 +186,7 @@ def _run(ens: Ensemble, members: torch.Tensor, kind, tol, max_iter, xtol, max_no
         if idx.numel() == 0:
             break
         th = theta[idx]
-        out = step(ens, th, mu[idx], scale[idx])
+        out = step(ens, th, mu[idx], scale[idx], gtol[idx])
         R[idx], gnorm[idx], dist[idx] = out["risk"], out["grad_norm"], out["dist"]
         tnorm = torch.linalg.norm(th, dim=1)
         for a, j in enumerate(idx.tolist()):
@@ -244,7 +244,7 @@ def _cholesky_solve(A: torch.Tensor, b: torch.Tensor, mu: torch.Tensor) -> torch
     return torch.cholesky_solve(b[..., None], L)[..., 0]
 
 
-def _ggn_step(ens: Ensemble, th: torch.Tensor, mu: torch.Tensor, scale: torch.Tensor) -> dict:
+def _ggn_step(ens: Ensemble, th: torch.Tensor, mu: torch.Tensor, scale: torch.Tensor, gtol: torch.Tensor) -> dict:
     """GGN-LM quantities at rows ``th``: gradient, step, predicted decrease of R."""
     fr = ens.fr
     J = ens.jacobian(th)                                  # (k, m, n)
@@ -261,15 +261,19 @@ def _ggn_step(ens: Ensemble, th: torch.Tensor, mu: torch.Tensor, scale: torch.Te
         K = Jh @ Jh.transpose(1, 2)                       # ĴĴᵀ (k, m, m)
         ehat = e / sqD
 
-        def solve(shift):
-            return -torch.einsum("kmn,km->kn", Jh, _cholesky_solve(K, ehat, shift))
+        def solve(shift, rows=slice(None)):
+            return -torch.einsum("kmn,km->kn", Jh[rows], _cholesky_solve(K[rows], ehat[rows], shift))
     else:
         K = Jh.transpose(1, 2) @ Jh                       # ĴᵀĴ (k, n, n)
 
-        def solve(shift):
-            return -_cholesky_solve(K, g, shift)
+        def solve(shift, rows=slice(None)):
+            return -_cholesky_solve(K[rows], g[rows], shift)
     s = solve(mu)
-    dist = torch.linalg.norm(solve(gnorm), dim=1)
+    # The distance estimate (step with μ = ‖∇R‖) matters only where the gradient test passes.
+    test = gnorm <= gtol
+    dist = torch.full_like(gnorm, float("inf"))
+    if bool(test.any()):
+        dist[test] = torch.linalg.norm(solve(gnorm[test], test), dim=1)
     Js = torch.einsum("kmn,kn->km", Jh, s)
     predicted = -((g * s).sum(1) + 0.5 * (Js**2).sum(1))
     # Exact-Hessian LM near the end for small models: GGN alone is only linear at minima
@@ -278,13 +282,14 @@ def _ggn_step(ens: Ensemble, th: torch.Tensor, mu: torch.Tensor, scale: torch.Te
     if ens.n <= newton_max_params and bool(near.any()):
         H = ens.hessian(th[near])
         s[near] = -_cholesky_solve(H, g[near], mu[near])
-        dist[near] = torch.linalg.norm(_cholesky_solve(H, g[near], gnorm[near]), dim=1)
+        dist[near] = torch.where(test[near], torch.linalg.norm(_cholesky_solve(H, g[near], gnorm[near]), dim=1),
+                                 float("inf"))
         predicted[near] = -((g[near] * s[near]).sum(1) + 0.5 * torch.einsum("ki,kij,kj->k", s[near], H, s[near]))
     return {"risk": R, "grad_norm": gnorm, "dist": dist, "step": s, "mu": mu, "merit": R,
             "predicted": predicted, "merit_at": lambda t, _live: ens.risk(t)}
 
 
-def _lm_any_step(ens: Ensemble, th: torch.Tensor, mu: torch.Tensor, scale: torch.Tensor) -> dict:
+def _lm_any_step(ens: Ensemble, th: torch.Tensor, mu: torch.Tensor, scale: torch.Tensor, gtol: torch.Tensor) -> dict:
     """LM on ∇R = 0 at rows ``th``: merit ½‖∇R‖², step ``−(H² + μI)⁻¹H∇R``."""
     R = ens.risk(th)
     g = ens.grad(th)
@@ -294,7 +299,10 @@ def _lm_any_step(ens: Ensemble, th: torch.Tensor, mu: torch.Tensor, scale: torch
     Hg = torch.einsum("kij,kj->ki", H, g)
     mu = torch.where(torch.isnan(mu), 1e-3 * torch.diagonal(H2, dim1=1, dim2=2).amax(1) + 1e-12, mu)
     s = -_cholesky_solve(H2, Hg, mu)
-    dist = torch.linalg.norm(-_cholesky_solve(H2, Hg, gnorm), dim=1)
+    test = gnorm <= gtol
+    dist = torch.full_like(gnorm, float("inf"))
+    if bool(test.any()):
+        dist[test] = torch.linalg.norm(_cholesky_solve(H2[test], Hg[test], gnorm[test]), dim=1)
     r_lin = g + torch.einsum("kij,kj->ki", H, s)
     merit = 0.5 * gnorm**2
     predicted = merit - 0.5 * (r_lin**2).sum(1)

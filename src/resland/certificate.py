@@ -11,7 +11,10 @@ Verdicts, decided in this order:
   ``vᵀHv < 0`` by a fresh HVP, and a backtracking step ``α ∈ {1, ½, ¼, …}`` along ``±v``
   (the sign with ``∇Rᵀv ≤ 0``) actually lowers the risk by more than ``decrease_tol``;
 * ``violation``: critical, worse than linear and no negative curvature beyond
-  ``lambda_tol``: a counterexample candidate; ``to_dict`` then carries the parameters;
+  ``lambda_tol``: a counterexample candidate; ``to_dict`` then carries the parameters.
+  When ``λ_min`` is 0 within tolerance the certificate is flagged ``degenerate`` and the
+  reason says that second order cannot decide (with a risk-lowering step along the null
+  eigenvector, if one is found);
 * ``inconclusive``: the numerical checks disagree (``λ_min`` is negative beyond tolerance
   but neither ``vᵀHv < 0`` nor a risk decrease can be verified, or the eigensolver did
   not converge). Not one of the theory's five: resland says so rather than guess.
@@ -62,6 +65,10 @@ class Certificate:
         escape_direction: unit ``v`` (flat tensor) with ``vᵀHv < 0`` (strict saddles).
         escape_curvature: ``vᵀHv`` by a fresh HVP; escape_step: the accepted ``α`` (signed).
         escape_decrease: ``R(θ) − R(θ + αv) > 0``.
+        degenerate: ``|λ_min| ≤ lambda_tol + residual``: the smallest eigenvalue is 0 as far as
+            float64 can tell (theory.md §6: read as 0, never as a sign). A degenerate
+            ``violation`` says so in its reason, and reports a step along the null eigenvector
+            that lowers ``R`` when one exists (a higher-order saddle).
         gap_bound, near_identity, theory_checks: ResNets only (theory.md §4).
         tolerances: every tolerance used.
         n_params, n_samples, loss, model_config, data_sha256: what was certified.
@@ -83,6 +90,7 @@ class Certificate:
     escape_curvature: float | None = None
     escape_step: float | None = None
     escape_decrease: float | None = None
+    degenerate: bool | None = None
     gap_bound: dict | None = None
     near_identity: dict | None = None
     theory_checks: dict | None = None
@@ -168,6 +176,9 @@ def certify(
         model_config=model.config() if hasattr(model, "config") else {"model": type(model).__name__},
         data_sha256=_data_hash(fr),
     )
+    if not (math.isfinite(R) and math.isfinite(gnorm)):
+        return _done(cert, "not_critical", f"the risk ({R}) or its gradient norm ({gnorm}) is not finite", theta,
+                     keep_parameters)
     if isinstance(model, ResNet):
         _fill_theory(cert, model, fr, fit)
 
@@ -194,9 +205,29 @@ def certify(
         if ok:
             return _done(cert, "strict_saddle", why, theta, keep_parameters)
         return _done(cert, "inconclusive", why, theta, True)
-    return _done(cert, "violation",
-                 f"critical, R − R_lin = {R - fit.risk:.3e} > risk_tol and λ_min = {eig.lambda_min:.3e} > "
-                 f"−lambda_tol = {-tols['lambda_tol']:.3e}", theta, True)
+    why = (f"critical, R − R_lin = {R - fit.risk:.3e} > risk_tol and λ_min = {eig.lambda_min:.3e} > "
+           f"−lambda_tol = {-tols['lambda_tol']:.3e}")
+    if cert.degenerate:
+        why += "; λ_min is 0 within lambda_tol: the Hessian is degenerate and second order cannot decide"
+        probe = _probe_null_direction(fr, theta, eig.vec_min, R, tols["decrease_tol"])
+        if probe is not None:
+            cert.escape_direction, cert.escape_step, cert.escape_decrease = eig.vec_min, probe[0], probe[1]
+            why += (f"; a step α = {probe[0]:.3g} along the null eigenvector lowers R by {probe[1]:.3e} "
+                    "(a higher-order saddle, not a local minimum)")
+    return _done(cert, "violation", why, theta, True)
+
+
+def _probe_null_direction(fr, theta, v, R, decrease_tol) -> tuple[float, float] | None:
+    """Steps ``±α v`` (``α = 1, ½, …, 2⁻²⁰``) along a zero-curvature eigenvector; the first that lowers R."""
+    v = v / torch.linalg.norm(v)
+    alpha = 1.0
+    for _ in range(21):
+        for a in (alpha, -alpha):
+            R_new = float(fr.risk(theta + a * v))
+            if math.isfinite(R_new) and R - R_new > decrease_tol:
+                return a, R - R_new
+        alpha *= 0.5
+    return None
 
 
 def _done(cert: Certificate, verdict: str, reason: str, theta: torch.Tensor, keep: bool) -> Certificate:
@@ -210,6 +241,7 @@ def _fill_eig(cert: Certificate, eig: EigResult, lambda_tol: float) -> None:
     cert.lambda_min, cert.lambda_max = eig.lambda_min, eig.lambda_max
     cert.eig_residual, cert.eig_method = eig.residual, eig.method
     cert.index = eig.count_below(-lambda_tol)
+    cert.degenerate = abs(eig.lambda_min) <= lambda_tol + eig.residual
 
 
 def _verify_escape(cert, fr, theta, g, v, R, decrease_tol) -> tuple[bool, str]:

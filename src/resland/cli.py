@@ -13,6 +13,7 @@ import torch
 
 from ._checks import ValidationError, check_choice, check_positive_int
 from .certificate import certify
+from .checkpoint import load_parameters
 from .critical import find_critical_point
 from .data import load_dataset
 from .losses import LOSSES
@@ -42,10 +43,14 @@ def cli():
 @click.option("--descent-iter", type=int, default=1000, show_default=True, help="L-BFGS iterations (kind minimum).")
 @click.option("--v-scale", type=float, default=1.0, show_default=True,
               help="Multiply every V_l of the initial ResNet by this (near-identity starts).")
+@click.option("--checkpoint", default=None,
+              help="Certify these parameters (a .safetensors file or a torch state_dict, loaded with "
+                   "weights_only=True) as they are, in the architecture given by --model/--depth/--width/--activation.")
+@click.option("--refine", is_flag=True, help="With --checkpoint: search for a critical point from the checkpoint first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the finder result and certificate as JSON.")
 def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_name, seed, kind, tol, max_iter,
-                descent_iter, v_scale, as_json):
-    """Build a model, find a critical point from a seeded start, and certify it."""
+                descent_iter, v_scale, checkpoint, refine, as_json):
+    """Build a model, find a critical point from a seeded start (or load one), and certify it."""
     check_choice("model", model_name, MODELS)
     if activation is not None:
         check_choice("activation", activation, ACTIVATIONS)
@@ -57,13 +62,22 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
     max_iter = check_positive_int("max_iter", max_iter)
     ds = load_dataset(data, rho=rho, target=target)
     loss = loss_name or ds.loss
+    descent_iter = check_positive_int("descent_iter", descent_iter)
+    if refine and checkpoint is None:
+        raise ValidationError("The '--refine' option needs --checkpoint.")
     model = init_model(model_name, ds.X.shape[1], width=width, depth=depth, activation=activation, seed=seed,
                        v_scale=v_scale)
-    cp = find_critical_point(model, ds.X, ds.y, loss, kind=kind, tol=tol, max_iter=max_iter, seed=seed,
-                             descent_iter=check_positive_int("descent_iter", descent_iter))
-    cert = certify(cp.model, ds.X, ds.y, loss)
+    cp = None
+    if checkpoint is not None:
+        load_parameters(model, checkpoint)
+    if checkpoint is None or refine:
+        cp = find_critical_point(model, ds.X, ds.y, loss, kind=kind, tol=tol, max_iter=max_iter, seed=seed,
+                                 descent_iter=descent_iter)
+        model = cp.model
+    cert = certify(model, ds.X, ds.y, loss)
     if as_json:
-        click.echo(json.dumps({"data": ds.name, "finder": cp.to_dict(), "certificate": cert.to_dict()}, indent=2))
+        click.echo(json.dumps({"data": ds.name, "finder": cp.to_dict() if cp else None,
+                               "certificate": cert.to_dict()}, indent=2))
         return
     _print_table(ds, cp, cert)
 
@@ -219,10 +233,12 @@ def _print_table(ds, cp, cert) -> None:
     console = Console()
     title = f"{ds.description} · {cert.model_config.get('model')} · {cert.loss} loss"
     finder = Table(title="Critical-point search", show_header=False, title_justify="left")
-    for k, v in (("status", cp.status), ("converged", cp.converged), ("‖∇R‖", cp.grad_norm),
-                 ("grad tolerance", cp.grad_tol), ("iterations (L-BFGS + Newton)", f"{cp.descent_iterations} + {cp.iterations}"),
-                 ("seconds", cp.seconds), ("message", cp.message)):
-        finder.add_row(k, _fmt(v))
+    if cp is not None:
+        for k, v in (("status", cp.status), ("converged", cp.converged), ("‖∇R‖", cp.grad_norm),
+                     ("grad tolerance", cp.grad_tol),
+                     ("iterations (L-BFGS + Newton)", f"{cp.descent_iterations} + {cp.iterations}"),
+                     ("seconds", cp.seconds), ("message", cp.message)):
+            finder.add_row(k, _fmt(v))
     table = Table(title=f"Certificate: {title}", show_header=False, title_justify="left")
     rows = [("verdict", f"[bold]{cert.verdict}[/bold]"), ("reason", cert.reason), ("R", cert.risk),
             ("R_lin", cert.linear_risk), ("R − R_lin", cert.risk - cert.linear_risk), ("‖∇R‖", cert.grad_norm),
@@ -233,7 +249,8 @@ def _print_table(ds, cp, cert) -> None:
     rows.append(("parameters", cert.n_params))
     for k, v in rows:
         table.add_row(k, _fmt(v))
-    console.print(finder)
+    if cp is not None:
+        console.print(finder)
     console.print(table)
     console.print("tolerances: " + ", ".join(f"{k}={v:.2e}" for k, v in cert.tolerances.items()))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
@@ -53,7 +54,9 @@ def run_census(
     on_start: Callable[[int, int], None] | None = None,
     task_fn: Callable = run_task,
 ) -> dict:
-    """Run every pending task of ``spec`` and write its rows to ``store``; returns a summary.
+    """Run every pending task of ``spec`` and write its rows to ``store``; returns a summary
+    (tasks, runs, skipped, worker failures, and compute_seconds: wall time once the workers
+    or the cluster were started).
 
     ``on_start(runs, skipped)`` is called once, ``on_rows(rows)`` after each task is stored.
     ``task_fn`` is what a worker runs per task (:func:`~resland.census.runner.run_task`;
@@ -83,7 +86,8 @@ def run_census(
     if not tasks:
         return summary
     run = _run_local if executor == "local" else _run_dask
-    summary["failures"] = run(task_fn, tasks, spec.finder, workers, scheduler, retries, deliver, give_up)
+    summary["failures"], summary["compute_seconds"] = run(task_fn, tasks, spec.finder, workers, scheduler, retries,
+                                                          deliver, give_up)
     return summary
 
 
@@ -98,6 +102,7 @@ def _run_local(task_fn, tasks, finder, workers, _scheduler, retries, deliver, gi
     attempts = {i: 0 for i, _ in queue}
     failures = 0
     ctx = multiprocessing.get_context("spawn")
+    start = time.perf_counter()
     while queue:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
         running: dict = {}
@@ -126,7 +131,7 @@ def _run_local(task_fn, tasks, finder, workers, _scheduler, retries, deliver, gi
                 give_up(tasks[i], attempts[i], f"a worker process died {attempts[i]} times running this task")
             else:
                 queue.append((i, tasks[i]))
-    return failures
+    return failures, time.perf_counter() - start
 
 
 def _run_dask(task_fn, tasks, finder, workers, scheduler, retries, deliver, give_up) -> int:
@@ -138,6 +143,7 @@ def _run_dask(task_fn, tasks, finder, workers, scheduler, retries, deliver, give
                                dashboard_address=None, silence_logs=logging.ERROR)
     client = Client(cluster if cluster is not None else scheduler)
     failures = 0
+    start = time.perf_counter()  # after the cluster is up
     try:
         attempts = {}
         futures = {}
@@ -171,4 +177,4 @@ def _run_dask(task_fn, tasks, finder, workers, scheduler, retries, deliver, give
         client.close()
         if cluster is not None:
             cluster.close()
-    return failures
+    return failures, time.perf_counter() - start

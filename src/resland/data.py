@@ -94,11 +94,16 @@ def _sklearn(name: str) -> Dataset:
 
 
 def _load_csv(path: Path, target: str | None) -> Dataset:
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValidationError(f"The CSV file {str(path)!r} could not be read as UTF-8 CSV text: {exc}.") from None
     if len(rows) < 2:
         raise ValidationError(f"The CSV file {str(path)!r} must have a header row and at least one data row.")
     header, body = rows[0], rows[1:]
+    if not header:
+        raise ValidationError(f"The CSV file {str(path)!r} must start with a header row naming its columns. Got an empty line.")
     target = header[-1] if target is None else target
     if target not in header:
         raise ValidationError(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_positive_int
+from ._checks import ValidationError, check_choice, check_positive_int
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -237,6 +237,19 @@ def build_model(config: dict) -> nn.Module:
     return MODELS[name](**config)
 
 
+#: Largest model :func:`init_model` builds (0.8 GB of float64 parameters).
+MAX_PARAMS = 10**8
+
+
+def param_count(name: str, d_in: int, *, width: int = 4, depth: int = 1) -> int:
+    """Number of parameters of :func:`init_model`'s model (one-layer branches), without building it."""
+    if name == "resnet":
+        return depth * (width * d_in + width + d_in * width) + d_in + 1
+    if name == "fc":
+        return d_in * width + width + (depth - 1) * (width * width + width) + width + 1
+    return d_in + 1
+
+
 def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activation: str | None = None,
                seed: int = 0, v_scale: float = 1.0) -> nn.Module:
     """A seeded fresh model, the one initialisation the CLI and the census share.
@@ -246,6 +259,12 @@ def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activati
     ``activation`` defaults to softplus (ResNet) or relu (FCNet).
     """
     check_choice("model", name, MODELS)
+    n = param_count(name, d_in, width=width, depth=depth)
+    if n > MAX_PARAMS:
+        raise ValidationError(
+            f"The model would have {n:.3g} parameters ({8 * n / 2**30:.3g} GiB in float64); the limit is "
+            f"{MAX_PARAMS:.0e}. Choose a smaller 'width' or 'depth'."
+        )
     torch.manual_seed(seed)
     if name == "resnet":
         model = ResNet(d_in, width, depth, activation or "softplus")

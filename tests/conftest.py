@@ -97,3 +97,13 @@ def teacher_problem(seed=0, d=2, k=2, L=2, m=500, scale=2.0, noise=0.1, activati
         for p in student.parameters():
             p.add_(noise * torch.randn_like(p))
     return teacher, student, X, y
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """One `reproduce --quick` run shared by test_reproduce and test_audit."""
+    from resland.paper.reproduce import reproduce
+
+    out = tmp_path_factory.mktemp("reproduce")
+    reproduce(out, quick=True)
+    return out

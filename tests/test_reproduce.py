@@ -12,15 +12,7 @@ import torch
 
 import resland
 from resland.paper.claims import STATUSES
-from resland.paper.reproduce import reproduce
 from resland.theory import linear_probes
-
-
-@pytest.fixture(scope="session")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reproduce")
-    reproduce(out, quick=True)
-    return out
 
 
 @pytest.fixture(scope="session")

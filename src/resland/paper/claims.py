@@ -65,3 +65,12 @@ def data_uri(png_bytes: bytes) -> str:
 def close(a: float, b: float, rtol: float) -> bool:
     """``|a − b| ≤ rtol · max(|a|, |b|)`` (relative agreement used for closed forms)."""
     return abs(a - b) <= rtol * max(abs(a), abs(b))
+
+
+def audit_fields(cert, data: str) -> dict:
+    """What an independent re-check of a verdict needs (tests/test_audit.py): data set, model,
+    flat parameters, and the escape step of a strict saddle. ``cert`` must keep its parameters."""
+    direction = cert.escape_direction
+    return {"data": data, "loss": cert.loss, "model_config": cert.model_config, "parameters": cert.parameters,
+            "escape_direction": None if direction is None else direction.detach().cpu().tolist(),
+            "escape_step": cert.escape_step, "grad_tol": cert.tolerances.get("grad_tol")}

@@ -20,7 +20,7 @@ from ..critical import find_critical_point
 from ..data import load_dataset
 from ..linear import NotAttainedWarning
 from ..models import ResNet
-from .claims import Claim, png
+from .claims import Claim, audit_fields, png
 
 EVIDENCE = ("better_than_linear", "strict_saddle")
 
@@ -59,7 +59,8 @@ def certify_runs(claim_id, datasets, depths, plan, width, activation, progress, 
                     if cp.converged:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore", NotAttainedWarning)
-                            cert = certify(cp.model, ds.X, ds.y, ds.loss)
+                            cert = certify(cp.model, ds.X, ds.y, ds.loss, keep_parameters=True)
+                        rec["audit"] = audit_fields(cert, name)
                         rec.update(verdict=cert.verdict, linear_risk=cert.linear_risk, lambda_min=cert.lambda_min,
                                    lambda_max=cert.lambda_max, index=cert.index, escape_decrease=cert.escape_decrease,
                                    gap_bound=(cert.gap_bound or {}).get("rigorous"))

@@ -53,7 +53,9 @@ def run_task(task: Task, finder: dict) -> list[dict]:
     """Find and certify a critical point for every seed of ``task``; one row per seed.
 
     ``finder`` holds the spec's ``[finder]`` settings (``kind`` is taken from the config).
-    ``seconds`` of a row is the task's wall time divided by its number of seeds.
+    ``seconds`` of a row is the task's wall time divided by its number of seeds. Every
+    certificate keeps its parameters (8·n bytes per run), so any stored run can be replayed
+    and re-verified.
     """
     start = time.perf_counter()
     with _one_thread(), warnings.catch_warnings():
@@ -83,13 +85,13 @@ def _run(task: Task, finder: dict) -> list[dict]:
         ens = Ensemble(models, ds.X, ds.y, loss)
         cps = find_critical_points(ens, c["kind"], batched=True, **opts)
         theta = torch.stack([_flat(cp.model) for cp in cps])
-        certs = certify_ensemble(ens, theta, task.seeds, fit=fit)
+        certs = certify_ensemble(ens, theta, task.seeds, fit=fit, keep_parameters=True)
     else:  # the reference: the same finder one seed at a time, certify() with its own eigensolver
         cps, certs = [], []
         for s, model in zip(task.seeds, models):
             cp = find_critical_points(Ensemble([model], ds.X, ds.y, loss), c["kind"], batched=False, **opts)[0]
             cps.append(cp)
-            certs.append(certify(cp.model, ds.X, ds.y, loss, fit=fit, seed=s))
+            certs.append(certify(cp.model, ds.X, ds.y, loss, fit=fit, seed=s, keep_parameters=True))
     return [_row(task, s, cp=cp, cert=cert) for s, cp, cert in zip(task.seeds, cps, certs)]
 
 

@@ -1,0 +1,56 @@
+"""Determinism and resource guards of the CLI.
+
+Same command, same seed: byte-identical JSON on one machine except the one `timing` object
+that holds every wall-clock figure. A dense Hessian that would exceed --max-memory is refused
+with its estimate, and the iterative solver gives the same verdict.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "resland.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def _keys(obj, prefix=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield prefix + k
+            yield from _keys(v, prefix + k + ".")
+
+
+@pytest.mark.parametrize("args", [
+    ("--data", "example2", "--depth", "2", "--width", "2", "--kind", "any", "--seed", "3"),
+    ("--data", "diabetes", "--depth", "1", "--width", "2", "--activation", "tanh", "--max-iter", "5",
+     "--descent-iter", "20", "--seed", "1"),
+])
+def test_same_command_gives_byte_identical_json_apart_from_timing(args):
+    a, b = run("certify", *args, "--json"), run("certify", *args, "--json")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    ja, jb = json.loads(a.stdout), json.loads(b.stdout)
+    assert set(ja["timing"]) <= {"finder_seconds", "certify_seconds"}
+    ta, tb = ja.pop("timing"), jb.pop("timing")
+    assert json.dumps(ja, sort_keys=True) == json.dumps(jb, sort_keys=True)
+    assert not [k for k in _keys(ja) if "second" in k or "time" in k], "a wall-clock figure outside 'timing'"
+    assert all(v >= 0 for v in ta.values()) and ta.keys() == tb.keys()
+
+
+def test_max_memory_refuses_the_dense_hessian_and_falls_back_to_lanczos():
+    args = ("--data", "example2", "--depth", "2", "--width", "2", "--kind", "any", "--seed", "3", "--json")
+    dense, small = run("certify", *args), run("certify", *args, "--max-memory", "2KiB")
+    assert dense.returncode == 0 and small.returncode == 0, dense.stderr + small.stderr
+    assert small.stderr.startswith("note: a dense Hessian of 14 parameters needs about ")
+    cd, cs = json.loads(dense.stdout)["certificate"], json.loads(small.stdout)["certificate"]
+    assert cd["eig_method"] == "dense" and cs["eig_method"] == "lanczos"
+    assert cd["verdict"] == cs["verdict"]
+    assert cs["lambda_min"] == pytest.approx(cd["lambda_min"], abs=cs["eig_residual"] + 1e-10)
+    res = run("certify", *args, "--max-memory", "lots")
+    assert res.returncode == 2 and res.stderr.strip() == (
+        "error: The 'max_memory' parameter must be a positive size such as 512MiB or 4GB. Got 'lots'.")
+    res = run("certify", "--data", "diabetes", "--width", "100000000", "--depth", "4")
+    assert res.returncode == 2 and "parameters (" in res.stderr and "the limit is 1e+08" in res.stderr

@@ -41,7 +41,7 @@ def test_hvp_matches_dense_reference(name, model, loss, small_data, binary_data)
                  what=f"dense Hessian {name}")
 
 
-@pytest.mark.parametrize("method", ["dense", "lanczos"])
+@pytest.mark.parametrize("method", ["dense", "lanczos", "arpack"])
 @pytest.mark.parametrize("name,model,loss", MODELS, ids=[m[0] for m in MODELS])
 def test_extremes_match_eigh(name, model, loss, method, small_data, binary_data):
     X, y = _data(loss, small_data, binary_data)
@@ -67,10 +67,11 @@ def test_indefinite_case_is_covered(small_data):
     assert eig.lambda_min < -1e-3 * eig.lambda_max
 
 
-def test_lanczos_not_converged_flag(small_data):
+@pytest.mark.parametrize("method", ["lanczos", "arpack"])
+def test_lanczos_not_converged_flag(small_data, method):
     torch.manual_seed(3)
     model = resland.ResNet(3, 8, 4, "tanh")
-    eig = resland.hessian_extremes(model, *small_data, method="lanczos", tol=1e-14, maxiter=1, ncv=4)
+    eig = resland.hessian_extremes(model, *small_data, method=method, tol=1e-14, maxiter=1, ncv=4)
     assert not eig.converged
 
 
@@ -78,4 +79,32 @@ def test_unknown_method(small_data):
     torch.manual_seed(0)
     with pytest.raises(resland.ValidationError) as err:
         resland.hessian_extremes(resland.ResNet(3, 2, 1), *small_data, method="power")
-    assert str(err.value) == "The 'method' parameter must be one of 'auto', 'dense', 'lanczos'. Got 'power' instead."
+    assert str(err.value) == ("The 'method' parameter must be one of 'auto', 'dense', 'lanczos', 'arpack'. "
+                              "Got 'power' instead.")
+
+
+SPECTRA = {
+    "clustered": np.r_[np.full(30, 1.0), np.full(30, 1.0 + 1e-9), np.linspace(2, 3, 20)],
+    "tiny_gap": np.r_[-1.0, -1.0 + 1e-7, np.linspace(0, 1, 60)],
+    "negative": np.r_[np.linspace(-5, -4, 10), np.linspace(-1, 1e-3, 50), 7.0],
+}
+
+
+@pytest.mark.parametrize("which", ["smallest", "largest", "both"])
+@pytest.mark.parametrize("name", sorted(SPECTRA))
+def test_native_lanczos_on_known_spectra(name, which):
+    """Random symmetric matrices A = Q diag(λ) Qᵀ with clustered, nearly equal and negative eigenvalues."""
+    lam = SPECTRA[name]
+    n = len(lam)
+    Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))
+    A = torch.as_tensor(Q @ np.diag(lam) @ Q.T)
+    out, vecs, matvecs, converged = resland.curvature.lanczos(lambda idx, V: V @ A, n, seeds=[1], which=which,
+                                                             tol=1e-12)
+    assert converged[0] and 0 < matvecs[0] <= n
+    ends = {"smallest": [0], "largest": [1], "both": [0, 1]}[which]
+    for e in ends:
+        ref = lam.min() if e == 0 else lam.max()
+        v = vecs[0, e]
+        res = float(torch.linalg.norm(A @ v - out[0, e] * v))  # the honest residual
+        assert abs(float(out[0, e]) - ref) <= res + 1e-12 * np.abs(lam).max()
+        assert res <= 1e-10 * np.abs(lam).max()

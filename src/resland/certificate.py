@@ -201,7 +201,7 @@ def certify(
     if not eig.converged:
         return _done(cert, "inconclusive", f"the {eig.method} eigensolver did not converge", theta, True)
     if eig.lambda_min + eig.residual <= -tols["lambda_tol"]:
-        ok, why = _verify_escape(cert, fr, theta, g, eig.vec_min, R, tols["decrease_tol"])
+        ok, why = _verify_escape(cert, fr, theta, g, eig.vec_min, R, tols["decrease_tol"], eig.hv_min)
         if ok:
             return _done(cert, "strict_saddle", why, theta, keep_parameters)
         return _done(cert, "inconclusive", why, theta, True)
@@ -244,12 +244,18 @@ def _fill_eig(cert: Certificate, eig: EigResult, lambda_tol: float) -> None:
     cert.degenerate = abs(eig.lambda_min) <= lambda_tol + eig.residual
 
 
-def _verify_escape(cert, fr, theta, g, v, R, decrease_tol) -> tuple[bool, str]:
-    """Check ``vᵀHv < 0`` by a fresh HVP, then backtrack along ``±v`` until the risk drops."""
-    v = v / torch.linalg.norm(v)
+def _verify_escape(cert, fr, theta, g, v, R, decrease_tol, hv=None) -> tuple[bool, str]:
+    """Check ``vᵀHv < 0``, then backtrack along ``±v`` until the risk drops.
+
+    ``hv`` is ``H v`` from the eigensolver's residual check (a fresh HVP at exactly this θ):
+    reused, so the escape test costs no Hessian work; without it one HVP is computed.
+    """
+    scale = torch.linalg.norm(v)
+    v = v / scale
+    hv = fr.hvp(theta, v) if hv is None else hv / scale
     if float(g @ v) > 0:
-        v = -v
-    curvature = float(v @ fr.hvp(theta, v))
+        v, hv = -v, -hv
+    curvature = float(v @ hv)
     cert.escape_direction, cert.escape_curvature = v, curvature
     if not curvature < 0:
         return False, f"λ_min < 0 but a fresh HVP gives vᵀHv = {curvature:.3e} ≥ 0"

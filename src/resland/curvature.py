@@ -6,8 +6,11 @@ vector of :class:`~resland.functional.FlatRisk`), in the model's dtype (float64 
 :func:`hessian_extremes` returns ``λ_min`` (most negative, first-class) and ``λ_max`` of
 ``∇²R(θ)``: by a dense ``eigh`` when ``n ≤ dense_max_params``, otherwise by SciPy's
 ARPACK ``eigsh`` (implicitly restarted Lanczos) on a ``LinearOperator`` of HVPs, asked for
-the smallest-algebraic (``"SA"``) and largest-algebraic (``"LA"``) ends directly. That
-path pays a NumPy round trip per product. Every reported residual ``‖Hv − λv‖`` is
+the smallest-algebraic (``"SA"``) and largest-algebraic (``"LA"``) ends directly
+(``method="arpack"``; a NumPy round trip per product), or by :func:`lanczos`, resland's
+own Lanczos in torch (``method="lanczos"``, the default above the dense threshold): float64,
+on the model's device, full reorthogonalisation, both ends from one Krylov space, and
+batched over the members of an ensemble. Every reported residual ``‖Hv − λv‖`` is
 recomputed with one fresh HVP, so it honestly bounds the eigenvalue error.
 """
 
@@ -40,6 +43,7 @@ class EigResult:
         method: ``dense`` or ``lanczos``.
         eigenvalues: full ascending spectrum (dense path only, else None).
         converged: whether the eigensolver met its tolerance.
+        hv_min: ``H v_min`` from the residual check, reused by the escape test of ``certify``.
     """
 
     lambda_min: float
@@ -52,6 +56,7 @@ class EigResult:
     method: str
     eigenvalues: np.ndarray | None = None
     converged: bool = True
+    hv_min: torch.Tensor | None = None
 
     def count_below(self, threshold: float) -> int | None:
         """Number of eigenvalues ``< threshold`` (None without the full spectrum)."""
@@ -89,10 +94,11 @@ def hessian_extremes(
         model: any ``nn.Module`` with a scalar output per sample.
         X, y: data; loss: loss name or instance.
         tol: relative accuracy requested from the iterative solver.
-        method: ``auto`` (dense when ``n ≤ dense_max_params``), ``dense`` or ``lanczos``.
+        method: ``auto`` (dense when ``n ≤ dense_max_params``, else ``lanczos``), ``dense``,
+            ``lanczos`` (native torch, :func:`lanczos`) or ``arpack`` (SciPy ``eigsh``).
         seed: seeds the Lanczos start vector.
-        maxiter: ARPACK restarts cap (default ``10 n``).
-        ncv: Lanczos basis size (default ``min(n, 40)``).
+        maxiter: Lanczos steps cap (default ``min(n, 400)``) or ARPACK restarts cap (``10 n``).
+        ncv: ARPACK basis size (default ``min(n, 40)``).
     """
     fr = FlatRisk(model, X, y, loss)
     return extremes_at(fr, fr.theta0, tol=tol, method=method, dense_max_params=dense_max_params,
@@ -104,26 +110,103 @@ def extremes_at(fr: FlatRisk, theta: torch.Tensor, *, tol=1e-8, method="auto",
     """:func:`hessian_extremes` at an explicit ``θ`` of a :class:`FlatRisk` (``H`` reused if given)."""
     from ._checks import check_choice
 
-    check_choice("method", method, ("auto", "dense", "lanczos"))
+    check_choice("method", method, ("auto", "dense", "lanczos", "arpack"))
     if method == "auto":
         method = "dense" if fr.n <= dense_max_params else "lanczos"
+    spectrum = None
     if method == "dense":
         H = fr.hessian(theta) if H is None else H
         evals, evecs = torch.linalg.eigh(H)
         pairs = [(float(evals[0]), evecs[:, 0]), (float(evals[-1]), evecs[:, -1])]
         matvecs, converged, spectrum = fr.n, True, evals.cpu().numpy()
-    else:
+    elif method == "arpack":
         pairs, matvecs, converged = _lanczos_extremes(fr, theta, tol, seed, maxiter, ncv)
-        spectrum = None
-    # Honest residuals: one fresh HVP per eigenvector.
+    else:
+        lam, vecs, counts, conv = lanczos(lambda idx, V: fr.hvp(theta, V[0])[None], fr.n, seeds=[seed], tol=tol,
+                                          max_steps=maxiter or 400, dtype=theta.dtype, device=theta.device)
+        pairs = [(float(lam[0, 0]), vecs[0, 0]), (float(lam[0, 1]), vecs[0, 1])]
+        matvecs, converged = counts[0], conv[0]
+    # Honest residuals: one fresh HVP per eigenvector (kept: certify reuses H v_min).
     V = torch.stack([v for _, v in pairs], dim=1)
     HV = fr.hvps(theta, V)
     res = [float(torch.linalg.norm(HV[:, j] - lam * V[:, j])) for j, (lam, _) in enumerate(pairs)]
     return EigResult(
         lambda_min=pairs[0][0], lambda_max=pairs[1][0], vec_min=pairs[0][1], vec_max=pairs[1][1],
         residual=res[0], residual_max=res[1], matvecs=matvecs + 2, method=method,
-        eigenvalues=spectrum, converged=converged,
+        eigenvalues=spectrum, converged=converged, hv_min=HV[:, 0],
     )
+
+
+def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, max_steps: int = 400,
+            check_every: int = 10, dtype=torch.float64, device=None):
+    """Extreme eigenpairs of ``k`` symmetric operators at once, by Lanczos in torch.
+
+    Args:
+        matvec: ``matvec(idx, V)`` returns ``A_j v_j`` for the operators ``j ∈ idx`` (a LongTensor)
+            and the rows ``v_j`` of ``V`` (``len(idx) × n``): one batched product per step.
+        n: dimension; seeds: one seed per operator (its start vector, from ``torch.Generator``).
+        which: ``smallest``, ``largest`` or ``both``: the end(s) whose convergence is required
+            (both Ritz ends are always returned).
+        tol: an operator stops once the Ritz residual estimate ``|β_j s_j|`` of each required
+            end is ``≤ tol·max(1, |θ_max|)``, or the Krylov space is invariant.
+        max_steps: Lanczos steps cap (``converged`` is False when it runs out).
+
+    Full reorthogonalisation (classical Gram–Schmidt, twice) keeps the basis orthogonal to
+    rounding, so there are no ghost eigenvalues; memory is ``k · max_steps · n`` floats.
+
+    Returns:
+        ``(lam, vecs, matvecs, converged)``: ``lam`` (k × 2) holds ``(λ_min, λ_max)`` Ritz values,
+        ``vecs`` (k × 2 × n) unit Ritz vectors, ``matvecs`` and ``converged`` per operator.
+    """
+    from ._checks import check_choice
+
+    check_choice("which", which, ("smallest", "largest", "both"))
+    ends = {"smallest": [0], "largest": [1], "both": [0, 1]}[which]
+    k = len(seeds)
+    steps = max(1, min(int(max_steps), n))
+    Q = torch.zeros(k, steps + 1, n, dtype=dtype, device=device)
+    alpha = torch.zeros(k, steps, dtype=dtype, device=device)
+    beta = torch.zeros(k, steps, dtype=dtype, device=device)
+    for j, s in enumerate(seeds):
+        q = torch.randn(n, generator=torch.Generator().manual_seed(int(s)), dtype=dtype).to(device)
+        Q[j, 0] = q / torch.linalg.norm(q)
+    lam = torch.full((k, 2), float("nan"), dtype=dtype, device=device)
+    vecs = torch.zeros(k, 2, n, dtype=dtype, device=device)
+    matvecs, converged = [0] * k, [False] * k
+    active = torch.ones(k, dtype=torch.bool)
+    for j in range(steps):
+        idx = torch.nonzero(active).flatten()
+        if idx.numel() == 0:
+            break
+        Qa = Q[idx, : j + 1]
+        w = matvec(idx, Qa[:, j])
+        alpha[idx, j] = (w * Qa[:, j]).sum(1)
+        for _ in range(2):
+            w = w - torch.einsum("kjn,kj->kn", Qa, torch.einsum("kjn,kn->kj", Qa, w))
+        b = torch.linalg.norm(w, dim=1)
+        beta[idx, j] = b
+        anorm = torch.clamp(alpha[idx, : j + 1].abs().amax(1), min=1e-300)
+        breakdown = b <= 1e-12 * anorm
+        Q[idx, j + 1] = torch.where(breakdown[:, None], 0.0, w / torch.where(breakdown, 1.0, b)[:, None])
+        for a in idx.tolist():
+            matvecs[a] += 1
+        if not ((j + 1) % check_every == 0 or j + 1 == steps or bool(breakdown.any())):
+            continue
+        T = (torch.diag_embed(alpha[idx, : j + 1]) + torch.diag_embed(beta[idx, :j], 1)
+             + torch.diag_embed(beta[idx, :j], -1))
+        ev, S = torch.linalg.eigh(T)
+        est = (b[:, None] * S[:, -1, :][:, [0, -1]]).abs()[:, ends]
+        scale = torch.clamp(ev.abs().amax(1), min=1.0)
+        ok = breakdown | (est.amax(1) <= tol * scale)
+        done = ok | (j + 1 == steps)
+        for a_loc in torch.nonzero(done).flatten().tolist():
+            a = int(idx[a_loc])
+            y = torch.einsum("jn,jc->cn", Qa[a_loc], S[a_loc][:, [0, -1]])
+            lam[a] = ev[a_loc, [0, -1]]
+            vecs[a] = y / torch.linalg.norm(y, dim=1, keepdim=True)
+            converged[a] = bool(ok[a_loc])
+            active[a] = False
+    return lam, vecs, matvecs, converged
 
 
 def _lanczos_extremes(fr: FlatRisk, theta: torch.Tensor, tol: float, seed: int, maxiter, ncv):

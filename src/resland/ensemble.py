@@ -40,7 +40,7 @@ from torch.func import grad, jacrev, jvp
 from ._checks import ValidationError, check_choice, check_positive_float, check_positive_int
 from .certificate import Certificate, certify
 from .critical import CriticalPoint
-from .curvature import DENSE_MAX_PARAMS, EigResult
+from .curvature import DENSE_MAX_PARAMS, EigResult, lanczos
 from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
@@ -347,7 +347,9 @@ def batched_extremes(
         converged = [True] * k
         spectra = [e.cpu().numpy() for e in evals]
     else:
-        lam, vecs, matvecs, converged = _batched_lanczos(ens, theta, seeds, tol, min(max_steps, n), check_every)
+        lam, vecs, matvecs, converged = lanczos(lambda idx, V: ens.hvp(theta[idx], V), n, seeds=seeds, tol=tol,
+                                                max_steps=max_steps, check_every=check_every, dtype=theta.dtype,
+                                                device=theta.device)
         spectra = [None] * k
     # Honest residuals: a fresh HVP for each of the two vectors of every member.
     Hv = torch.stack([ens.hvp(theta, vecs[:, 0]), ens.hvp(theta, vecs[:, 1])], 1)
@@ -355,55 +357,10 @@ def batched_extremes(
     return [
         EigResult(lambda_min=float(lam[j, 0]), lambda_max=float(lam[j, 1]), vec_min=vecs[j, 0].clone(),
                   vec_max=vecs[j, 1].clone(), residual=float(res[j, 0]), residual_max=float(res[j, 1]),
-                  matvecs=matvecs[j] + 2, method=f"{method}-batched", eigenvalues=spectra[j], converged=converged[j])
+                  matvecs=matvecs[j] + 2, method=f"{method}-batched", eigenvalues=spectra[j], converged=converged[j],
+                  hv_min=Hv[j, 0].clone())
         for j in range(k)
     ]
-
-
-def _batched_lanczos(ens, theta, seeds, tol, steps, check_every):
-    k, n = theta.shape
-    dt, dev = theta.dtype, theta.device
-    Q = torch.zeros(k, steps + 1, n, dtype=dt, device=dev)
-    alpha = torch.zeros(k, steps, dtype=dt, device=dev)
-    beta = torch.zeros(k, steps, dtype=dt, device=dev)
-    for j, s in enumerate(seeds):
-        q = torch.randn(n, generator=torch.Generator().manual_seed(int(s)), dtype=dt).to(dev)
-        Q[j, 0] = q / torch.linalg.norm(q)
-    lam = torch.full((k, 2), float("nan"), dtype=dt, device=dev)
-    vecs = torch.zeros(k, 2, n, dtype=dt, device=dev)
-    matvecs, converged = [0] * k, [False] * k
-    active = torch.ones(k, dtype=torch.bool)
-    for j in range(steps):
-        idx = torch.nonzero(active).flatten()
-        if idx.numel() == 0:
-            break
-        Qa = Q[idx, : j + 1]
-        w = ens.hvp(theta[idx], Qa[:, j])
-        alpha[idx, j] = (w * Qa[:, j]).sum(1)
-        for _ in range(2):  # full reorthogonalisation, twice is enough
-            w = w - torch.einsum("kjn,kj->kn", Qa, torch.einsum("kjn,kn->kj", Qa, w))
-        b = torch.linalg.norm(w, dim=1)
-        beta[idx, j] = b
-        anorm = torch.clamp(alpha[idx, : j + 1].abs().amax(1), min=1e-300)
-        breakdown = b <= 1e-12 * anorm
-        Q[idx, j + 1] = torch.where(breakdown[:, None], 0.0, w / torch.where(breakdown, 1.0, b)[:, None])
-        for a in idx.tolist():
-            matvecs[a] += 1
-        if not ((j + 1) % check_every == 0 or j + 1 == steps or bool(breakdown.any())):
-            continue
-        T = torch.diag_embed(alpha[idx, : j + 1]) + torch.diag_embed(beta[idx, :j], 1) + torch.diag_embed(beta[idx, :j], -1)
-        ev, S = torch.linalg.eigh(T)
-        est = (b[:, None] * S[:, -1, :][:, [0, -1]]).abs()
-        scale = torch.clamp(ev.abs().amax(1), min=1.0)
-        done = breakdown | (est.amax(1) <= tol * scale) | torch.tensor(j + 1 == steps)
-        for a_loc in torch.nonzero(done).flatten().tolist():
-            a = int(idx[a_loc])
-            y = torch.einsum("jn,jc->cn", Qa[a_loc], S[a_loc][:, [0, -1]])
-            lam[a] = ev[a_loc, [0, -1]]
-            vecs[a] = y / torch.linalg.norm(y, dim=1, keepdim=True)
-            converged[a] = bool(breakdown[a_loc] or est[a_loc].amax() <= tol * scale[a_loc])
-            active[a] = False
-    return lam, vecs, matvecs, converged
 
 
 def certify_ensemble(

@@ -24,8 +24,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The peers of bench_curvature.py (`.[bench]`); torch stays pinned on the same command line
+# (backpack-for-pytorch pulls torchvision, which would otherwise upgrade torch to a CUDA build).
 bench: $(STAMP)
+	$(BIN)/pip install --quiet torch==2.13.0 -e '.[bench]'
 	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/python benchmarks/bench_curvature.py
 
 bench-census: $(STAMP)
 	$(BIN)/python benchmarks/bench_census.py

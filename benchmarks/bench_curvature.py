@@ -136,7 +136,7 @@ def tool_pyhessian(model, X, y):
 
     torch.set_default_dtype(torch.float64)  # PyHessian draws its vectors in the default dtype
     crit = lambda out, t: F.mse_loss(out, t)  # noqa: E731
-    H = hessian(model, crit, data=(torch.as_tensor(X), torch.as_tensor(y)), cuda=False)
+    H = hessian(model, crit, data=(torch.as_tensor(X), torch.as_tensor(y)), cuda=next(model.parameters()).is_cuda)
 
     def run(iters):
         top, _ = H.eigenvalues(maxIter=iters, tol=1e-12, top_n=1)

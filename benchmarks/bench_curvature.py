@@ -66,7 +66,7 @@ def tool_resland(fr):
             calls[0] += 1
             return fr.hvp(fr.theta0, V[0])[None]
 
-        lam, _, _, _ = lanczos(mv, fr.n, seeds=[0], tol=tol, max_steps=1500)
+        lam, _, _, _ = lanczos(mv, fr.n, seeds=[0], tol=tol, max_steps=1500, device=fr.theta0.device)
         return float(lam[0, 0]), float(lam[0, 1]), calls[0]
     return run, [1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-10]
 
@@ -178,6 +178,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="the three smaller models only")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="benchmarks/results/curvature.json")
+    ap.add_argument("--tools", default="all", help="comma-separated subset of the tool labels (default: all)")
     args = ap.parse_args()
     rows = []
     for name, X, y, width, depth in problems(args.quick):
@@ -192,6 +193,9 @@ def main() -> None:
                 tools[label] = make(model, fr.X, fr.y)
             except Exception as exc:  # a peer that cannot run here is reported, not hidden
                 row["tools"][label] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        if args.tools != "all":
+            keep = set(args.tools.split(","))
+            tools = {k: v for k, v in tools.items() if k.split(" ")[0] in keep}
         for label, (run, efforts) in tools.items():
             try:
                 row["tools"][label] = measure(run, efforts, (lo, hi), args.repeats)

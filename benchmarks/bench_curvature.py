@@ -61,10 +61,11 @@ def reference(fr):
 def tool_resland(fr):
     def run(tol):
         calls = [0]
+        hv = fr.hvp_at(fr.theta0)
 
         def mv(idx, V):
             calls[0] += 1
-            return fr.hvp(fr.theta0, V[0])[None]
+            return hv(V[0])[None]
 
         lam, _, _, _ = lanczos(mv, fr.n, seeds=[0], tol=tol, max_steps=1500, device=fr.theta0.device)
         return float(lam[0, 0]), float(lam[0, 1]), calls[0]
@@ -189,6 +190,10 @@ def main() -> None:
         tools = {"resland": tool_resland(fr), "resland-arpack": tool_resland_arpack(fr)}
         for label, make in (("curvlinops", tool_curvlinops), ("hessian-eigenthings", tool_eigenthings),
                             ("pyhessian (λ_min by shift)", tool_pyhessian)):
+            if label.startswith("pyhessian") and fr.n > 50000:
+                row["tools"][label] = {"skipped": "power iteration missed the accuracy at every smaller size "
+                                                  "within 1600 iterations; not run at 1e5 to save time"}
+                continue
             try:
                 tools[label] = make(model, fr.X, fr.y)
             except Exception as exc:  # a peer that cannot run here is reported, not hidden

@@ -108,3 +108,19 @@ def test_native_lanczos_on_known_spectra(name, which):
         res = float(torch.linalg.norm(A @ v - out[0, e] * v))  # the honest residual
         assert abs(float(out[0, e]) - ref) <= res + 1e-12 * np.abs(lam).max()
         assert res <= 1e-10 * np.abs(lam).max()
+
+
+def test_hvp_variants_agree_with_the_reference(small_data):
+    """Double backward, the cached-graph operator and forward-over-reverse: the same products."""
+    torch.manual_seed(5)
+    model = resland.ResNet(3, 4, 2, "tanh")
+    X, y = small_data
+    fr = resland.FlatRisk(model, X, y)
+    H = reference_hessian(model, X, y)
+    op = fr.hvp_at(fr.theta0)
+    for seed in range(3):
+        v = torch.randn(fr.n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        for got in (fr.hvp(fr.theta0, v), op(v), fr.hvp_jvp(fr.theta0, v)):
+            assert_close(got, H @ v, rtol=1e-10, atol=1e-13, what="HVP")
+    with torch.no_grad():  # works under no_grad too
+        assert_close(fr.hvp(fr.theta0, v), H @ v, rtol=1e-10, atol=1e-13, what="HVP under no_grad")

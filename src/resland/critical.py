@@ -251,6 +251,7 @@ class _KrylovCurvature:
 
     def __init__(self, fr: FlatRisk, theta: torch.Tensor, rng):
         self.fr, self.theta, self.rng = fr, theta, rng
+        self._hvp = fr.hvp_at(theta)  # one gradient graph for every product at this θ
         self._lmin = None
         self.abs_max = None
         n = fr.n
@@ -258,7 +259,7 @@ class _KrylovCurvature:
 
     def _hv(self, x) -> np.ndarray:
         v = torch.as_tensor(np.ravel(x), dtype=self.fr.dtype, device=self.fr.device)
-        return self.fr.hvp(self.theta, v).cpu().numpy()
+        return self._hvp(v).cpu().numpy()
 
     @property
     def lambda_min(self) -> float:
@@ -288,7 +289,7 @@ class _KrylovCurvature:
 
         Hand-written: SciPy's implementation is private (``scipy.optimize._trustregion_ncg``).
         """
-        hv = lambda v: self.fr.hvp(self.theta, v)  # noqa: E731
+        hv = self._hvp
         p = torch.zeros_like(g)
         r, d = g.clone(), -g.clone()
         gn = float(torch.linalg.norm(g))

@@ -122,7 +122,8 @@ def extremes_at(fr: FlatRisk, theta: torch.Tensor, *, tol=1e-8, method="auto",
     elif method == "arpack":
         pairs, matvecs, converged = _lanczos_extremes(fr, theta, tol, seed, maxiter, ncv)
     else:
-        lam, vecs, counts, conv = lanczos(lambda idx, V: fr.hvp(theta, V[0])[None], fr.n, seeds=[seed], tol=tol,
+        hv = fr.hvp_at(theta)  # one gradient graph, reused by every product
+        lam, vecs, counts, conv = lanczos(lambda idx, V: hv(V[0])[None], fr.n, seeds=[seed], tol=tol,
                                           max_steps=maxiter or 400, dtype=theta.dtype, device=theta.device)
         pairs = [(float(lam[0, 0]), vecs[0, 0]), (float(lam[0, 1]), vecs[0, 1])]
         matvecs, converged = counts[0], conv[0]
@@ -150,6 +151,8 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
         tol: an operator stops once the Ritz residual estimate ``|β_j s_j|`` of each required
             end is ``≤ tol·max(1, |θ_max|)``, or the Krylov space is invariant.
         max_steps: Lanczos steps cap (``converged`` is False when it runs out).
+        check_every: Ritz values are checked at every one of the first 40 steps, then every
+            ``check_every`` steps.
 
     Full reorthogonalisation (classical Gram–Schmidt, twice) keeps the basis orthogonal to
     rounding, so there are no ghost eigenvalues; memory is ``k · max_steps · n`` floats.
@@ -190,7 +193,9 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
         Q[idx, j + 1] = torch.where(breakdown[:, None], 0.0, w / torch.where(breakdown, 1.0, b)[:, None])
         for a in idx.tolist():
             matvecs[a] += 1
-        if not ((j + 1) % check_every == 0 or j + 1 == steps or bool(breakdown.any())):
+        # Ritz check: every step while the tridiagonal matrix is small (its eigh is negligible
+        # next to an HVP), then every ``check_every`` steps.
+        if not (j + 1 <= 40 or (j + 1) % check_every == 0 or j + 1 == steps or bool(breakdown.any())):
             continue
         T = (torch.diag_embed(alpha[idx, : j + 1]) + torch.diag_embed(beta[idx, :j], 1)
              + torch.diag_embed(beta[idx, :j], -1))
@@ -213,10 +218,12 @@ def _lanczos_extremes(fr: FlatRisk, theta: torch.Tensor, tol: float, seed: int, 
     n = fr.n
     count = [0]
 
+    hv = fr.hvp_at(theta)
+
     def matvec(x):
         count[0] += 1
         v = torch.as_tensor(np.asarray(x).reshape(-1), dtype=fr.dtype, device=theta.device)
-        return fr.hvp(theta, v).cpu().numpy()
+        return hv(v).cpu().numpy()
 
     op = spla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
     v0 = np.random.default_rng(seed).standard_normal(n)

@@ -136,3 +136,15 @@ def test_bad_ensembles_are_refused():
     big = Ensemble([init_model("resnet", 1, width=1100, depth=1)], ds.X, ds.y)
     with pytest.raises(resland.ValidationError, match="needs a dense Hessian"):
         find_critical_points(big, "any")
+
+
+def test_cached_batched_hvp_equals_per_member_products(small_data):
+    X, y = small_data
+    models = _members(3, [0, 1, 2], width=3, depth=2, activation="tanh")
+    ens = Ensemble(models, X, y)
+    V = torch.randn(3, ens.n, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    op = ens.hvp_at(ens.theta)
+    for _ in range(2):  # the graph is reused
+        HV = op(V)
+        for j, model in enumerate(models):
+            assert_close(HV[j], reference_hessian(model, X, y) @ V[j], rtol=1e-10, atol=1e-13, what="batched HVP")

@@ -115,6 +115,23 @@ class Ensemble:
         """``∇²R(θ_j) v_j`` for each row, shape (k, n)."""
         return self._hvp(theta, v)
 
+    def hvp_at(self, theta: torch.Tensor):
+        """``V ↦ (∇²R(θ_j) v_j)_j`` at fixed rows ``theta``, by one reused gradient graph.
+
+        The Hessian of ``Σ_j R(θ_j)`` in ``Θ`` is block diagonal, so one double backward through
+        the vmapped risk gives every member's product at once; the graph of ``∇R`` is built once
+        and every further product is one backward pass. Rows of ``V`` for members that have
+        finished may be zero: they cost the same, so callers pass whole batches.
+        """
+        with torch.enable_grad():
+            t = theta.detach().requires_grad_(True)
+            G = torch.autograd.grad(self._risk(t).sum(), t, create_graph=True)[0]
+
+        def product(V: torch.Tensor) -> torch.Tensor:
+            with torch.enable_grad():
+                return torch.autograd.grad(G, t, grad_outputs=V.detach().to(G), retain_graph=True)[0]
+        return product
+
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """Dense ``∇²R(θ_j)``, shape (k, n, n), symmetrised."""
         return self._hessian(theta)
@@ -347,7 +364,14 @@ def batched_extremes(
         converged = [True] * k
         spectra = [e.cpu().numpy() for e in evals]
     else:
-        lam, vecs, matvecs, converged = lanczos(lambda idx, V: ens.hvp(theta[idx], V), n, seeds=seeds, tol=tol,
+        hv = ens.hvp_at(theta)
+
+        def matvec(idx, V):  # one backward pass for the whole batch; finished members ride along as zeros
+            full = torch.zeros_like(theta)
+            full[idx] = V
+            return hv(full)[idx]
+
+        lam, vecs, matvecs, converged = lanczos(matvec, n, seeds=seeds, tol=tol,
                                                 max_steps=max_steps, check_every=check_every, dtype=theta.dtype,
                                                 device=theta.device)
         spectra = [None] * k

@@ -48,7 +48,9 @@ def test_max_memory_refuses_the_dense_hessian_and_falls_back_to_lanczos():
     cd, cs = json.loads(dense.stdout)["certificate"], json.loads(small.stdout)["certificate"]
     assert cd["eig_method"] == "dense" and cs["eig_method"] == "lanczos"
     assert cd["verdict"] == cs["verdict"]
-    assert cs["lambda_min"] == pytest.approx(cd["lambda_min"], abs=cs["eig_residual"] + 1e-10)
+    # Near-zero clusters: a Ritz value is within its residual of *an* eigenvalue, so the two paths
+    # agree to the certificate's lambda_tol (the verdict's own resolution), not to the residual.
+    assert cs["lambda_min"] == pytest.approx(cd["lambda_min"], abs=cs["tolerances"]["lambda_tol"])
     res = run("certify", *args, "--max-memory", "lots")
     assert res.returncode == 2 and res.stderr.strip() == (
         "error: The 'max_memory' parameter must be a positive size such as 512MiB or 4GB. Got 'lots'.")

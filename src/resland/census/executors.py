@@ -5,8 +5,9 @@
   tasks resubmitted, up to ``retries`` times per task.
 * ``dask``: ``dask.distributed``; an existing scheduler at ``scheduler`` (e.g. one started by
   dask-jobqueue on SLURM, see docs/census.md) or else a ``LocalCluster`` bound to
-  127.0.0.1, started and closed here. A task whose worker dies or that errors is resubmitted
-  up to ``retries`` times.
+  127.0.0.1, started and closed here. Dask itself reschedules a task whose worker dies (up to
+  its ``allowed-failures``); a task that still fails (``KilledWorker``, a lost connection) is
+  resubmitted by the client up to ``retries`` times and counted.
 
 Each row records ``attempts`` (1 + the failures of its task). At most ``2 × workers`` tasks
 are in flight, so memory stays bounded however large the census.
@@ -18,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import time
+import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
@@ -97,7 +99,7 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _run_local(task_fn, tasks, finder, workers, _scheduler, retries, deliver, give_up) -> int:
+def _run_local(task_fn, tasks, finder, workers, _scheduler, retries, deliver, give_up) -> tuple[int, float]:
     queue = list(enumerate(tasks))[::-1]
     attempts = {i: 0 for i, _ in queue}
     failures = 0
@@ -134,7 +136,7 @@ def _run_local(task_fn, tasks, finder, workers, _scheduler, retries, deliver, gi
     return failures, time.perf_counter() - start
 
 
-def _run_dask(task_fn, tasks, finder, workers, scheduler, retries, deliver, give_up) -> int:
+def _run_dask(task_fn, tasks, finder, workers, scheduler, retries, deliver, give_up) -> tuple[int, float]:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -149,8 +151,11 @@ def _run_dask(task_fn, tasks, finder, workers, scheduler, retries, deliver, give
         futures = {}
         queue = list(enumerate(tasks))[::-1]
 
+        run_id = uuid.uuid4().hex[:12]  # keys stay unique on a scheduler shared with other censuses
+
         def submit(i):
-            fut = client.submit(task_fn, tasks[i], finder, pure=False, key=f"resland-{i}-{attempts.get(i, 0)}")
+            key = f"resland-{run_id}-{tasks[i].config_id}-{tasks[i].seeds[0]}-{attempts.get(i, 0)}"
+            fut = client.submit(task_fn, tasks[i], finder, pure=False, key=key)
             futures[fut.key] = i
             return fut
 

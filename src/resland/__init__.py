@@ -9,7 +9,9 @@ without 1/2, float64 throughout.
 from ._checks import ValidationError
 from .certificate import VERDICTS, Certificate, certify
 from .critical import CriticalPoint, find_critical_point
-from .curvature import EigResult, dense_hessian, hessian_extremes, hvp
+from .checkpoint import load_parameters
+from .curvature import EigResult, dense_hessian, hessian_extremes, hvp, lanczos
+from .ensemble import Ensemble, batched_extremes, certify_ensemble, find_critical_points
 from .data import Dataset, load_dataset
 from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear
@@ -31,9 +33,13 @@ __all__ = [
     # linear baseline
     "best_linear", "LinearFit", "NotAttainedWarning",
     # curvature
-    "FlatRisk", "hvp", "dense_hessian", "hessian_extremes", "EigResult",
+    "FlatRisk", "hvp", "dense_hessian", "hessian_extremes", "lanczos", "EigResult",
     # critical points
     "find_critical_point", "CriticalPoint",
+    # ensembles (batched over seeds)
+    "Ensemble", "find_critical_points", "batched_extremes", "certify_ensemble",
+    # checkpoints
+    "load_parameters",
     # theory and certificate
     "theory", "certify", "Certificate", "VERDICTS",
 ]

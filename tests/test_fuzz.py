@@ -151,6 +151,16 @@ def test_spec_file(tmp_path_factory, text):
     record("spec (TOML text)", "parsed")
 
 
+def run_cli(capsys, argv) -> tuple[int, str]:
+    """Run the CLI in-process: (exit status, stderr)."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
 option_values = {
     "--data": st.sampled_from(["example2", "example1", "mnist", "", "x.csv", "diabetes.npz"]),
     "--rho": st.sampled_from(["1", "0", "-1", "nan", "inf", "abc"]),
@@ -179,12 +189,7 @@ def test_cli_certify_options(capsys, opts, refine):
         argv += ["--max-iter", "3"]
     if "--descent-iter" not in opts:
         argv += ["--descent-iter", "5"]
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err
+    code, err = run_cli(capsys, argv)
     assert code in (0, 2), (argv, code, err)
     if code == 2:
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
@@ -199,11 +204,6 @@ def test_cli_certify_options(capsys, opts, refine):
 def test_cli_census_export_report_options(capsys, tmp_path_factory, args, cmd):
     cwd = tmp_path_factory.mktemp("cli")
     argv = [cmd] + [a if a not in ("missing.db", "nonexistent.toml") else str(cwd / a) for a in args]
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err
+    code, err = run_cli(capsys, argv)
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, (argv, code, err)  # never runs: no valid spec/store
     record(f"cli {cmd}", "exit 2")

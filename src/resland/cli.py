@@ -139,16 +139,10 @@ def census_cmd(spec_path, store_path, executor, workers, scheduler, retries):
     from rich.console import Console
 
     from .census import RunStore, load_spec, run_census
-    from .census.executors import EXECUTORS
+    from .census.executors import check_options
 
     spec = load_spec(spec_path)
-    check_choice("executor", executor, EXECUTORS)
-    if workers is not None:
-        check_positive_int("workers", workers)
-    if retries < 0:
-        raise ValidationError(f"The 'retries' parameter must be an int in the range [0, inf). Got {retries!r} instead.")
-    if scheduler is not None and executor != "dask":
-        raise ValidationError("The 'scheduler' option needs --executor dask. Got --executor local.")
+    check_options(executor, workers, scheduler, retries)  # before the store file is created
     for name in sorted({(c["data"], c.get("rho")) for c in spec.configs}, key=str):  # fail before anything runs
         load_dataset(name[0], rho=name[1])
     console = Console(stderr=True)
@@ -186,14 +180,10 @@ class _CensusProgress:
         self.bar.__exit__(*exc)
 
     def start(self, total: int, skipped: int) -> None:
-        import time
-
         self.t0 = time.perf_counter()
         self.task = self.bar.add_task("census", total=total, rate="", counts=f"({skipped} resumed)" if skipped else "")
 
     def advance(self, rows: list[dict]) -> None:
-        import time
-
         for r in rows:
             key = r["verdict"] or r["status"]
             self.verdicts[key] = self.verdicts.get(key, 0) + 1

@@ -32,6 +32,17 @@ from .store import RunStore
 EXECUTORS = ("local", "dask")
 
 
+def check_options(executor: str, workers: int | None, scheduler: str | None, retries: int) -> int:
+    """Validate the executor options; returns the worker count (default: the CPU count)."""
+    check_choice("executor", executor, EXECUTORS)
+    workers = check_positive_int("workers", workers if workers is not None else (os.cpu_count() or 1))
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValidationError(f"The 'retries' parameter must be an int in the range [0, inf). Got {retries!r} instead.")
+    if scheduler is not None and executor != "dask":
+        raise ValidationError("The 'scheduler' option needs --executor dask. Got --executor local.")
+    return workers
+
+
 def pending_tasks(spec: Spec, store: RunStore) -> list[Task]:
     """The spec's tasks minus the runs already stored (a task keeps only its missing seeds)."""
     done = store.done(spec.spec_hash)
@@ -64,10 +75,7 @@ def run_census(
     ``task_fn`` is what a worker runs per task (:func:`~resland.census.runner.run_task`;
     the tests inject worker deaths through it).
     """
-    check_choice("executor", executor, EXECUTORS)
-    workers = check_positive_int("workers", workers if workers is not None else (os.cpu_count() or 1))
-    if scheduler is not None and executor != "dask":
-        raise ValidationError("The 'scheduler' option needs executor 'dask'. Got executor 'local'.")
+    workers = check_options(executor, workers, scheduler, retries)
     store.add_spec(spec)
     tasks = pending_tasks(spec, store)
     summary = {"tasks": len(tasks), "runs": sum(len(t.seeds) for t in tasks), "failures": 0,

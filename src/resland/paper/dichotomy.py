@@ -19,7 +19,7 @@ from ..certificate import certify
 from ..critical import find_critical_point
 from ..data import load_dataset
 from ..linear import NotAttainedWarning
-from ..models import ResNet
+from ..models import init_model
 from .claims import Claim, audit_fields, png
 
 EVIDENCE = ("better_than_linear", "strict_saddle")
@@ -42,11 +42,8 @@ def certify_runs(claim_id, datasets, depths, plan, width, activation, progress, 
             for kind, seeds in plan.items():
                 for seed in seeds:
                     progress(f"{claim_id}: {name} depth {depth} {kind} seed {seed} ({len(records) + 1}/{total})")
-                    torch.manual_seed(seed)
-                    model = ResNet(ds.X.shape[1], width, depth, activation)
-                    with torch.no_grad():
-                        for l in range(1, depth + 1):
-                            model.V(l).mul_(V_SCALE)
+                    model = init_model("resnet", ds.X.shape[1], width=width, depth=depth, activation=activation,
+                                       seed=seed, v_scale=V_SCALE)
                     t = time.perf_counter()
                     cp = find_critical_point(model, ds.X, ds.y, ds.loss, kind=kind, max_iter=max_iter[kind],
                                              descent_iter=300, seed=seed)

@@ -124,3 +124,43 @@ def test_hvp_variants_agree_with_the_reference(small_data):
             assert_close(got, H @ v, rtol=1e-10, atol=1e-13, what="HVP")
     with torch.no_grad():  # works under no_grad too
         assert_close(fr.hvp(fr.theta0, v), H @ v, rtol=1e-10, atol=1e-13, what="HVP under no_grad")
+
+
+@pytest.mark.parametrize("which", ["smallest", "largest", "both"])
+def test_thick_restart_with_a_small_basis(which):
+    """A basis of 12 vectors for a 402 × 402 operator whose extremes need ~150 products:
+    the thick restarts keep the wanted Ritz pairs, and the answer matches eigh."""
+    lam = np.r_[-1e-3, np.linspace(0, 1, 400), 1.001]
+    n = len(lam)
+    Q, _ = np.linalg.qr(np.random.default_rng(3).standard_normal((n, n)))
+    A = torch.as_tensor(Q @ np.diag(lam) @ Q.T)
+    tol = 1e-10
+    out, vecs, matvecs, converged = resland.curvature.lanczos(lambda idx, V: V @ A, n, seeds=[0], which=which,
+                                                             tol=tol, max_basis=12, max_steps=3000)
+    assert converged[0] and matvecs[0] > 12  # restarted, and still converged
+    for e in {"smallest": [0], "largest": [1], "both": [0, 1]}[which]:
+        v = vecs[0, e]
+        res = float(torch.linalg.norm(A @ v - out[0, e] * v))
+        assert res <= 2 * tol * 1.001  # the stopping estimate |β s| is the residual, to rounding
+        assert abs(float(out[0, e]) - (lam.min() if e == 0 else lam.max())) <= res
+
+
+def test_thick_restart_batched_operators_finish_at_different_steps():
+    """Three operators, one batch, a basis of 10: each member restarts and stops on its own."""
+    rng = np.random.default_rng(4)
+    spectra = [np.r_[-2.0, np.linspace(-1, 1, 80)], np.r_[np.linspace(0, 1, 80), 1.5], np.linspace(-1, 1, 81)]
+    As = []
+    for lam in spectra:
+        Q, _ = np.linalg.qr(rng.standard_normal((81, 81)))
+        As.append(torch.as_tensor(Q @ np.diag(lam) @ Q.T))
+    A = torch.stack(As)
+    out, vecs, matvecs, converged = resland.curvature.lanczos(
+        lambda idx, V: torch.einsum("kij,kj->ki", A[idx], V), 81, seeds=[0, 1, 2], tol=1e-10, max_basis=10,
+        max_steps=5000)
+    assert all(converged) and len(set(matvecs)) > 1 and min(matvecs) > 10
+    for j, lam in enumerate(spectra):
+        for e, ref in ((0, lam.min()), (1, lam.max())):
+            v = vecs[j, e]
+            res = float(torch.linalg.norm(A[j] @ v - out[j, e] * v))
+            assert res <= 2e-10 * max(1.0, np.abs(lam).max())
+            assert abs(float(out[j, e]) - ref) <= res

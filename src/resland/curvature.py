@@ -8,9 +8,9 @@ vector of :class:`~resland.functional.FlatRisk`), in the model's dtype (float64 
 ARPACK ``eigsh`` (implicitly restarted Lanczos) on a ``LinearOperator`` of HVPs, asked for
 the smallest-algebraic (``"SA"``) and largest-algebraic (``"LA"``) ends directly
 (``method="arpack"``; a NumPy round trip per product), or by :func:`lanczos`, resland's
-own Lanczos in torch (``method="lanczos"``, the default above the dense threshold): float64,
-on the model's device, full reorthogonalisation, both ends from one Krylov space, and
-batched over the members of an ensemble. Every reported residual ``‖Hv − λv‖`` is
+own thick-restart Lanczos in torch (``method="lanczos"``, the default above the dense
+threshold): float64, on the model's device, full reorthogonalisation, both ends from one
+Krylov space, memory bounded by the basis size, and batched over the members of an ensemble. Every reported residual ``‖Hv − λv‖`` is
 recomputed with one fresh HVP, so it honestly bounds the eigenvalue error.
 """
 
@@ -87,6 +87,7 @@ def hessian_extremes(
     seed: int = 0,
     maxiter: int | None = None,
     ncv: int | None = None,
+    max_basis: int = 64,
 ) -> EigResult:
     """``λ_min`` and ``λ_max`` of the Hessian of the mean risk at the model's parameters.
 
@@ -97,16 +98,18 @@ def hessian_extremes(
         method: ``auto`` (dense when ``n ≤ dense_max_params``, else ``lanczos``), ``dense``,
             ``lanczos`` (native torch, :func:`lanczos`) or ``arpack`` (SciPy ``eigsh``).
         seed: seeds the Lanczos start vector.
-        maxiter: Lanczos steps cap (default ``min(n, 400)``) or ARPACK restarts cap (``10 n``).
+        maxiter: Lanczos products cap (default 1000) or ARPACK restarts cap (``10 n``).
         ncv: ARPACK basis size (default ``min(n, 40)``).
+        max_basis: Lanczos basis size before a thick restart (memory ``(max_basis + 1) · n``).
     """
     fr = FlatRisk(model, X, y, loss)
     return extremes_at(fr, fr.theta0, tol=tol, method=method, dense_max_params=dense_max_params,
-                       seed=seed, maxiter=maxiter, ncv=ncv)
+                       seed=seed, maxiter=maxiter, ncv=ncv, max_basis=max_basis)
 
 
 def extremes_at(fr: FlatRisk, theta: torch.Tensor, *, tol=1e-8, method="auto",
-                dense_max_params=DENSE_MAX_PARAMS, seed=0, maxiter=None, ncv=None, H=None) -> EigResult:
+                dense_max_params=DENSE_MAX_PARAMS, seed=0, maxiter=None, ncv=None, H=None,
+                max_basis=64) -> EigResult:
     """:func:`hessian_extremes` at an explicit ``θ`` of a :class:`FlatRisk` (``H`` reused if given)."""
     from ._checks import check_choice
 
@@ -124,12 +127,14 @@ def extremes_at(fr: FlatRisk, theta: torch.Tensor, *, tol=1e-8, method="auto",
     else:
         hv = fr.hvp_at(theta)  # one gradient graph, reused by every product
         lam, vecs, counts, conv = lanczos(lambda idx, V: hv(V[0])[None], fr.n, seeds=[seed], tol=tol,
-                                          max_steps=maxiter or 400, dtype=theta.dtype, device=theta.device)
+                                          max_steps=maxiter or 1000, max_basis=max_basis, dtype=theta.dtype,
+                                          device=theta.device)
         pairs = [(float(lam[0, 0]), vecs[0, 0]), (float(lam[0, 1]), vecs[0, 1])]
         matvecs, converged = counts[0], conv[0]
-    # Honest residuals: one fresh HVP per eigenvector (kept: certify reuses H v_min).
+    # Honest residuals: one fresh exact HVP per eigenvector (kept: certify reuses H v_min); the
+    # Lanczos path reuses its gradient graph, the others use forward-over-reverse products.
     V = torch.stack([v for _, v in pairs], dim=1)
-    HV = fr.hvps(theta, V)
+    HV = torch.stack([hv(v) for _, v in pairs], dim=1) if method == "lanczos" else fr.hvps(theta, V)
     res = [float(torch.linalg.norm(HV[:, j] - lam * V[:, j])) for j, (lam, _) in enumerate(pairs)]
     return EigResult(
         lambda_min=pairs[0][0], lambda_max=pairs[1][0], vec_min=pairs[0][1], vec_max=pairs[1][1],
@@ -138,9 +143,9 @@ def extremes_at(fr: FlatRisk, theta: torch.Tensor, *, tol=1e-8, method="auto",
     )
 
 
-def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, max_steps: int = 400,
-            check_every: int = 10, dtype=torch.float64, device=None):
-    """Extreme eigenpairs of ``k`` symmetric operators at once, by Lanczos in torch.
+def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, max_steps: int = 1000,
+            max_basis: int = 64, check_every: int = 10, dtype=torch.float64, device=None):
+    """Extreme eigenpairs of ``k`` symmetric operators at once, by thick-restart Lanczos in torch.
 
     Args:
         matvec: ``matvec(idx, V)`` returns ``A_j v_j`` for the operators ``j ∈ idx`` (a LongTensor)
@@ -150,26 +155,34 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
             (both Ritz ends are always returned).
         tol: an operator stops once the Ritz residual estimate ``|β_j s_j|`` of each required
             end is ``≤ tol·max(1, |θ_max|)``, or the Krylov space is invariant.
-        max_steps: Lanczos steps cap (``converged`` is False when it runs out).
-        check_every: Ritz values are checked at every one of the first 40 steps, then every
-            ``check_every`` steps.
+        max_steps: cap on the products per operator (``converged`` is False when it runs out).
+        max_basis: basis size ``p``; when it is full the basis is restarted thick (Wu & Simon,
+            TRLan): the Ritz vectors of the wanted end(s), ``p/2`` in all, are kept and the
+            Krylov space is extended from the last residual. Memory is ``k · (p + 1) · n`` floats
+            whatever ``max_steps`` is.
+        check_every: Ritz values are checked at every one of the first 40 products, at every
+            restart, then every ``check_every`` products.
 
     Full reorthogonalisation (classical Gram–Schmidt, twice) keeps the basis orthogonal to
-    rounding, so there are no ghost eigenvalues; memory is ``k · max_steps · n`` floats.
+    rounding, so there are no ghost eigenvalues. The projected matrix ``T = Qᵀ A Q`` is built from
+    the Gram–Schmidt coefficients, so it is tridiagonal before the first restart and
+    arrowhead-plus-tridiagonal after; ``A Q = Q T + β q₊ eₚᵀ`` holds throughout, which makes
+    ``|β s_last|`` the residual of the Ritz pair ``(θ, Q s)``.
 
     Returns:
         ``(lam, vecs, matvecs, converged)``: ``lam`` (k × 2) holds ``(λ_min, λ_max)`` Ritz values,
         ``vecs`` (k × 2 × n) unit Ritz vectors, ``matvecs`` and ``converged`` per operator.
     """
-    from ._checks import check_choice
+    from ._checks import check_choice, check_positive_int
 
     check_choice("which", which, ("smallest", "largest", "both"))
     ends = {"smallest": [0], "largest": [1], "both": [0, 1]}[which]
     k = len(seeds)
-    steps = max(1, min(int(max_steps), n))
-    Q = torch.zeros(k, steps + 1, n, dtype=dtype, device=device)
-    alpha = torch.zeros(k, steps, dtype=dtype, device=device)
-    beta = torch.zeros(k, steps, dtype=dtype, device=device)
+    max_steps = check_positive_int("max_steps", max_steps)
+    p = min(max(4, check_positive_int("max_basis", max_basis)), n)
+    keep = {"smallest": (p // 2, 0), "largest": (0, p // 2), "both": (p // 4, p // 4)}[which]
+    Q = torch.empty(k, p + 1, n, dtype=dtype, device=device)
+    T = torch.zeros(k, p, p, dtype=dtype, device=device)
     for j, s in enumerate(seeds):
         q = torch.randn(n, generator=torch.Generator().manual_seed(int(s)), dtype=dtype).to(device)
         Q[j, 0] = q / torch.linalg.norm(q)
@@ -177,33 +190,40 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
     vecs = torch.zeros(k, 2, n, dtype=dtype, device=device)
     matvecs, converged = [0] * k, [False] * k
     active = torch.ones(k, dtype=torch.bool)
-    for j in range(steps):
+    j = 0  # index of the basis vector being expanded
+    for step in range(1, max_steps + 1):
         idx = torch.nonzero(active).flatten()
         if idx.numel() == 0:
             break
-        Qa = Q[idx, : j + 1]
+        rows = slice(None) if idx.numel() == k else idx  # a view when every operator is running
+        Qa = Q[rows, : j + 1]
         w = matvec(idx, Qa[:, j])
-        alpha[idx, j] = (w * Qa[:, j]).sum(1)
-        for _ in range(2):
-            w = w - torch.einsum("kjn,kj->kn", Qa, torch.einsum("kjn,kn->kj", Qa, w))
+        c = torch.einsum("kjn,kn->kj", Qa, w)
+        w = w - torch.einsum("kjn,kj->kn", Qa, c)
+        c2 = torch.einsum("kjn,kn->kj", Qa, w)  # second Gram–Schmidt pass
+        w = w - torch.einsum("kjn,kj->kn", Qa, c2)
+        c = c + c2
+        Ta = T[rows]
+        Ta[:, : j + 1, j] = c
+        Ta[:, j, : j + 1] = c
         b = torch.linalg.norm(w, dim=1)
-        beta[idx, j] = b
-        anorm = torch.clamp(alpha[idx, : j + 1].abs().amax(1), min=1e-300)
+        anorm = torch.clamp(c.abs().amax(1), min=1e-300)
         breakdown = b <= 1e-12 * anorm
-        Q[idx, j + 1] = torch.where(breakdown[:, None], 0.0, w / torch.where(breakdown, 1.0, b)[:, None])
+        qnext = torch.where(breakdown[:, None], 0.0, w / torch.where(breakdown, 1.0, b)[:, None])
         for a in idx.tolist():
             matvecs[a] += 1
-        # Ritz check: every step while the tridiagonal matrix is small (its eigh is negligible
-        # next to an HVP), then every ``check_every`` steps.
-        if not (j + 1 <= 40 or (j + 1) % check_every == 0 or j + 1 == steps or bool(breakdown.any())):
+        full = j + 1 == p
+        last = step == max_steps or (p == n and full)
+        if not (step <= 40 or step % check_every == 0 or full or last or bool(breakdown.any())):
+            Q[rows, j + 1] = qnext
+            T[rows] = Ta
+            j += 1
             continue
-        T = (torch.diag_embed(alpha[idx, : j + 1]) + torch.diag_embed(beta[idx, :j], 1)
-             + torch.diag_embed(beta[idx, :j], -1))
-        ev, S = torch.linalg.eigh(T)
+        ev, S = torch.linalg.eigh(Ta[:, : j + 1, : j + 1])
         est = (b[:, None] * S[:, -1, :][:, [0, -1]]).abs()[:, ends]
         scale = torch.clamp(ev.abs().amax(1), min=1.0)
         ok = breakdown | (est.amax(1) <= tol * scale)
-        done = ok | (j + 1 == steps)
+        done = ok | last
         for a_loc in torch.nonzero(done).flatten().tolist():
             a = int(idx[a_loc])
             y = torch.einsum("jn,jc->cn", Qa[a_loc], S[a_loc][:, [0, -1]])
@@ -211,6 +231,19 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
             vecs[a] = y / torch.linalg.norm(y, dim=1, keepdim=True)
             converged[a] = bool(ok[a_loc])
             active[a] = False
+        if full:  # thick restart: keep the wanted Ritz pairs, continue from q₊
+            sel = list(range(keep[0])) + list(range(j + 1 - keep[1], j + 1))
+            r = len(sel)
+            Q[rows, :r] = torch.einsum("kjn,kjc->kcn", Qa, S[:, :, sel])
+            Q[rows, r] = qnext
+            Tn = torch.zeros_like(Ta)
+            Tn[:, range(r), range(r)] = ev[:, sel]
+            T[rows] = Tn
+            j = r
+        else:
+            Q[rows, j + 1] = qnext
+            T[rows] = Ta
+            j += 1
     return lam, vecs, matvecs, converged
 
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .curvature import DENSE_MAX_PARAMS, EigResult, extremes_at
+from .curvature import DENSE_EIG_MAX, DENSE_MAX_PARAMS, EigResult, extremes_at
 from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
@@ -149,7 +149,11 @@ def certify(
             :class:`~resland.models.ResNet` only.
         X, y: data; loss: loss name or instance.
         tol: gradient tolerance ``grad_tol`` (default ``1e-8 · max(1, |R|)``).
-        dense_max_params: dense Hessian up to this many parameters, Lanczos above.
+        dense_max_params: largest ``n`` for which a dense Hessian is allowed (a memory guard).
+            The extremes come from the dense spectrum when ``n ≤ min(DENSE_EIG_MAX,
+            dense_max_params)`` (the measured crossover), else from Lanczos; a point that
+            Lanczos finds without negative curvature (or does not converge on) is decided on the
+            dense spectrum whenever ``n ≤ dense_max_params``.
         seed: seeds the Lanczos start vector.
         keep_parameters: store the flat parameters in the certificate for any verdict.
         fit: the best linear predictor of ``(X, y, loss)`` if already computed (one per data set).
@@ -192,15 +196,21 @@ def certify(
                      theta, keep_parameters)
 
     if eig is None:
-        eig = extremes_at(fr, theta, method="auto", dense_max_params=dense_max_params, seed=seed)
-    tols["lambda_tol"] = max(100 * fr.n * _EPS * max(1.0, abs(eig.lambda_max)), 10 * tols["grad_tol"])
-    _fill_eig(cert, eig, tols["lambda_tol"])
+        eig = extremes_at(fr, theta, method="auto", dense_max_params=min(DENSE_EIG_MAX, dense_max_params), seed=seed)
+    _fill_eig(cert, eig, tols)
     if R <= fit.risk + tols["risk_tol"]:
         return _done(cert, "better_than_linear",
                      f"R − R_lin = {R - fit.risk:.3e} ≤ risk_tol = {tols['risk_tol']:.3e}", theta, keep_parameters)
+    negative = eig.converged and eig.lambda_min + eig.residual <= -tols["lambda_tol"]
+    if not negative and not eig.method.startswith("dense") and fr.n <= dense_max_params:
+        # `violation` claims no negative curvature, which a Krylov method cannot prove (it could
+        # miss an eigenvalue): decide it, or an unconverged solve, on the full dense spectrum.
+        eig = extremes_at(fr, theta, method="dense")
+        _fill_eig(cert, eig, tols)
+        negative = eig.lambda_min + eig.residual <= -tols["lambda_tol"]
     if not eig.converged:
         return _done(cert, "inconclusive", f"the {eig.method} eigensolver did not converge", theta, True)
-    if eig.lambda_min + eig.residual <= -tols["lambda_tol"]:
+    if negative:
         ok, why = _verify_escape(cert, fr, theta, g, eig.vec_min, R, tols["decrease_tol"], eig.hv_min)
         if ok:
             return _done(cert, "strict_saddle", why, theta, keep_parameters)
@@ -237,7 +247,9 @@ def _done(cert: Certificate, verdict: str, reason: str, theta: torch.Tensor, kee
     return cert
 
 
-def _fill_eig(cert: Certificate, eig: EigResult, lambda_tol: float) -> None:
+def _fill_eig(cert: Certificate, eig: EigResult, tols: dict) -> None:
+    tols["lambda_tol"] = lambda_tol = max(100 * cert.n_params * _EPS * max(1.0, abs(eig.lambda_max)),
+                                          10 * tols["grad_tol"])
     cert.lambda_min, cert.lambda_max = eig.lambda_min, eig.lambda_max
     cert.eig_residual, cert.eig_method = eig.residual, eig.method
     cert.index = eig.count_below(-lambda_tol)

@@ -1,17 +1,22 @@
 """Curvature of the risk: Hessian-vector products, dense Hessians and extreme eigenvalues.
 
-All products are exact (``torch.func`` forward-over-reverse on the flat parameter
-vector of :class:`~resland.functional.FlatRisk`), in the model's dtype (float64 by default).
+All products are exact Hessian-vector products of the flat parameter vector of
+:class:`~resland.functional.FlatRisk` (double backward, or forward-over-reverse where ``vmap``
+is needed), in the model's dtype (float64 by default).
 
 :func:`hessian_extremes` returns ``λ_min`` (most negative, first-class) and ``λ_max`` of
-``∇²R(θ)``: by a dense ``eigh`` when ``n ≤ dense_max_params``, otherwise by SciPy's
-ARPACK ``eigsh`` (implicitly restarted Lanczos) on a ``LinearOperator`` of HVPs, asked for
-the smallest-algebraic (``"SA"``) and largest-algebraic (``"LA"``) ends directly
-(``method="arpack"``; a NumPy round trip per product), or by :func:`lanczos`, resland's
-own thick-restart Lanczos in torch (``method="lanczos"``, the default above the dense
-threshold): float64, on the model's device, full reorthogonalisation, both ends from one
-Krylov space, memory bounded by the basis size, and batched over the members of an ensemble. Every reported residual ``‖Hv − λv‖`` is
-recomputed with one fresh HVP, so it honestly bounds the eigenvalue error.
+``∇²R(θ)``:
+
+* ``dense``: the dense Hessian and ``eigh`` (the whole spectrum); the default when
+  ``n ≤ dense_max_params`` (default :data:`DENSE_EIG_MAX`, the measured crossover);
+* ``lanczos``: :func:`lanczos`, resland's thick-restart Lanczos in torch, the default above:
+  float64, on the model's device, full reorthogonalisation, both ends from one Krylov
+  space, memory bounded by the basis size, batched over the members of an ensemble;
+* ``arpack``: SciPy's ``eigsh`` (implicitly restarted Lanczos) on a ``LinearOperator`` of HVPs,
+  smallest- and largest-algebraic ends (a NumPy round trip per product).
+
+Every reported residual ``‖Hv − λv‖`` is recomputed with a fresh HVP, so it honestly bounds
+the distance from ``λ`` to the spectrum.
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ from torch import nn
 from .functional import FlatRisk
 from .losses import Loss
 
-#: Parameter count up to which the dense Hessian + ``eigh`` is used (see docs/performance.md).
+#: Largest parameter count for which a dense Hessian is built by default (memory and time guard).
 DENSE_MAX_PARAMS = 2000
+#: Up to this parameter count the dense Hessian + ``eigh`` is faster than Lanczos for the two
+#: extremes (measured by benchmarks/bench_dense_threshold.py, docs/performance.md).
+DENSE_EIG_MAX = 100
 
 
 @dataclass
@@ -83,7 +91,7 @@ def hessian_extremes(
     tol: float = 1e-8,
     *,
     method: str = "auto",
-    dense_max_params: int = DENSE_MAX_PARAMS,
+    dense_max_params: int = DENSE_EIG_MAX,
     seed: int = 0,
     maxiter: int | None = None,
     ncv: int | None = None,
@@ -108,7 +116,7 @@ def hessian_extremes(
 
 
 def extremes_at(fr: FlatRisk, theta: torch.Tensor, *, tol=1e-8, method="auto",
-                dense_max_params=DENSE_MAX_PARAMS, seed=0, maxiter=None, ncv=None, H=None,
+                dense_max_params=DENSE_EIG_MAX, seed=0, maxiter=None, ncv=None, H=None,
                 max_basis=64) -> EigResult:
     """:func:`hessian_extremes` at an explicit ``θ`` of a :class:`FlatRisk` (``H`` reused if given)."""
     from ._checks import check_choice

@@ -327,8 +327,10 @@ def _lm_any_step(ens: Ensemble, th: torch.Tensor, mu: torch.Tensor, scale: torch
             "predicted": predicted, "merit_at": lambda t, _live: 0.5 * (ens.grad(t) ** 2).sum(1)}
 
 
-#: Batched extremes use dense Hessians up to this many parameters, batched Lanczos above.
-BATCHED_DENSE_MAX = 300
+#: Batched extremes use dense Hessians up to this many parameters, batched Lanczos above: the
+#: dense path costs ≤ 1.2× Lanczos up to here and gives the whole spectrum; at n = 95 batched
+#: Lanczos is already 10× faster (benchmarks/bench_dense_threshold.py, docs/performance.md).
+BATCHED_DENSE_MAX = 32
 
 
 def batched_extremes(

@@ -104,6 +104,24 @@ def test_batched_extremes_match_dense_eigh_with_honest_residuals(small_data, met
         assert r.residual == pytest.approx(recomputed, rel=1e-6, abs=1e-14)
 
 
+def test_batched_lanczos_does_not_depend_on_chunks_or_on_who_finishes_first(small_data):
+    """Chunks of 1, 2 and all members, graphs rebuilt as members finish, and one call per member:
+    the same Ritz values to rounding (a member's start vector is its own seed)."""
+    X, y = small_data
+    seeds = [10, 11, 12, 13, 14]
+    models = _members(3, seeds, width=6, depth=3, activation="tanh")
+    ens = Ensemble(models, X, y)
+    runs = {c: batched_extremes(ens, ens.theta, seeds, method="lanczos", tol=1e-10, chunk_size=c) for c in (1, 2, 5)}
+    assert len({r.matvecs for r in runs[5]}) > 1  # members finished at different steps
+    for j, model in enumerate(models):
+        fr = resland.FlatRisk(model, X, y)
+        single = resland.curvature.extremes_at(fr, fr.theta0, method="lanczos", tol=1e-10, seed=seeds[j])
+        for c, out in runs.items():
+            assert out[j].matvecs == single.matvecs
+            assert out[j].lambda_min == pytest.approx(single.lambda_min, rel=1e-12, abs=1e-14)
+            assert out[j].lambda_max == pytest.approx(single.lambda_max, rel=1e-12, abs=1e-14)
+
+
 def test_lanczos_reports_not_converged_when_steps_run_out(small_data):
     X, y = small_data
     ens = Ensemble(_members(3, [0], width=6, depth=3, activation="tanh"), X, y)

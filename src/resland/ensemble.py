@@ -343,17 +343,22 @@ def batched_extremes(
     max_steps: int = 1000,
     max_basis: int = 64,
     check_every: int = 10,
+    chunk_size: int = 32,
 ) -> list[EigResult]:
     """``λ_min`` and ``λ_max`` of ``∇²R(θ_j)`` for every row ``θ_j``, as one batched computation.
 
-    ``dense``: vmapped Hessians and a batched ``eigh``. ``lanczos``: Lanczos with full
-    reorthogonalisation, every step one vmapped HVP for the members still running; a member
-    stops once both Ritz residual estimates ``|β_j s_j|`` are ``≤ tol·max(1, |θ_max|)``
-    (or the Krylov space is invariant). Start vectors come from ``torch.Generator`` seeded
-    with ``seeds[j]``, so a member's result does not depend on the batch. Every reported
-    residual is recomputed with a fresh HVP; ``converged`` is False when ``max_steps`` ran out.
+    ``dense``: vmapped Hessians and a batched ``eigh``. ``lanczos``: thick-restart Lanczos
+    (:func:`~resland.curvature.lanczos`, basis ``max_basis``) on ``chunk_size`` members at a
+    time, every step one double backward through a gradient graph shared by the members still
+    running; a member stops once both Ritz residual estimates ``|β_j s_j|`` are
+    ``≤ tol·max(1, |θ_max|)`` (or the Krylov space is invariant). Start vectors come from
+    ``torch.Generator`` seeded with ``seeds[j]``, so a member's result does not depend on the
+    batch or the chunking. Every reported residual is recomputed with a fresh HVP;
+    ``converged`` is False when ``max_steps`` ran out. Chunks of 32 were measured fastest on
+    2 CPU cores (benchmarks/bench_batched_extremes.py).
     """
     check_choice("method", method, ("auto", "dense", "lanczos"))
+    chunk_size = check_positive_int("chunk_size", chunk_size)
     k, n = theta.shape
     if len(seeds) != k:
         raise ValidationError(f"The 'seeds' parameter must have one seed per row of theta ({k}). Got {len(seeds)}.")
@@ -367,22 +372,20 @@ def batched_extremes(
         converged = [True] * k
         spectra = [e.cpu().numpy() for e in evals]
     else:
-        hv = ens.hvp_at(theta)
-
-        def matvec(idx, V):  # one backward pass for the whole batch; finished members ride along as zeros
-            full = torch.zeros_like(theta)
-            full[idx] = V
-            return hv(full)[idx]
-
-        lam, vecs, matvecs, converged = lanczos(matvec, n, seeds=seeds, tol=tol,
-                                                max_steps=max_steps, max_basis=max_basis, check_every=check_every,
-                                                dtype=theta.dtype,
-                                                device=theta.device)
+        lam, vecs, matvecs, converged = [], [], [], []
+        for start in range(0, k, chunk_size):  # chunks keep the activations in cache
+            rows = slice(start, start + chunk_size)
+            out = _batched_lanczos(ens, theta[rows], seeds[rows], tol=tol, max_steps=max_steps,
+                                   max_basis=max_basis, check_every=check_every)
+            lam.append(out[0]), vecs.append(out[1]), matvecs.extend(out[2]), converged.extend(out[3])
+        lam, vecs = torch.cat(lam), torch.cat(vecs)
         spectra = [None] * k
-    # Honest residuals: a fresh exact HVP for each of the two vectors of every member (through
-    # the cached gradient graph after Lanczos, forward-over-reverse after the dense path).
-    prod = hv if method == "lanczos" else (lambda V: ens.hvp(theta, V))
-    Hv = torch.stack([prod(vecs[:, 0]), prod(vecs[:, 1])], 1)
+    # Honest residuals: a fresh exact HVP for each of the two vectors of every member.
+    Hv = torch.empty_like(vecs)
+    for start in range(0, k, chunk_size):
+        rows = slice(start, start + chunk_size)
+        prod = ens.hvp_at(theta[rows])
+        Hv[rows, 0], Hv[rows, 1] = prod(vecs[rows, 0]), prod(vecs[rows, 1])
     res = torch.linalg.norm(Hv - lam[..., None] * vecs, dim=2)
     return [
         EigResult(lambda_min=float(lam[j, 0]), lambda_max=float(lam[j, 1]), vec_min=vecs[j, 0].clone(),
@@ -391,6 +394,26 @@ def batched_extremes(
                   hv_min=Hv[j, 0].clone())
         for j in range(k)
     ]
+
+
+def _batched_lanczos(ens: Ensemble, theta: torch.Tensor, seeds: list[int], **options):
+    """:func:`~resland.curvature.lanczos` on the members ``theta`` with one gradient graph for all.
+
+    Every step is one backward pass through the graph; once half of the members it covers have
+    finished, the graph is rebuilt for the ones still running (a finished member would
+    otherwise cost a full product per step as a row of zeros).
+    """
+    graph = {"rows": torch.arange(theta.shape[0]), "hv": ens.hvp_at(theta)}
+
+    def matvec(idx, V):
+        if 2 * idx.numel() <= graph["rows"].numel():
+            graph["rows"], graph["hv"] = idx, ens.hvp_at(theta[idx])
+        pos = torch.searchsorted(graph["rows"], idx)
+        full = torch.zeros(graph["rows"].numel(), theta.shape[1], dtype=theta.dtype, device=theta.device)
+        full[pos] = V
+        return graph["hv"](full)[pos]
+
+    return lanczos(matvec, theta.shape[1], seeds=seeds, dtype=theta.dtype, device=theta.device, **options)
 
 
 def certify_ensemble(

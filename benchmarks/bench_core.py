@@ -1,7 +1,7 @@
 """Core-engine timings for a ResNet with d = 10, width 16, depth 4 on the diabetes data.
 
 Prints (medians over repeats, one process, same machine):
-  * hessian_extremes by Lanczos (ARPACK on HVPs) vs the dense Hessian + eigh;
+  * hessian_extremes by resland's Lanczos vs the dense Hessian + eigh;
   * HVP time / gradient time (the physical floor is about 2);
   * find_critical_point to tol 1e-10 from seeded starts: on diabetes targets, and on
     realizable targets from a teacher of the same architecture on the diabetes inputs.

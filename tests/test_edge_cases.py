@@ -137,6 +137,35 @@ def test_zero_lambda_min_is_reported_as_degenerate_not_guessed():
     assert np.mean((a**3 * x[:, 0] - y) ** 2) < np.mean(y**2)
 
 
+class WideCubic(nn.Module):
+    """f = a³ x₀ − (Σ_j c_j b_j²) x₁: at 0 a critical point whose Hessian is diag(0, positive)."""
+
+    def __init__(self, extra=149):
+        super().__init__()
+        self.a = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+        self.b = nn.Parameter(torch.zeros(extra, dtype=torch.float64))
+        self.register_buffer("c", torch.linspace(1, 2, extra, dtype=torch.float64))
+
+    def forward(self, x):
+        return self.a**3 * x[:, 0] - (self.c * self.b**2).sum() * x[:, 1]
+
+
+def test_a_violation_above_the_dense_threshold_is_decided_on_the_dense_spectrum():
+    """n = 150 > DENSE_EIG_MAX: Lanczos finds no negative curvature, so certify confirms on the
+    full dense spectrum (a violation must exclude every negative eigenvalue); where the dense
+    Hessian is not allowed the reason says the claim rests on Lanczos."""
+    x = np.c_[np.linspace(1, 2, 10), np.linspace(1, 3, 10)]
+    y = 2 * x[:, 0]
+    assert resland.curvature.DENSE_EIG_MAX < 150
+    cert = resland.certify(WideCubic(), x, y)
+    assert cert.verdict == "violation" and cert.eig_method == "dense" and cert.index == 0
+    assert cert.lambda_min == 0.0 and cert.degenerate
+    lanczos_only = resland.certify(WideCubic(), x, y, dense_max_params=120)
+    assert lanczos_only.verdict == "violation" and lanczos_only.eig_method == "lanczos"
+    assert "not excluded" in lanczos_only.reason and lanczos_only.index is None
+    assert abs(lanczos_only.lambda_min) <= lanczos_only.eig_residual + 1e-12
+
+
 def test_nan_during_optimisation_marks_the_run_and_the_census_goes_on(tmp_path):
     spec = parse_spec({"seeds": 2, "batch_size": 2, "finder": {"max_iter": 30},
                        "grid": [{"data": "example2", "width": 2, "kind": "any"},

@@ -217,6 +217,9 @@ def certify(
         return _done(cert, "inconclusive", why, theta, True)
     why = (f"critical, R − R_lin = {R - fit.risk:.3e} > risk_tol and λ_min = {eig.lambda_min:.3e} > "
            f"−lambda_tol = {-tols['lambda_tol']:.3e}")
+    if not eig.method.startswith("dense"):
+        why += (f" (λ_min by {eig.method}: a dense spectrum exceeds dense_max_params = {dense_max_params}, "
+                "so a negative eigenvalue missed by the Krylov space is unlikely but not excluded)")
     if cert.degenerate:
         why += "; λ_min is 0 within lambda_tol: the Hessian is degenerate and second order cannot decide"
         probe = _probe_null_direction(fr, theta, eig.vec_min, R, tols["decrease_tol"])

@@ -100,8 +100,10 @@ def _status(records, groups, key) -> tuple[str, str]:
         if missing:
             why.append(f"no certified critical point for {key} = {missing}")
         return "inconclusive", "; ".join(why)
+    left = len(records) - len(certified)
     return "reproduced", (f"all {len(certified)} certified critical points are better than linear or strict saddles; "
-                          f"{len(records) - len(certified)} runs did not converge and are not counted")
+                          f"{left} run{'s' if left != 1 else ''} did not converge and {'are' if left != 1 else 'is'} "
+                          "not counted")
 
 
 def run_c3(quick: bool, progress=lambda *_: None) -> Claim:

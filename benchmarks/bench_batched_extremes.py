@@ -23,19 +23,11 @@ from pathlib import Path
 import torch
 
 import resland
+from _timing import median_time
 from resland.curvature import extremes_at
 from resland.ensemble import Ensemble, batched_extremes
 from resland.functional import FlatRisk
 from resland.models import init_model
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ import torch
 import resland
 from resland.census import RunStore, parse_spec, run_census
 from resland.ensemble import Ensemble, certify_ensemble, find_critical_points
+from resland.functional import flat_parameters
 from resland.models import init_model
 
 CERTIFIED = ("better_than_linear", "strict_saddle", "violation")
@@ -96,7 +97,7 @@ def _one(X, y, depth, seeds) -> dict:
     ens = Ensemble(models, X, y)
     cps = find_critical_points(ens, "minimum", max_iter=200)
     found = time.perf_counter() - t
-    theta = torch.stack([torch.cat([p.detach().reshape(-1) for p in cp.model.parameters()]) for cp in cps])
+    theta = torch.stack([flat_parameters(cp.model.parameters()) for cp in cps])
     certs = certify_ensemble(ens, theta, list(range(seeds)))
     wall = time.perf_counter() - t
     return {"depth": depth, "n_params": ens.n, "m": len(y), "seconds_per_run": wall / seeds,

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 import resland
+from _timing import run_times
 from resland.curvature import extremes_at, lanczos
 from resland.functional import FlatRisk
 from resland.models import init_model
@@ -173,11 +174,7 @@ def measure(run, efforts, truth, repeats, which):
         lo, hi, mv = run(e)
         first = time.perf_counter() - t
         if abs(lo - lam_min) <= ACC * scale and (which == "smallest" or abs(hi - lam_max) <= ACC * scale):
-            times = [first]
-            for _ in range(repeats - 1):
-                t = time.perf_counter()
-                run(e)
-                times.append(time.perf_counter() - t)
+            times = [first] + run_times(lambda: run(e), repeats - 1)
             return {"effort": e, "seconds": statistics.median(times), "matvecs": mv, "lambda_min": lo, "lambda_max": hi}
     return {"effort": None, "seconds": None, "matvecs": None, "lambda_min": lo, "lambda_max": hi,
             "note": f"not within {ACC:g}·|λ_max| at the largest effort"}

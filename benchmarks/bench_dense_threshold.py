@@ -16,27 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
 import resland
+from _timing import median_time
 from resland.curvature import extremes_at
 from resland.ensemble import Ensemble, batched_extremes
 from resland.functional import FlatRisk
 from resland.models import init_model
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -55,12 +45,12 @@ def main() -> None:
         fr = FlatRisk(models[0], ds.X, ds.y)
         d = extremes_at(fr, fr.theta0, method="dense")
         lz = extremes_at(fr, fr.theta0, method="lanczos")
-        t_d = median_time(lambda: extremes_at(fr, fr.theta0, method="dense"), args.repeats)
-        t_l = median_time(lambda: extremes_at(fr, fr.theta0, method="lanczos"), args.repeats)
+        t_d = median_time(lambda: extremes_at(fr, fr.theta0, method="dense"), args.repeats, warmup=True)
+        t_l = median_time(lambda: extremes_at(fr, fr.theta0, method="lanczos"), args.repeats, warmup=True)
         ens = Ensemble(models, ds.X, ds.y)
         seeds = list(range(args.members))
-        t_bd = median_time(lambda: batched_extremes(ens, ens.theta, seeds, method="dense"), max(1, args.repeats // 2))
-        t_bl = median_time(lambda: batched_extremes(ens, ens.theta, seeds, method="lanczos"), max(1, args.repeats // 2))
+        t_bd = median_time(lambda: batched_extremes(ens, ens.theta, seeds, method="dense"), max(1, args.repeats // 2), warmup=True)
+        t_bl = median_time(lambda: batched_extremes(ens, ens.theta, seeds, method="lanczos"), max(1, args.repeats // 2), warmup=True)
         row = {"depth": depth, "width": width, "n": fr.n, "dense_s": t_d, "lanczos_s": t_l, "lanczos_matvecs": lz.matvecs,
                "dlambda_min": abs(d.lambda_min - lz.lambda_min), "batched_dense_s": t_bd, "batched_lanczos_s": t_bl}
         rows.append(row)

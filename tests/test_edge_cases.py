@@ -15,6 +15,7 @@ from torch import nn
 import resland
 from resland.census import RunStore, parse_spec, run_census
 from resland.ensemble import Ensemble, certify_ensemble, find_critical_points
+from resland.functional import flat_parameters
 
 
 def sk_risk(X, y):
@@ -85,7 +86,7 @@ def test_fewer_samples_than_features_interpolate(data):
     assert fit.risk <= 1e-25  # interpolation: R_lin = 0
     ens = Ensemble([resland.models.init_model("resnet", 8, width=2, seed=s) for s in range(3)], X, y)
     cps = find_critical_points(ens, "minimum", max_iter=100)
-    theta = torch.stack([torch.cat([p.detach().reshape(-1) for p in cp.model.parameters()]) for cp in cps])
+    theta = torch.stack([flat_parameters(cp.model.parameters()) for cp in cps])
     for cp, cert in zip(cps, certify_ensemble(ens, theta, [0, 1, 2])):
         assert cert.verdict in ("better_than_linear", "not_critical")
         if cp.converged:

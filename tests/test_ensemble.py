@@ -11,6 +11,7 @@ import torch
 
 import resland
 from resland.ensemble import Ensemble, batched_extremes, certify_ensemble, find_critical_points
+from resland.functional import flat_parameters
 from resland.models import init_model
 
 from conftest import assert_close, reference_hessian, teacher_problem
@@ -59,8 +60,8 @@ def test_batched_and_sequential_finders_agree_on_a_teacher_problem():
         assert b.converged and s.converged, (b.message, s.message)
         assert b.grad_norm <= 1e-10 * max(1.0, b.scale)
         assert b.risk == pytest.approx(s.risk, abs=1e-12)
-        tb = torch.cat([p.detach().reshape(-1) for p in b.model.parameters()])
-        ts = torch.cat([p.detach().reshape(-1) for p in s.model.parameters()])
+        tb = flat_parameters(b.model.parameters())
+        ts = flat_parameters(s.model.parameters())
         assert_close(tb, ts, rtol=1e-6, atol=1e-8, what="critical point")
 
 
@@ -70,7 +71,7 @@ def test_any_kind_reaches_the_saddles_of_example2_and_certifies_them_like_certif
     ens = Ensemble(_members(1, seeds, width=2, depth=1), ds.X, ds.y)
     cps = find_critical_points(ens, "any", max_iter=100)
     assert sum(cp.converged for cp in cps) >= 4
-    theta = torch.stack([torch.cat([p.detach().reshape(-1) for p in cp.model.parameters()]) for cp in cps])
+    theta = torch.stack([flat_parameters(cp.model.parameters()) for cp in cps])
     certs = certify_ensemble(ens, theta, seeds)
     verdicts = {c.verdict for c in certs}
     assert "strict_saddle" in verdicts and "better_than_linear" in verdicts

@@ -88,9 +88,10 @@ class CriticalPoint:
     message: str
     history: list = field(default_factory=list, repr=False)
 
-    def to_dict(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("model", "history")}
-        return out
+    def to_dict(self, *, timing: bool = True) -> dict:
+        """The fields as plain values; ``timing=False`` leaves out the wall time ``seconds``."""
+        drop = ("model", "history") if timing else ("model", "history", "seconds")
+        return {k: v for k, v in self.__dict__.items() if k not in drop}
 
 
 def find_critical_point(

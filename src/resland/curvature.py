@@ -211,9 +211,8 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
         c2 = torch.einsum("kjn,kn->kj", Qa, w)  # second Gram–Schmidt pass
         w = w - torch.einsum("kjn,kj->kn", Qa, c2)
         c = c + c2
-        Ta = T[rows]
-        Ta[:, : j + 1, j] = c
-        Ta[:, j, : j + 1] = c
+        T[rows, : j + 1, j] = c
+        T[rows, j, : j + 1] = c
         b = torch.linalg.norm(w, dim=1)
         anorm = torch.clamp(c.abs().amax(1), min=1e-300)
         breakdown = b <= 1e-12 * anorm
@@ -222,36 +221,28 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
             matvecs[a] += 1
         full = j + 1 == p
         last = step == max_steps or (p == n and full)
-        if not (step <= 40 or step % check_every == 0 or full or last or bool(breakdown.any())):
-            Q[rows, j + 1] = qnext
-            T[rows] = Ta
-            j += 1
-            continue
-        ev, S = torch.linalg.eigh(Ta[:, : j + 1, : j + 1])
-        est = (b[:, None] * S[:, -1, :][:, [0, -1]]).abs()[:, ends]
-        scale = torch.clamp(ev.abs().amax(1), min=1.0)
-        ok = breakdown | (est.amax(1) <= tol * scale)
-        done = ok | last
-        for a_loc in torch.nonzero(done).flatten().tolist():
-            a = int(idx[a_loc])
-            y = torch.einsum("jn,jc->cn", Qa[a_loc], S[a_loc][:, [0, -1]])
-            lam[a] = ev[a_loc, [0, -1]]
-            vecs[a] = y / torch.linalg.norm(y, dim=1, keepdim=True)
-            converged[a] = bool(ok[a_loc])
-            active[a] = False
-        if full:  # thick restart: keep the wanted Ritz pairs, continue from q₊
-            sel = list(range(keep[0])) + list(range(j + 1 - keep[1], j + 1))
-            r = len(sel)
-            Q[rows, :r] = torch.einsum("kjn,kjc->kcn", Qa, S[:, :, sel])
-            Q[rows, r] = qnext
-            Tn = torch.zeros_like(Ta)
-            Tn[:, range(r), range(r)] = ev[:, sel]
-            T[rows] = Tn
-            j = r
-        else:
-            Q[rows, j + 1] = qnext
-            T[rows] = Ta
-            j += 1
+        if step <= 40 or step % check_every == 0 or full or last or bool(breakdown.any()):
+            ev, S = torch.linalg.eigh(T[rows, : j + 1, : j + 1])
+            est = (b[:, None] * S[:, -1, :][:, [0, -1]]).abs()[:, ends]
+            scale = torch.clamp(ev.abs().amax(1), min=1.0)
+            ok = breakdown | (est.amax(1) <= tol * scale)
+            done = ok | last
+            for a_loc in torch.nonzero(done).flatten().tolist():
+                a = int(idx[a_loc])
+                y = torch.einsum("jn,jc->cn", Qa[a_loc], S[a_loc][:, [0, -1]])
+                lam[a] = ev[a_loc, [0, -1]]
+                vecs[a] = y / torch.linalg.norm(y, dim=1, keepdim=True)
+                converged[a] = bool(ok[a_loc])
+                active[a] = False
+            if full:  # thick restart: keep the wanted Ritz pairs, continue from q₊
+                sel = list(range(keep[0])) + list(range(j + 1 - keep[1], j + 1))
+                j = len(sel) - 1
+                Q[rows, : j + 1] = torch.einsum("kjn,kjc->kcn", Qa, S[:, :, sel])
+                restarted = torch.zeros(len(ev), p, p, dtype=dtype, device=device)
+                restarted[:, range(j + 1), range(j + 1)] = ev[:, sel]
+                T[rows] = restarted
+        Q[rows, j + 1] = qnext
+        j += 1
     return lam, vecs, matvecs, converged
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import time
 import warnings
 
-import numpy as np
 import torch
 from torch import nn
 from torch.func import grad, jacrev, jvp
@@ -41,7 +40,7 @@ from ._checks import ValidationError, check_choice, check_positive_float, check_
 from .certificate import Certificate, certify
 from .critical import CriticalPoint
 from .curvature import DENSE_MAX_PARAMS, EigResult, lanczos
-from .functional import FlatRisk
+from .functional import FlatRisk, flat_parameters
 from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
 
@@ -78,7 +77,7 @@ class Ensemble:
                     f"The 'models' parameter must hold models of one architecture. Model {i} has parameter "
                     f"shapes {[tuple(s) for s in shapes]}, model 0 has {[tuple(s) for s in self.fr.shapes]}."
                 )
-            rows.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).to(self.fr.dtype))
+            rows.append(flat_parameters(model.parameters()).to(self.fr.dtype))
         self.theta = torch.stack(rows)
         self.M, self.n, self.m = len(models), self.fr.n, self.fr.m
         fr = self.fr
@@ -120,8 +119,8 @@ class Ensemble:
 
         The Hessian of ``Σ_j R(θ_j)`` in ``Θ`` is block diagonal, so one double backward through
         the vmapped risk gives every member's product at once; the graph of ``∇R`` is built once
-        and every further product is one backward pass. Rows of ``V`` for members that have
-        finished may be zero: they cost the same, so callers pass whole batches.
+        and every further product is one backward pass. Every row costs a product, zero or not:
+        a caller whose members finish rebuilds the graph for the rest (:func:`_batched_lanczos`).
         """
         with torch.enable_grad():
             t = theta.detach().requires_grad_(True)
@@ -226,7 +225,7 @@ def _run(ens: Ensemble, members: torch.Tensor, kind, tol, max_iter, xtol, max_no
         # Trial steps for the members still running.
         sub, th_l = idx[live], th[live]
         trial = th_l + out["step"][live]
-        actual = out["merit"][live] - out["merit_at"](trial, live)
+        actual = out["merit"][live] - out["merit_at"](trial)
         rho = actual / out["predicted"][live]
         accept = torch.isfinite(rho) & (rho > 1e-4)
         theta[sub] = torch.where(accept[:, None], trial, th_l)
@@ -303,7 +302,7 @@ def _ggn_step(ens: Ensemble, th: torch.Tensor, mu: torch.Tensor, scale: torch.Te
                                  float("inf"))
         predicted[near] = -((g[near] * s[near]).sum(1) + 0.5 * torch.einsum("ki,kij,kj->k", s[near], H, s[near]))
     return {"risk": R, "grad_norm": gnorm, "dist": dist, "step": s, "mu": mu, "merit": R,
-            "predicted": predicted, "merit_at": lambda t, _live: ens.risk(t)}
+            "predicted": predicted, "merit_at": ens.risk}
 
 
 def _lm_any_step(ens: Ensemble, th: torch.Tensor, mu: torch.Tensor, scale: torch.Tensor, gtol: torch.Tensor) -> dict:
@@ -324,7 +323,7 @@ def _lm_any_step(ens: Ensemble, th: torch.Tensor, mu: torch.Tensor, scale: torch
     merit = 0.5 * gnorm**2
     predicted = merit - 0.5 * (r_lin**2).sum(1)
     return {"risk": R, "grad_norm": gnorm, "dist": dist, "step": s, "mu": mu, "merit": merit,
-            "predicted": predicted, "merit_at": lambda t, _live: 0.5 * (ens.grad(t) ** 2).sum(1)}
+            "predicted": predicted, "merit_at": lambda t: 0.5 * (ens.grad(t) ** 2).sum(1)}
 
 
 #: Batched extremes use dense Hessians up to this many parameters, batched Lanczos above: the
@@ -372,13 +371,11 @@ def batched_extremes(
         converged = [True] * k
         spectra = [e.cpu().numpy() for e in evals]
     else:
-        lam, vecs, matvecs, converged = [], [], [], []
-        for start in range(0, k, chunk_size):  # chunks keep the activations in cache
-            rows = slice(start, start + chunk_size)
-            out = _batched_lanczos(ens, theta[rows], seeds[rows], tol=tol, max_steps=max_steps,
-                                   max_basis=max_basis, check_every=check_every)
-            lam.append(out[0]), vecs.append(out[1]), matvecs.extend(out[2]), converged.extend(out[3])
-        lam, vecs = torch.cat(lam), torch.cat(vecs)
+        chunks = [_batched_lanczos(ens, theta[s : s + chunk_size], seeds[s : s + chunk_size], tol=tol,
+                                   max_steps=max_steps, max_basis=max_basis, check_every=check_every)
+                  for s in range(0, k, chunk_size)]  # chunks keep the activations in cache
+        lam, vecs = torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
+        matvecs, converged = [m for c in chunks for m in c[2]], [v for c in chunks for v in c[3]]
         spectra = [None] * k
     # Honest residuals: a fresh exact HVP for each of the two vectors of every member.
     Hv = torch.empty_like(vecs)

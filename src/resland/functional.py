@@ -21,6 +21,14 @@ from ._checks import ValidationError, check_data
 from .losses import Loss, get_loss
 
 
+def flat_parameters(params) -> torch.Tensor:
+    """The tensors ``params`` (e.g. ``model.parameters()``) as one detached flat vector, in order.
+
+    Like ``torch.nn.utils.parameters_to_vector`` but detached and also for non-contiguous tensors.
+    """
+    return torch.cat([p.detach().reshape(-1) for p in params])
+
+
 class FlatRisk:
     """Risk of ``model`` on ``(X, y)`` as a function of a flat parameter vector.
 
@@ -50,7 +58,7 @@ class FlatRisk:
         self.X = X.to(self.device)
         self.y = self.loss.prepare_targets(y.to(self.device))
         self.m = self.X.shape[0]
-        self.theta0 = torch.cat([p.detach().reshape(-1) for p in params.values()])
+        self.theta0 = flat_parameters(params.values())
         self.n = self.theta0.numel()
         out = self.predict(self.theta0)
         if out.shape != (self.m,):

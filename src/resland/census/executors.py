@@ -81,7 +81,7 @@ def run_census(
     summary = {"tasks": len(tasks), "runs": sum(len(t.seeds) for t in tasks), "failures": 0,
                "skipped": spec.n_runs - sum(len(t.seeds) for t in tasks)}
 
-    def deliver(task: Task, rows: list[dict], failures: int) -> None:
+    def deliver(rows: list[dict], failures: int) -> None:
         for r in rows:
             r["attempts"] = 1 + failures
         store.write(rows)
@@ -89,7 +89,7 @@ def run_census(
             on_rows(rows)
 
     def give_up(task: Task, failures: int, why: str) -> None:
-        deliver(task, [_row(task, s, status="failed", error=why) for s in task.seeds], failures - 1)
+        deliver([_row(task, s, status="failed", error=why) for s in task.seeds], failures - 1)
 
     if on_start:
         on_start(summary["runs"], summary["skipped"])
@@ -130,7 +130,7 @@ def _run_local(task_fn, tasks, finder, workers, _scheduler, retries, deliver, gi
                     except BrokenProcessPool:
                         dead.add(i)
                         continue
-                    deliver(tasks[i], rows, attempts[i])
+                    deliver(rows, attempts[i])
         finally:
             pool.shutdown(wait=not dead, cancel_futures=True)
         # A worker died: the pool is gone, so every task in flight is charged one failure and retried.
@@ -183,7 +183,7 @@ def _run_dask(task_fn, tasks, finder, workers, scheduler, retries, deliver, give
                     ac.add(submit(i))
                     continue
             else:
-                deliver(tasks[i], rows, attempts.get(i, 0))
+                deliver(rows, attempts.get(i, 0))
             if queue:
                 ac.add(submit(queue.pop()[0]))
     finally:

@@ -21,6 +21,7 @@ import torch
 from ..certificate import certify
 from ..data import load_dataset
 from ..ensemble import Ensemble, certify_ensemble, find_critical_points
+from ..functional import flat_parameters
 from ..linear import NotAttainedWarning, best_linear
 from ..models import init_model
 from .spec import Task
@@ -84,7 +85,7 @@ def _run(task: Task, finder: dict) -> list[dict]:
     if task.engine == "batched":
         ens = Ensemble(models, ds.X, ds.y, loss)
         cps = find_critical_points(ens, c["kind"], batched=True, **opts)
-        theta = torch.stack([_flat(cp.model) for cp in cps])
+        theta = torch.stack([flat_parameters(cp.model.parameters()) for cp in cps])
         certs = certify_ensemble(ens, theta, task.seeds, fit=fit, keep_parameters=True)
     else:  # the reference: the same finder one seed at a time, certify() with its own eigensolver
         cps, certs = [], []
@@ -93,10 +94,6 @@ def _run(task: Task, finder: dict) -> list[dict]:
             cps.append(cp)
             certs.append(certify(cp.model, ds.X, ds.y, loss, fit=fit, seed=s, keep_parameters=True))
     return [_row(task, s, cp=cp, cert=cert) for s, cp, cert in zip(task.seeds, cps, certs)]
-
-
-def _flat(model) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
 def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None, error: str | None = None) -> dict:
@@ -108,7 +105,7 @@ def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None
         row.update(status=status or "failed", converged=0)
         return row
     cd = cert.to_dict()
-    finder = {k: v for k, v in cp.to_dict().items() if k != "seconds"}  # timings live in their own column
+    finder = cp.to_dict(timing=False)  # timings live in their own column
     row.update(
         status=cp.status, converged=int(cp.converged), verdict=cert.verdict, risk=cert.risk,
         linear_risk=cert.linear_risk, gap=cert.risk - cert.linear_risk, lambda_min=cert.lambda_min,

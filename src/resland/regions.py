@@ -1,0 +1,484 @@
+"""Activation regions of ReLU-type networks, kinks, and Clarke stationarity (docs: theory §7).
+
+A ReLU-type network (``nn.ReLU``, ``nn.LeakyReLU`` units) is smooth inside each *activation
+region*: the set of ``θ`` where every pre-activation ``z_{iu}`` (data point ``i``, unit ``u``)
+keeps its sign. Inside a region the risk equals the smooth *piece* ``R_P`` obtained by fixing
+the pattern ``P`` (each unit's output is ``z·P`` for ReLU). Local minima of these networks
+typically lie on a *kink*: some pairs have ``z_{iu} = 0`` and the risk is not differentiable.
+
+Here:
+
+* :func:`preactivations` and :func:`kink_margin`: the pre-activations at the data and the
+  smallest ``|z|`` relative to ``max(1, max|z|)``;
+* :func:`fixed_pattern`: a context in which the model computes the piece ``R_P``;
+* :func:`analyse_kink`: polish a point onto its kink manifold ``{z_K(θ) = 0}`` (Newton on the
+  KKT system of ``min R_P s.t. z_K = 0``), then describe it: the kinked pairs, the one-sided
+  directional derivatives of the adjacent pieces, Clarke stationarity (``0`` in the convex
+  hull of the adjacent pieces' gradients) and whether each adjacent piece is minimal in its
+  own region.
+
+Conventions: mean risk, flat parameters in ``model.parameters()`` order, pairs indexed as
+``(activation module j, sample i, unit u)`` with modules in ``model.modules()`` order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.optimize
+import torch
+from torch import nn
+
+from .functional import FlatRisk
+from .models import KINKED_ACTIVATIONS
+from . import tolerances as T
+
+#: Largest number of kinked pairs whose adjacent pieces are enumerated one by one
+#: (2^|K| pieces) for the local-minimality check.
+MAX_ENUMERATED_KINKS = 10
+#: Largest parameter count for the kink polish (it forms a dense KKT matrix, n + |K| square).
+KINK_POLISH_MAX_PARAMS = 2000
+
+
+def kinked_modules(model: nn.Module) -> list[nn.Module]:
+    """The ReLU-type activation modules of ``model``, in ``model.modules()`` order."""
+    return [mod for mod in model.modules() if isinstance(mod, KINKED_ACTIVATIONS)]
+
+
+def _slope(mod: nn.Module) -> float:
+    return float(getattr(mod, "negative_slope", 0.0))
+
+
+@contextmanager
+def recording(model: nn.Module):
+    """Record the input ``z`` of every ReLU-type module during the forward passes in the block."""
+    seen: list[torch.Tensor] = []
+    hooks = [mod.register_forward_hook(lambda _m, inp, _o: seen.append(inp[0])) for mod in kinked_modules(model)]
+    try:
+        yield seen
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+@contextmanager
+def fixed_pattern(model: nn.Module, masks: list[torch.Tensor]):
+    """Compute the smooth piece ``R_P``: each ReLU-type module outputs ``z·(P + (1 − P)·slope)``.
+
+    Args:
+        masks: one float tensor per module of :func:`kinked_modules`, shape (m, k) like the
+            module's input on the full data (1 = the unit is "on").
+
+    Only valid for forward passes on the full data ``X`` the masks were made for.
+    """
+    mods = kinked_modules(model)
+    if len(masks) != len(mods):
+        raise ValueError(f"expected {len(mods)} masks, got {len(masks)}")
+
+    def hook_for(mask, slope):
+        return lambda _m, inp, _o: inp[0] * (mask + (1.0 - mask) * slope)
+
+    hooks = [mod.register_forward_hook(hook_for(mask, _slope(mod))) for mod, mask in zip(mods, masks)]
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def preactivations(model: nn.Module, X: torch.Tensor) -> list[torch.Tensor]:
+    """The inputs ``z`` (each (m, k)) of the ReLU-type modules on data ``X``, detached."""
+    with torch.no_grad(), recording(model) as seen:
+        model(X)
+    return [z.detach() for z in seen]
+
+
+def kink_margin(model: nn.Module, X: torch.Tensor) -> float | None:
+    """``min |z_{iu}| / max(1, max |z_{iu}|)`` over data points and ReLU-type units (None if none).
+
+    Positive at an interior point of an activation region; 0 (to rounding) on a kink.
+    """
+    zs = preactivations(model, X)
+    if not zs:
+        return None
+    big = max(float(z.abs().max()) for z in zs)
+    return min(float(z.abs().min()) for z in zs) / max(1.0, big)
+
+
+@dataclass
+class KinkAnalysis:
+    """A point on a kink, described (see the module docstring).
+
+    Attributes:
+        kinked: the kinked pairs ``(module j, sample i, unit u)``.
+        constraint_residual: ``max_K |z|`` after the polish, relative to ``max(1, max|z|)``.
+        outside_margin: the kink margin over the pairs not in ``K`` (must stay positive).
+        kkt_residual: ``‖∇R_P − Aᵀλ‖`` of the polish (``A = ∂z_K/∂θ``).
+        clarke_residual: norm of the least-norm element of the convex hull of the adjacent
+            pieces' gradients; ``clarke_stationary`` when it is ``≤ grad_tol``.
+        clarke_weights: the weights on each kinked pair's "on" side at that element.
+        grad_tol: the threshold (``tolerances.grad_tol`` at this risk).
+        one_sided: per kinked pair, ``R'(θ; +n)`` and ``R'(θ; −n)`` along ``n = ∇z/‖∇z‖``.
+        pieces_checked: number of adjacent pieces checked for first-order minimality in their
+            own region (0 when there are more than ``2^MAX_ENUMERATED_KINKS``).
+        pieces_minimal: every checked piece has no first-order descent direction in its region
+            (None when not checked).
+        reduced_hessian_min: smallest eigenvalue of the Lagrangian's Hessian on the tangent
+            space of the kink manifold.
+        local_minimum: ``pieces_minimal`` and ``reduced_hessian_min ≥ −lambda_tol``: a
+            nonsmooth local minimum (first order on every piece, second order along the kink).
+        iterations: Newton iterations of the polish; message: why it stopped.
+    """
+
+    kinked: list[tuple[int, int, int]]
+    constraint_residual: float
+    outside_margin: float
+    kkt_residual: float
+    clarke_residual: float
+    clarke_stationary: bool
+    clarke_weights: list[float]
+    grad_tol: float
+    risk: float
+    one_sided: list[dict] = field(default_factory=list)
+    pieces_checked: int = 0
+    pieces_minimal: bool | None = None
+    reduced_hessian_min: float | None = None
+    lambda_tol: float | None = None
+    local_minimum: bool | None = None
+    iterations: int = 0
+    message: str = ""
+    descent_direction: torch.Tensor | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.pop("descent_direction")
+        out["kinked"] = [list(p) for p in self.kinked]
+        return out
+
+
+class _Pieces:
+    """The pieces ``R_P`` of one model near ``θ``, their pre-activations and gradients."""
+
+    def __init__(self, fr: FlatRisk):
+        self.fr = fr
+        self.mods = kinked_modules(fr.model)
+        self.shapes = [z.shape for z in self._z_list(fr.theta0)]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+
+    def _z_list(self, theta):
+        with recording(self.fr.model) as seen:
+            self.fr.predict(theta)
+        return list(seen)
+
+    def z(self, theta, masks=None) -> torch.Tensor:
+        """All pre-activations as one flat vector (under the pattern ``masks`` if given)."""
+        if masks is None:
+            return torch.cat([z.reshape(-1) for z in self._z_list(theta)])
+        with fixed_pattern(self.fr.model, masks):
+            return torch.cat([z.reshape(-1) for z in self._z_list(theta)])
+
+    def masks(self, flat_mask: torch.Tensor) -> list[torch.Tensor]:
+        return [p.reshape(s) for p, s in zip(torch.split(flat_mask, self.sizes), self.shapes)]
+
+    def risk(self, theta, flat_mask):
+        with fixed_pattern(self.fr.model, self.masks(flat_mask)):
+            return self.fr.risk(theta)
+
+    def grad(self, theta, flat_mask):
+        return torch.func.grad(lambda t: self.risk(t, flat_mask))(theta)
+
+    def pair(self, flat_index: int) -> tuple[int, int, int]:
+        j = 0
+        while flat_index >= self.sizes[j]:
+            flat_index -= self.sizes[j]
+            j += 1
+        k = self.shapes[j][1]
+        return j, flat_index // k, flat_index % k
+
+
+def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_CAPTURE,
+                 max_iter: int = 100, grad_tol: float | None = None) -> tuple[torch.Tensor, KinkAnalysis]:
+    """Polish ``θ`` onto its kink manifold and describe the point (see the module docstring).
+
+    The polish is an active-set Newton method on the piece ``R_P``: Newton steps on the KKT
+    system of ``min R_P s.t. z_W = 0`` for a working set ``W`` of kinked pairs (least-norm
+    steps, since the system is singular), a pair outside ``W`` that a step would carry across
+    0 is stopped on its kink and joins ``W``, and a pair of ``W`` whose Clarke weight leaves
+    ``[0, 1]`` is released to the side where the risk decreases.
+
+    Args:
+        fr: the flat risk of a model with ReLU-type units (``fr.n ≤ KINK_POLISH_MAX_PARAMS``).
+        theta: flat parameters (n,) near a kink.
+        capture: pairs with ``|z| ≤ capture · max(1, max|z|)`` start in ``W``.
+        max_iter: Newton iterations.
+        grad_tol: Clarke-stationarity threshold (default :func:`resland.tolerances.grad_tol`).
+
+    Returns:
+        The polished parameters (n,) and the :class:`KinkAnalysis`.
+    """
+    pieces = _Pieces(fr)
+    z = pieces.z(theta).detach()
+    zscale = max(1.0, float(z.abs().max()))
+    W = torch.nonzero(z.abs() <= capture * zscale).flatten()
+    mask0 = (z > 0).to(theta.dtype)
+    mask0[W] = 0.0                                   # the kinked units are "off" in the piece P0
+    theta, mask0, W, lam, it, kkt, msg = _active_set_newton(pieces, theta, W, mask0, max_iter)
+    K = W
+    z = pieces.z(theta).detach()
+    outside = torch.ones_like(z, dtype=torch.bool)
+    outside[K] = False
+    sign_kept = not bool((outside & _wrong_side(z, mask0)).any())
+    zscale = max(1.0, float(z.abs().max()))
+    cres = float(z[K].abs().max()) / zscale if K.numel() else 0.0
+    out_margin = float(z[outside].abs().min()) / zscale if bool(outside.any()) else math.inf
+    if not sign_kept:
+        out_margin = 0.0
+        msg += "; a pair outside K changed sign"
+    R = float(pieces.risk(theta, mask0))
+    gtol = T.grad_tol(R) if grad_tol is None else grad_tol
+    g0 = pieces.grad(theta, mask0)
+    A = torch.func.jacrev(lambda t: pieces.z(t, pieces.masks(mask0))[K])(theta) if K.numel() else None
+    cols, groups = _hull_columns(pieces, theta, K, mask0, g0)
+    w, r = _least_norm_in_hull(g0, cols, groups)
+    clarke = float(torch.linalg.norm(r))
+    analysis = KinkAnalysis(
+        kinked=[pieces.pair(f) for f in K.tolist()], constraint_residual=cres, outside_margin=out_margin,
+        kkt_residual=kkt, clarke_residual=clarke,
+        clarke_stationary=bool(clarke <= gtol and sign_kept and cres <= 1e4 * T.EPS64),
+        clarke_weights=[float(x) for x in w], grad_tol=gtol, risk=R, iterations=it, message=msg,
+        descent_direction=-r,
+    )
+    if A is not None:
+        analysis.one_sided = _one_sided(pieces, theta, K, mask0, A)
+        _local_minimality(analysis, pieces, theta, K, mask0, A, lam, gtol)
+    return theta, analysis
+
+
+def _hull_columns(pieces, theta, K, mask0, g0):
+    """Gradients of the adjacent pieces minus ``g0``, grouped by sample.
+
+    Per sample ``i``, every non-empty subset of its kinked pairs switched on: only sample
+    ``i``'s term of the risk changes, so the hull of the adjacent pieces' gradients is
+    ``g0`` plus the sum over samples of the hulls of these columns (and 0).
+    """
+    by_sample: dict[int, list[int]] = {}
+    for f in K.tolist():
+        by_sample.setdefault(pieces.pair(f)[1], []).append(f)
+    cols, groups = [], []
+    for _, fl in sorted(by_sample.items()):
+        group = []
+        for s in (s for r in range(1, len(fl) + 1) for s in itertools.combinations(fl, r)):
+            mask = mask0.clone()
+            mask[list(s)] = 1.0
+            cols.append(pieces.grad(theta, mask) - g0)
+            group.append(len(cols) - 1)
+        groups.append(group)
+    return cols, groups
+
+
+def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter):
+    """Regularised SQP on ``min R_P s.t. z_W = 0`` with working-set changes (see :func:`analyse_kink`).
+
+    Each step solves the equality-constrained quadratic model with ``H_L + σI``,
+    ``σ = max(0, −λ_min(ZᵀH_L Z)) + μ‖r‖`` (``Z`` a basis of the tangent space, ``r`` the KKT
+    residual, ``μ`` adapted), and is accepted on the exact-penalty merit
+    ``φ = R_P + ρ Σ_W |z|``, so the polish descends; a step may not flip a pair outside ``W``.
+    """
+    n = theta.numel()
+    mask0 = mask0.clone()
+
+    def state(t, W):
+        masks = pieces.masks(mask0)
+        g = pieces.grad(t, mask0)
+        if W.numel() == 0:
+            return g, t.new_zeros(0, n), t.new_zeros(0)
+        c = lambda u: pieces.z(u, masks)[W]  # noqa: E731
+        return g, torch.func.jacrev(c)(t), c(t)
+
+    def multipliers(g, A):
+        return torch.linalg.lstsq(A.T, g[:, None]).solution[:, 0] if A.shape[0] else g.new_zeros(0)
+
+    g, A, cW = state(theta, W)
+    lam = multipliers(g, A)
+    changes, msg, it, mu = 0, f"stopped after {max_iter} Newton iterations", 0, 1.0
+    for it in range(1, max_iter + 1):
+        r1 = g - A.T @ lam
+        R = float(pieces.risk(theta, mask0))
+        done = float(r1.norm()) <= 1e-2 * T.grad_tol(R) and (W.numel() == 0 or float(cW.abs().max()) <= 1e2 * T.EPS64)
+        if done or it == max_iter or mu > 1e12:
+            # Release a pair whose Clarke weight leaves [0, 1] (the risk decreases off the kink).
+            released = False
+            if W.numel() and changes < 4 * max_iter:
+                D = torch.stack([pieces.grad(theta, _on(mask0, f)) - g for f in W.tolist()], 1)
+                tw = torch.linalg.lstsq(D, -g[:, None]).solution[:, 0]
+                viol = torch.maximum(-tw, tw - 1.0)
+                j = int(torch.argmax(viol))
+                if float(viol[j]) > 1e-6:
+                    mask0[W[j]] = 1.0 if float(tw[j]) > 1 else 0.0
+                    W = torch.cat([W[:j], W[j + 1:]])
+                    changes, released, mu = changes + 1, True, 1.0
+            if not released:
+                msg = ("the KKT residual reached rounding" if done else
+                       "no step lowers the merit function" if mu > 1e12 else msg)
+                break
+            g, A, cW = state(theta, W)
+            lam = multipliers(g, A)
+            continue
+        masks = pieces.masks(mask0)
+
+        def lagrangian(t, lam=lam, W=W, masks=masks):
+            val = pieces.risk(t, mask0)
+            return val - lam @ pieces.z(t, masks)[W] if W.numel() else val
+
+        HL = torch.func.hessian(lagrangian)(theta)
+        k = W.numel()
+        Z = _null_basis(A, n)
+        hmin = float(torch.linalg.eigvalsh(Z.T @ HL @ Z)[0]) if Z.shape[1] else 0.0
+        sigma = max(0.0, -hmin) * 1.01 + mu * float(r1.norm())
+        J = torch.zeros(n + k, n + k, dtype=theta.dtype)
+        J[:n, :n] = HL + sigma * torch.eye(n, dtype=theta.dtype)
+        J[:n, n:], J[n:, :n] = -A.T, A
+        step = _pinv_solve(J, -torch.cat([r1, cW]))
+        p, dlam = step[:n], step[n:]
+        rho = 2.0 * float((lam + dlam).abs().max()) + 1.0 if k else 0.0
+
+        def merit(t):
+            return float(pieces.risk(t, mask0)) + (rho * float(pieces.z(t, masks)[W].abs().sum()) if k else 0.0)
+
+        z = pieces.z(theta, masks).detach()
+        outside = torch.ones_like(z, dtype=torch.bool)
+        outside[W] = False
+        # Classical active set: stop the step where the first pair outside W reaches its kink.
+        dz = torch.func.jvp(lambda t: pieces.z(t, masks), (theta,), (p,))[1].detach()
+        toward = outside & (z * dz < 0)
+        ratios = torch.where(toward, -z / torch.where(dz == 0, 1.0, dz), torch.inf)
+        alpha0, block = 1.0, None
+        if bool(toward.any()) and float(ratios.min()) < 1.0:
+            block = int(torch.argmin(ratios))
+            alpha0 = float(ratios[block])
+        phi, alpha, accepted = merit(theta), alpha0, False
+        noise = 1e2 * T.EPS64 * T.scale(phi)
+        while alpha > 1e-12:
+            trial = theta + alpha * p
+            z_new = pieces.z(trial, masks).detach()
+            flipped = outside & _wrong_side(z_new, mask0)
+            if block is not None:
+                flipped[block] = False
+            m_new = merit(trial)
+            if not bool(flipped.any()) and m_new <= phi + noise and (
+                    m_new < phi - noise or float(state(trial, W)[0].norm()) < float(g.norm())):
+                accepted = True
+                break
+            alpha *= 0.5
+        if not accepted and block is None:
+            mu *= 10.0
+            continue
+        if not accepted:   # the blocking pair is reached by a zero step: it joins W where it is
+            alpha, trial = 0.0, theta
+        mu = max(mu / 3.0, 1e-8) if alpha == 1.0 else mu
+        theta, lam = trial, lam + alpha * dlam
+        near = torch.tensor([block]) if block is not None and alpha == alpha0 or not accepted else torch.tensor([], dtype=torch.long)
+        if near.numel() and changes < 4 * max_iter:
+            mask0[near] = 0.0
+            W = torch.cat([W, near])
+            changes += 1
+        else:
+            near = near[:0]
+        g, A, cW = state(theta, W)
+        if near.numel() or alpha < 1.0:
+            lam = multipliers(g, A)
+    r1 = g - A.T @ lam
+    return theta, mask0, W, lam, it, float(r1.norm()), msg
+
+
+def _null_basis(A: torch.Tensor, n: int) -> torch.Tensor:
+    """Orthonormal basis (n × (n − rank)) of the null space of ``A``."""
+    if A.shape[0] == 0:
+        return torch.eye(n, dtype=A.dtype)
+    _, s, Vh = torch.linalg.svd(A)
+    rank = int((s > max(A.shape) * T.EPS64 * float(s[0])).sum()) if s.numel() else 0
+    return Vh[rank:].T
+
+
+def _wrong_side(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Pairs whose pre-activation is on the other side of 0 from their pattern (beyond rounding)."""
+    tiny = 1e2 * T.EPS64 * max(1.0, float(z.abs().max()))
+    return ((mask == 1) & (z < -tiny)) | ((mask == 0) & (z > tiny))
+
+
+def _on(mask: torch.Tensor, f: int) -> torch.Tensor:
+    out = mask.clone()
+    out[f] = 1.0
+    return out
+
+
+def _pinv_solve(J: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Least-norm least-squares solution of ``J x = b`` (SVD, relative cutoff ``n·eps``)."""
+    U, s, Vh = torch.linalg.svd(J)
+    keep = s > J.shape[0] * T.EPS64 * float(s[0]) if s.numel() else s > 0
+    coef = torch.where(keep, (U.T @ b) / torch.where(keep, s, 1.0), 0.0)
+    return Vh.T @ coef
+
+
+def _least_norm_in_hull(g0, cols, groups):
+    """Least-norm point ``g0 + Σ w_c col_c`` with, per sample group, ``w ≥ 0`` and ``Σ w ≤ 1``."""
+    if not cols:
+        return np.zeros(0), g0
+    D = torch.stack(cols, 1).cpu().numpy()
+    b = -g0.cpu().numpy()
+    if all(len(gr) == 1 for gr in groups):   # segments: bounded least squares, exactly
+        res = scipy.optimize.lsq_linear(D, b, bounds=(0.0, 1.0), method="bvls", tol=1e-15)
+        w = res.x
+    else:
+        cons = [{"type": "ineq", "fun": (lambda x, gr=gr: 1.0 - x[gr].sum()), "jac": (lambda x, gr=gr: -np.isin(
+            np.arange(len(x)), gr).astype(float))} for gr in groups]
+        res = scipy.optimize.minimize(lambda x: 0.5 * np.sum((D @ x - b) ** 2), np.zeros(D.shape[1]),
+                                      jac=lambda x: D.T @ (D @ x - b), bounds=[(0.0, 1.0)] * D.shape[1],
+                                      constraints=cons, method="SLSQP", options={"ftol": 1e-30, "maxiter": 500})
+        w = res.x
+    r = g0 + torch.as_tensor(D @ w, dtype=g0.dtype)
+    return w, r
+
+
+def _one_sided(pieces, theta, K, mask0, A) -> list[dict]:
+    """``R'(θ; ±n_k)`` along ``n_k = ∇z_k/‖∇z_k‖``: the gradient of the piece the direction enters."""
+    out = []
+    for row, f in enumerate(K.tolist()[:64]):
+        n_k = A[row] / torch.linalg.norm(A[row])
+        d = {}
+        for sign, name in ((1.0, "plus"), (-1.0, "minus")):
+            u = sign * n_k
+            mask = mask0.clone()
+            mask[K] = (A @ u > 0).to(mask.dtype)
+            d[name] = float(pieces.grad(theta, mask) @ u)
+        out.append({"pair": list(pieces.pair(f)), "d_plus": d["plus"], "d_minus": d["minus"]})
+    return out
+
+
+def _local_minimality(an: KinkAnalysis, pieces, theta, K, mask0, A, lam, gtol) -> None:
+    """First-order minimality of every adjacent piece in its own region, and second order along the kink."""
+    k = K.numel()
+    if k <= MAX_ENUMERATED_KINKS:
+        ok = True
+        for on in itertools.product((0.0, 1.0), repeat=k):
+            mask = mask0.clone()
+            mask[K] = torch.tensor(on, dtype=mask.dtype)
+            sigma = torch.tensor([1.0 if s else -1.0 for s in on], dtype=theta.dtype)
+            # Region of the piece: σ_j z_j ≥ 0. No descent direction ⇔ ∇R_P = Σ ν_j σ_j ∇z_j, ν ≥ 0.
+            B = (sigma[:, None] * A).T.cpu().numpy()
+            _, res = scipy.optimize.nnls(B, pieces.grad(theta, mask).cpu().numpy())
+            ok &= res <= gtol
+        an.pieces_checked, an.pieces_minimal = 2**k, bool(ok)
+    masks = pieces.masks(mask0)
+    HL = torch.func.hessian(lambda t: pieces.risk(t, mask0) - lam @ pieces.z(t, masks)[K])(theta)
+    Z = _null_basis(A, theta.numel())
+    ev = torch.linalg.eigvalsh(Z.T @ HL @ Z) if Z.shape[1] else torch.zeros(1, dtype=theta.dtype)
+    lmax = float(torch.linalg.eigvalsh(HL).abs().max())
+    an.lambda_tol = max(100 * theta.numel() * T.EPS64 * max(1.0, lmax), 10 * gtol)
+    an.reduced_hessian_min = float(ev[0])
+    an.local_minimum = (bool(an.pieces_minimal and an.reduced_hessian_min >= -an.lambda_tol)
+                        if an.pieces_minimal is not None else None)

@@ -1,0 +1,53 @@
+"""The tolerances that define "critical", "kinked" and "converged", in one place.
+
+The finder, :func:`~resland.certificate.certify`, the census and the CLI all read them from
+here, so a run the finder calls ``converged`` is one ``certify`` calls critical.
+
+Conventions: mean risk ``R``, ``‖·‖`` the Euclidean norm of the flat parameter vector,
+``scale(R) = max(1, |R|)`` (the risk's own magnitude, floored at 1 so that risks near 0 do
+not ask for gradients below rounding).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+#: Machine epsilon of float64, the working precision.
+EPS64 = float(torch.finfo(torch.float64).eps)
+
+#: Critical point: ``‖∇R(θ)‖ ≤ GRAD_TOL · max(1, |R(θ)|)``. 1e-10 is ~5·10⁵ eps: far above the
+#: rounding of a gradient of a risk of order 1 and small enough that the gap bound it implies
+#: (``‖∇R‖·‖θ‖``) is below ``RISK_TOL`` for ``‖θ‖ ≤ 1``.
+GRAD_TOL = 1e-10
+#: Distance test of a converged run: the regularised Newton step with shift ``‖∇R‖`` is at most
+#: ``XTOL · (1 + ‖θ‖)``. It separates a critical point from a flat path to infinity.
+XTOL = 1e-6
+#: Kink: a ReLU-type pre-activation with ``|z| ≤ KINK_TOL · max(1, max|z|)`` at a data point.
+KINK_TOL = 1e-8
+#: Pairs with ``|z| ≤ KINK_CAPTURE · max(1, max|z|)`` are taken as kinked by the kink polish
+#: (a run that approaches a kink drives its pre-activation to 1e-12..1e-6 while ‖∇R‖ stays large).
+KINK_CAPTURE = 1e-5
+#: Risk comparisons: ``RISK_TOL · max(1, |R_lin|)``.
+RISK_TOL = 1e-10
+
+
+def scale(risk: float) -> float:
+    """``max(1, |R|)``; 1 for a non-finite risk."""
+    return max(1.0, abs(risk)) if math.isfinite(risk) else 1.0
+
+
+def grad_tol(risk: float, tol: float = GRAD_TOL) -> float:
+    """The gradient threshold of a critical point at risk ``R``: ``tol · max(1, |R|)``."""
+    return tol * scale(risk)
+
+
+def is_critical(risk: float, grad_norm: float, tol: float = GRAD_TOL) -> bool:
+    """The one definition of "critical": finite risk and ``‖∇R‖ ≤ tol · max(1, |R|)``."""
+    return math.isfinite(risk) and math.isfinite(grad_norm) and grad_norm <= grad_tol(risk, tol)
+
+
+def risk_tol(linear_risk: float) -> float:
+    """``RISK_TOL · max(1, |R_lin|)``."""
+    return RISK_TOL * scale(linear_risk)

@@ -8,10 +8,10 @@ without 1/2, float64 throughout.
 
 from ._checks import ValidationError
 from .certificate import VERDICTS, Certificate, certify
-from .critical import CriticalPoint, find_critical_point
+from .critical import OUTCOMES, CriticalPoint, find_critical_point, find_critical_points
 from .checkpoint import load_parameters
 from .curvature import EigResult, dense_hessian, hessian_extremes, hvp, lanczos
-from .ensemble import Ensemble, batched_extremes, certify_ensemble, find_critical_points
+from .ensemble import Ensemble, batched_extremes, certify_ensemble
 from .data import Dataset, load_dataset
 from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear

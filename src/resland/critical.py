@@ -1,74 +1,114 @@
-"""Finding critical points ``∇R(θ) = 0`` of the mean risk to float64 precision.
+"""Finding critical points ``∇R(θ) = 0``: one masked, batched driver, and an outcome for every run.
 
-Two facts make this hard (theory.md §6). The Hessian of a scalar-output ResNet is exactly
-singular at critical points (``f`` depends on ``V_L`` only through ``wᵀV_L``), so every
-Newton-type step here is a pseudo-inverse / trust-region step that works on singular
-systems. And on generic data the infimum is often approached only as ``‖θ‖ → ∞``; the
-finder watches the parameter norm and reports ``diverging`` instead of stalling.
+There is one iteration. :func:`find_critical_points` runs it on every member of an
+:class:`~resland.ensemble.Ensemble` at once (members that stop drop out of the batch);
+:func:`find_critical_point` is the same driver on an ensemble of one.
 
-Methods:
+**Steps.** At each iterate ``θ`` with gradient ``g`` and Hessian ``H = ∇²R(θ)``, a few
+candidate steps are formed and evaluated in one batched risk/gradient call; the best one that
+passes the ratio test wins (so the backend is chosen per member and per iteration):
 
-* ``kind="minimum"``: L-BFGS descent (SciPy) to a moderate gradient, then an exact
-  trust-region Newton method. With the dense Hessian (``n ≤ dense_max_params``) the
-  trust-region subproblem is solved exactly in the Hessian's eigenbasis (Moré–Sorensen,
-  hard case included), so negative curvature is followed and saddles are escaped; while the
-  negative curvature is insignificant the step is regularised, ``σ ≥ max(0, −λ_min) + ‖∇R‖``
-  (regularised Newton, fast on non-isolated minima). Where the exact model predicts poorly a
-  generalised Gauss–Newton / Levenberg–Marquardt step is also tried and the lower risk wins.
-  Above ``dense_max_params`` the subproblem is solved by Steihaug–Toint CG on exact HVPs.
-* ``kind="any"``: an adaptive Levenberg–Marquardt method on the equations ``∇R = 0``,
-  ``p = −(H² + σI)⁻¹ H ∇R`` with ``σ = μ‖∇R‖`` and an Armijo line search on ``‖∇R‖²``; as
-  ``σ → 0`` this is the Newton-MR step ``−H⁺∇R``. It converges to saddles as well as to
-  minima. Above ``dense_max_params`` the step comes from SciPy's CG on ``H² + σI`` (HVPs).
+* ``kind="minimum"`` (merit ``R``):
+  * *regularised Newton* ``p = −(H + σI)⁻¹g``, ``σ = max(0, −λ_min)·(1 + 10⁻⁶) + μ‖g‖``
+    (a trust-region step in its ``σ`` form; ``μ`` adapts on the ratio of actual to predicted
+    decrease);
+  * *Newton-MR* ``p = −H⁺g`` (least-norm, pseudo-inverse with cutoff ``n·eps·|λ|_max``), built
+    for singular critical sets: at every critical point with ``w ≠ 0`` the Hessian is exactly
+    singular (docs: theory §6), where Newton-MR converges superlinearly and plain Newton
+    does not exist;
+  * *generalised Gauss–Newton* ``p = −(JᵀDJ + μ_G I)⁻¹g`` (``J`` the m × n Jacobian of the
+    predictions, ``D = diag(ℓ'')/m``), fast far out and at interpolating minima.
+* ``kind="any"`` (merit ``½‖∇R‖²``): Levenberg–Marquardt on ``∇R = 0``,
+  ``p = −(H² + μ‖g‖I)⁻¹Hg``, and Newton-MR ``−H⁺g``; these reach saddles as well as minima.
 
-Convergence (documented scale): with ``scale = max(1, |R(θ_start)|)``, a point is
-``converged`` only when ``‖∇R(θ)‖₂ ≤ tol · scale`` **and** the regularised Newton step
-(``−(H + (max(0, −λ_min) + ‖∇R‖)I)⁻¹∇R`` for ``minimum``, the LM step for ``any``), an
-estimate of the distance to the critical set, is ``≤ xtol · (1 + ‖θ‖)``; for
-``kind="minimum"`` also ``λ_min(∇²R) ≥ −1e-8·|λ|_max``. The second test separates a true
-critical point from a flat path to infinity, where the gradient is tiny but Newton keeps
-proposing steps of constant length. ``converged`` is never reported above tolerance.
+Backends by size: the dense Hessian and a batched ``eigh`` up to ``dense_max_params``
+(:data:`FINDER_DENSE_MAX`); above it, Krylov solves on exact Hessian-vector products
+(SciPy MINRES for ``(H + σI)p = −g`` and ``Hp = −g``), member by member.
 
-Statuses: ``converged``; ``diverging`` (after at least 40 accepted second-order steps, ``‖θ‖``
-grew on ≥ 90 % of the accepted steps of the last half and by ≥ 10 % over it, or passed ``max_norm``);
-``max_iter``; ``stalled`` (no acceptable step could be found); ``nan`` (non-finite risk).
+**Critical** has one definition, shared with :func:`~resland.certificate.certify`
+(:mod:`resland.tolerances`): ``‖∇R‖ ≤ tol·max(1, |R|)``. A run is ``converged`` when its
+iterate is critical and the regularised step ``(|H| + ‖g‖I)⁻¹g`` (a distance to the critical
+set) is ``≤ xtol·(1 + ‖θ‖)``; the second test separates a critical point from a flat path to
+infinity. With ``kind="minimum"`` a critical point with ``λ_min < −lambda_tol`` is escaped along
+its eigenvector when a backtracking step lowers the risk.
+
+**ReLU-type networks.** The risk is smooth inside each activation region and the driver's
+derivatives are those of the current region's piece. A converged point with a positive kink
+margin is an interior critical point. A run that ends near a kink is polished onto its kink
+manifold by :func:`resland.regions.analyse_kink` and described there (Clarke stationarity,
+one-sided derivatives, piece minimality).
+
+**Outcomes** (:data:`OUTCOMES`, first match wins):
+
+* ``critical``: converged to a critical point (positive kink margin for ReLU-type networks);
+  the certificate holds the verdict;
+* ``kink``: converged onto a kink, Clarke-stationary (``CriticalPoint.kink`` has the evidence);
+* ``below_linear``: not converged, ``kind="minimum"``, and a descent iterate has
+  ``R < R_lin − risk_tol`` (``path_min_risk``, recomputed by a fresh forward pass). The driver
+  only accepts risk decreases, so every limit of the run is better than linear;
+* ``diverging``: not converged, ``‖θ‖`` grows (by ≥ 5 % over the second half of the accepted
+  steps, on ≥ 75 % of them) while the risk decreases; the evidence is in ``divergence``;
+* ``unresolved``: none of these; the parameters are kept for a human to look at;
+* ``failed``: a non-finite risk or gradient, or an error.
+
+Conventions: mean risk, squared loss ``(p − y)²`` without 1/2, float64, flat parameters in
+``model.parameters()`` order.
 """
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.optimize
 import scipy.sparse.linalg as spla
 import torch
 from torch import nn
 
+from . import tolerances as T
 from ._checks import check_choice, check_positive_float, check_positive_int
-from .curvature import DENSE_MAX_PARAMS
-from .functional import FlatRisk
+from .ensemble import Ensemble
+from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
+from .regions import KINK_POLISH_MAX_PARAMS, analyse_kink, kink_margin, kinked_modules
 
-_EPS = float(np.finfo(np.float64).eps)
+OUTCOMES = ("critical", "kink", "below_linear", "diverging", "unresolved", "failed")
+#: Dense Hessian backend up to this many parameters (a batched ``eigh`` per iteration); Krylov above.
+FINDER_DENSE_MAX = 500
+#: A member whose damping passes this stops as ``stalled``: no step lowers its merit.
+MU_MAX = 1e12
+#: ``kind="minimum"`` uses Hessian steps once ``‖∇R‖ ≤ NEWTON_SWITCH·max(1, |R|)`` (GGN alone before,
+#: unless its damping shows it failing): the Hessian costs ~n gradients, a GGN step ~m/… of one.
+NEWTON_SWITCH = 1e-3
+#: Minimum accepted steps before the ‖θ‖ trend is read as divergence.
+DIVERGENCE_MIN_STEPS = 20
 
 
 @dataclass
 class CriticalPoint:
-    """Result of :func:`find_critical_point`.
+    """Result of the finder for one start.
 
     Attributes:
         model: a copy of the model at the final parameters.
-        risk: mean risk ``R`` there; grad_norm: ``‖∇R‖₂``.
-        converged: True only if both convergence tests passed (see module docstring).
-        status: ``converged``, ``diverging``, ``max_iter``, ``stalled`` or ``nan``.
-        iterations: second-order iterations; descent_iterations: L-BFGS iterations.
-        seconds: wall time.
-        grad_tol: ``tol · scale``, the gradient threshold used; scale: ``max(1, |R(θ_start)|)``.
-        newton_step: norm of the last regularised Newton / LM step (distance estimate).
-        param_norm: ``‖θ‖`` at the end.
-        kind, method: what was asked and how it was solved (``dense`` or ``krylov``).
-        message: one line saying why the run stopped.
+        risk: ``R`` there; grad_norm: ``‖∇R‖₂``.
+        converged: the run ended at a critical point (``outcome`` ``critical`` or ``kink``).
+        status: why the driver stopped: ``converged``, ``kink``, ``diverging``, ``max_iter``,
+            ``stalled`` or ``nan``.
+        outcome: one of :data:`OUTCOMES` (module docstring).
+        iterations: driver iterations; seconds: wall time (of the whole batch when batched).
+        kind: ``minimum`` or ``any``; method: ``dense`` or ``krylov`` (the curvature backend).
+        grad_tol: ``tol · max(1, |R|)`` at the end; newton_step: the distance estimate.
+        param_norm: ``‖θ‖``.
+        kink_margin: ``min|z|/max(1, max|z|)`` over ReLU-type pre-activations (None without).
+        kink: :meth:`resland.regions.KinkAnalysis.to_dict` when a kink polish ran.
+        linear_risk: ``R_lin`` used for ``below_linear``; path_min_risk: the lowest risk on the
+            descent path, recomputed (``kind="minimum"``).
+        divergence: ``{growth, frac_up, risk_decrease, grad_decay, steps}`` of the second half
+            of the accepted steps (None with fewer than 20).
+        message: one line saying why the run ended as it did.
+        parameters: the final flat parameters for ``unresolved`` and ``failed`` runs.
     """
 
     model: nn.Module
@@ -76,16 +116,21 @@ class CriticalPoint:
     grad_norm: float
     converged: bool
     status: str
+    outcome: str
     iterations: int
     seconds: float
     kind: str
     grad_tol: float
-    scale: float
     newton_step: float
     param_norm: float
-    descent_iterations: int
     method: str
     message: str
+    kink_margin: float | None = None
+    kink: dict | None = None
+    linear_risk: float | None = None
+    path_min_risk: float | None = None
+    divergence: dict | None = None
+    parameters: list | None = field(default=None, repr=False)
     history: list = field(default_factory=list, repr=False)
 
     def to_dict(self, *, timing: bool = True) -> dict:
@@ -100,352 +145,521 @@ def find_critical_point(
     y,
     loss: str | Loss = "squared",
     kind: str = "minimum",
-    tol: float = 1e-10,
+    tol: float = T.GRAD_TOL,
     max_iter: int = 200,
     seed: int | None = None,
     *,
-    xtol: float = 1e-6,
-    descent_iter: int = 1000,
-    descent_gtol: float = 1e-5,
-    dense_max_params: int = DENSE_MAX_PARAMS,
+    xtol: float = T.XTOL,
+    dense_max_params: int = FINDER_DENSE_MAX,
     max_norm: float = 1e6,
+    fit: LinearFit | None = None,
 ) -> CriticalPoint:
-    """Find a critical point of the mean risk, starting from the model's current parameters.
+    """Find a critical point from the model's current parameters: the driver on an ensemble of one.
 
     Args:
         model: any ``nn.Module`` with a scalar output (not modified; see ``.model``).
-        X, y: data (NumPy or torch); loss: loss name or instance.
-        kind: ``minimum`` (descent + trust-region Newton) or ``any`` (Levenberg–Marquardt on ∇R = 0,
-            reaches saddles).
-        tol: gradient tolerance relative to ``scale = max(1, |R(θ_start)|)``.
-        max_iter: cap on second-order iterations.
-        seed: drives internal randomness only (Krylov start vectors); the caller initialises.
-        xtol: relative cap on the final Newton step (distance-to-critical-point estimate).
-        descent_iter: cap on L-BFGS iterations (``kind="minimum"``).
-        descent_gtol: L-BFGS hands over to the trust-region phase at ``‖∇R‖ ≤ descent_gtol · scale``.
-        dense_max_params: dense Hessian up to this many parameters, HVP Krylov methods above.
-        max_norm: ``‖θ‖`` beyond which the run is declared ``diverging``.
+        X: inputs, shape (m, d); y: targets, shape (m,); loss: loss name or instance.
+        kind: ``minimum`` or ``any`` (module docstring).
+        tol: relative gradient tolerance of "critical" (``tolerances.GRAD_TOL``).
+        max_iter: driver iterations.
+        seed: unused by the dense backend; kept so a command line names its start fully.
+        xtol: relative cap on the distance estimate.
+        dense_max_params: dense Hessian steps up to this many parameters, Krylov above.
+        max_norm: ``‖θ‖`` beyond which the run stops.
+        fit: the best linear predictor of the data, if already computed.
+
+    Returns:
+        The :class:`CriticalPoint`.
+
+    Raises:
+        ValidationError: on a bad ``kind``, ``tol`` or ``max_iter``, or bad data.
+    """
+    ens = Ensemble([model], X, y, loss)
+    return find_critical_points(ens, kind, tol, max_iter, xtol=xtol, dense_max_params=dense_max_params,
+                                max_norm=max_norm, fit=fit)[0]
+
+
+def find_critical_points(
+    ens: Ensemble,
+    kind: str = "minimum",
+    tol: float = T.GRAD_TOL,
+    max_iter: int = 200,
+    *,
+    xtol: float = T.XTOL,
+    max_norm: float = 1e6,
+    dense_max_params: int = FINDER_DENSE_MAX,
+    fit: LinearFit | None = None,
+    batched: bool = True,
+) -> list[CriticalPoint]:
+    """Run the driver on every member of ``ens`` (see the module docstring).
+
+    Args:
+        ens: the ensemble; its rows ``Θ`` (M × n) are the starts (left unchanged).
+        kind, tol, max_iter, xtol, max_norm, dense_max_params: as :func:`find_critical_point`.
+        fit: the best linear predictor (computed here when None).
+        batched: all members in one vmapped computation (True) or one at a time (False); both
+            give the same iterates.
+
+    Returns:
+        One :class:`CriticalPoint` per member, in order.
+
+    Raises:
+        ValidationError: on a bad ``kind``, ``tol`` or ``max_iter``.
     """
     check_choice("kind", kind, ("minimum", "any"))
     tol = check_positive_float("tol", tol)
     max_iter = check_positive_int("max_iter", max_iter)
-    start = time.perf_counter()
-    fr = FlatRisk(model, X, y, loss)
-    theta = fr.theta0.clone()
-    R0 = float(fr.risk(theta))
-    scale = max(1.0, abs(R0)) if np.isfinite(R0) else 1.0
-    gtol = tol * scale
-    rng = np.random.default_rng(seed)
-    n_desc = 0
-    if kind == "minimum":
-        theta, n_desc = _lbfgs(fr, theta, gtol=max(gtol, descent_gtol * scale), maxiter=descent_iter)
-    method = "dense" if fr.n <= dense_max_params else "krylov"
-    curv_cls = _DenseCurvature if method == "dense" else _KrylovCurvature
-    state = _second_order(fr, theta, kind, gtol, xtol, max_iter, max_norm, curv_cls, rng)
-    theta = state["theta"]
-    return CriticalPoint(
-        model=fr.model_at(theta),
-        risk=state["risk"],
-        grad_norm=state["grad_norm"],
-        converged=state["status"] == "converged",
-        status=state["status"],
-        iterations=state["iterations"],
-        seconds=time.perf_counter() - start,
-        kind=kind,
-        grad_tol=gtol,
-        scale=scale,
-        newton_step=state["newton_step"],
-        param_norm=float(torch.linalg.norm(theta)),
-        descent_iterations=n_desc,
-        method=method,
-        message=state["message"],
-        history=state["history"],
-    )
+    if fit is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotAttainedWarning)
+            fit = best_linear(ens.fr.X, ens.fr.y, ens.fr.loss, bias=getattr(ens.fr.model, "out_bias", True))
+    opts = dict(kind=kind, tol=tol, max_iter=max_iter, xtol=xtol, max_norm=max_norm,
+                dense=ens.n <= dense_max_params)
+    groups = [torch.arange(ens.M)] if batched else [torch.tensor([j]) for j in range(ens.M)]
+    out = []
+    for members in groups:
+        start = time.perf_counter()
+        runs = _drive(ens, members, **opts)
+        out += [_finish(ens, r, fit, opts, start) for r in runs]
+    return out
 
 
-def _lbfgs(fr: FlatRisk, theta: torch.Tensor, gtol: float, maxiter: int):
-    """L-BFGS descent phase (SciPy ``L-BFGS-B`` without bounds)."""
-
-    def fun(x):
-        R, g = fr.risk_and_grad(torch.as_tensor(x, dtype=fr.dtype, device=fr.device))
-        if not np.isfinite(R):
-            return np.inf, np.zeros_like(x)
-        return R, g.cpu().numpy()
-
-    res = scipy.optimize.minimize(
-        fun, theta.cpu().numpy(), jac=True, method="L-BFGS-B",
-        options={"maxiter": maxiter, "gtol": gtol / np.sqrt(fr.n), "ftol": 1e3 * _EPS, "maxcor": 30},
-    )
-    return torch.as_tensor(res.x, dtype=fr.dtype, device=fr.device), int(res.nit)
-
-
-class _DenseCurvature:
-    """Dense Hessian at ``θ`` with its eigendecomposition."""
-
-    def __init__(self, fr: FlatRisk, theta: torch.Tensor, rng):
-        lam, Q = torch.linalg.eigh(fr.hessian(theta))
-        self.lam, self.Q = lam, Q
-        self.abs_max = float(lam.abs().max()) if lam.numel() else 0.0
-        self.cutoff = 1e-9 * max(self.abs_max, 1e-300)
-
-    @property
-    def lambda_min(self) -> float:
-        return float(self.lam[0])
-
-    def regularized(self, g: torch.Tensor, sigma: float) -> torch.Tensor:
-        """Regularised Newton step ``−(H + σI)⁻¹g`` (components with ``|λ + σ| ≤ cutoff`` read as 0)."""
-        gh = self.Q.T @ g
-        den = self.lam + sigma
-        keep = den.abs() > self.cutoff
-        return self.Q @ torch.where(keep, -gh / torch.where(keep, den, 1.0), 0.0)
-
-    def levenberg_marquardt(self, g: torch.Tensor, sigma: float) -> torch.Tensor:
-        """Levenberg–Marquardt step on ``∇R = 0``: ``−(H² + σI)⁻¹ H g`` (→ ``−H⁺g`` as ``σ → 0``)."""
-        gh = self.Q.T @ g
-        den = self.lam**2 + sigma
-        keep = den > self.cutoff**2
-        return self.Q @ torch.where(keep, -self.lam * gh / torch.where(keep, den, 1.0), 0.0)
-
-    def trust_region(self, g: torch.Tensor, radius: float, reg: float = 0.0) -> tuple[torch.Tensor, float]:
-        """Exact minimiser of ``gᵀp + ½pᵀ(H + reg·I)p`` over ``‖p‖ ≤ radius``, and ``gᵀp + ½pᵀHp``.
-
-        ``reg > 0`` is the regularised-Newton floor ``σ ≥ max(0, −λ_min) + reg``; ``reg = 0`` is
-        the plain trust-region subproblem, hard case included.
-        """
-        lam, gh = self.lam, self.Q.T @ g
-        # Exactly flat directions with no gradient (the V_L degeneracy): leave them alone.
-        gnorm = float(torch.linalg.norm(g))
-        flat = (lam.abs() <= self.cutoff) & (gh.abs() <= 1e-10 * gnorm)
-        gh = torch.where(flat, 0.0, gh)
-        sigma_lo = max(0.0, -float(lam[0])) + reg
-
-        def step(sigma):
-            den = lam + sigma
-            ok = den > self.cutoff
-            return torch.where(ok, -gh / torch.where(ok, den, 1.0), 0.0), ok
-
-        p_lo, ok = step(sigma_lo)
-        singular_g = float(torch.linalg.norm(gh[~ok])) if (~ok).any() else 0.0
-        if singular_g == 0.0 and float(torch.linalg.norm(p_lo)) <= radius:
-            ph = p_lo  # interior (regularised, pseudo-inverse) Newton step
-            if reg == 0.0 and sigma_lo > 0.0:  # hard case: fill the ball along the most negative eigenvector
-                tau = np.sqrt(max(radius**2 - float(p_lo @ p_lo), 0.0))
-                ph = p_lo.clone()
-                ph[0] = ph[0] + tau
-        else:
-            lo, hi = sigma_lo, sigma_lo + gnorm / radius + self.cutoff
-            for _ in range(200):
-                mid = 0.5 * (lo + hi)
-                if float(torch.linalg.norm(step(mid)[0])) > radius:
-                    lo = mid
-                else:
-                    hi = mid
-                if hi - lo <= 1e-15 * hi:
-                    break
-            ph = step(hi)[0]
-        model = float(gh @ ph + 0.5 * (lam * ph * ph).sum())
-        return self.Q @ ph, model
-
-
-class _KrylovCurvature:
-    """Hessian at ``θ`` seen only through exact HVPs (for models too big for a dense Hessian)."""
-
-    def __init__(self, fr: FlatRisk, theta: torch.Tensor, rng):
-        self.fr, self.theta, self.rng = fr, theta, rng
-        self._hvp = fr.hvp_at(theta)  # one gradient graph for every product at this θ
-        self._lmin = None
-        self.abs_max = None
-        n = fr.n
-        self.op = spla.LinearOperator((n, n), dtype=np.float64, matvec=lambda x: self._hv(x))
-
-    def _hv(self, x) -> np.ndarray:
-        v = torch.as_tensor(np.ravel(x), dtype=self.fr.dtype, device=self.fr.device)
-        return self._hvp(v).cpu().numpy()
-
-    @property
-    def lambda_min(self) -> float:
-        if self._lmin is None:
-            from .curvature import extremes_at
-
-            eig = extremes_at(self.fr, self.theta, method="lanczos", seed=int(self.rng.integers(2**31)))
-            self._lmin, self.abs_max = eig.lambda_min, max(abs(eig.lambda_min), abs(eig.lambda_max))
-        return self._lmin
-
-    def regularized(self, g: torch.Tensor, sigma: float) -> torch.Tensor:
-        """``−(H + σI)⁻¹g`` by SciPy MINRES (minimum residual: fine on singular or indefinite H)."""
-        p, _ = spla.minres(self.op, -g.cpu().numpy(), shift=-sigma, rtol=1e-12, maxiter=10 * self.fr.n)
-        return torch.as_tensor(p, dtype=g.dtype, device=g.device)
-
-    def levenberg_marquardt(self, g: torch.Tensor, sigma: float) -> torch.Tensor:
-        """``−(H² + σI)⁻¹ H g`` by SciPy CG on the normal operator (two HVPs per product)."""
-        n = self.fr.n
-        normal = spla.LinearOperator(
-            (n, n), dtype=np.float64, matvec=lambda x: self._hv(self._hv(x)) + sigma * np.ravel(x)
-        )
-        p, _ = spla.cg(normal, -self._hv(g.cpu().numpy()), rtol=1e-12, maxiter=10 * n)
-        return torch.as_tensor(p, dtype=g.dtype, device=g.device)
-
-    def trust_region(self, g: torch.Tensor, radius: float, reg: float = 0.0) -> tuple[torch.Tensor, float]:
-        """Steihaug–Toint truncated CG on ``gᵀp + ½pᵀ(H + reg·I)p``, ``‖p‖ ≤ radius``.
-
-        Hand-written: SciPy's implementation is private (``scipy.optimize._trustregion_ncg``).
-        """
-        hv = self._hvp
-        p = torch.zeros_like(g)
-        r, d = g.clone(), -g.clone()
-        gn = float(torch.linalg.norm(g))
-        tol = min(0.5, gn**0.5) * gn
-        for _ in range(2 * self.fr.n):
-            Hd = hv(d) + reg * d
-            dHd = float(d @ Hd)
-            if dHd <= 0:
-                p = p + _to_boundary(p, d, radius) * d
-                break
-            alpha = float(r @ r) / dHd
-            if float(torch.linalg.norm(p + alpha * d)) >= radius:
-                p = p + _to_boundary(p, d, radius) * d
-                break
-            p = p + alpha * d
-            r_new = r + alpha * Hd
-            if float(torch.linalg.norm(r_new)) <= tol:
-                break
-            d = -r_new + (float(r_new @ r_new) / float(r @ r)) * d
-            r = r_new
-        return p, float(g @ p + 0.5 * (p @ hv(p)))
-
-
-def _try_step(fr: FlatRisk, theta, p, model_change: float, R: float, gnorm: float):
-    """Evaluate ``θ + p``; accept on the trust-region ratio test, or below rounding on a smaller gradient."""
-    trial = theta + p
-    R_new, g_new = fr.risk_and_grad(trial)
-    noise = 1e2 * _EPS * max(1.0, abs(R))
-    if not np.isfinite(R_new):
-        return trial, R_new, g_new, False, -np.inf
-    if -model_change <= noise:  # predicted decrease below rounding: use the gradient
-        return trial, R_new, g_new, float(torch.linalg.norm(g_new)) < gnorm and R_new <= R + noise, 1.0
-    rho = (R - R_new) / -model_change
-    return trial, R_new, g_new, rho > 0.1, rho
-
-
-def _gauss_newton_step(fr: FlatRisk, theta, g, mu: float):
-    """``p = −(G + μI)⁻¹∇R`` with ``G = Jᵀ diag(ℓ'') J / m`` (J: m × n Jacobian of the predictions).
-
-    Solved in the smaller of the two dimensions: for ``m ≤ n`` by the push-through identity
-    ``(JᵀDJ/m + μI)⁻¹Jᵀ = Jᵀ(DJJᵀ/m + μI)⁻¹`` and ``∇R = Jᵀℓ'/m``. Returns ``p`` and
-    ``gᵀp + ½pᵀGp``.
-    """
-    J = torch.func.jacrev(fr.predict)(theta)
-    f = fr.predict(theta)
-    d1, d2 = fr.loss.d1(f, fr.y), fr.loss.d2(f, fr.y)
-    m, n = J.shape
-    if m <= n:
-        K = d2[:, None] * (J @ J.T) / m + mu * torch.eye(m, dtype=J.dtype, device=J.device)
-        p = -(J.T @ torch.linalg.solve(K, d1 / m))
+# ----------------------------------------------------------------------------- the driver
+def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, max_norm, dense) -> list[dict]:
+    theta = ens.theta[members].clone()
+    k, n = theta.shape
+    runs = [{"status": "max_iter", "message": f"stopped after max_iter={max_iter} iterations", "iterations": 0,
+             "history": [], "best_risk": math.inf, "best_theta": theta[a].clone(), "dist": math.inf,
+             "risk": math.nan, "grad_norm": math.nan} for a in range(k)]
+    mu_h = torch.ones(k, dtype=theta.dtype)
+    mu_g = torch.ones(k, dtype=theta.dtype)
+    active = torch.ones(k, dtype=torch.bool)
+    kinked = bool(kinked_modules(ens.fr.model))
+    for it in range(max_iter):
+        idx = torch.nonzero(active).flatten()
+        if idx.numel() == 0:
+            break
+        th = theta[idx]
+        R, g = ens.risk(th), ens.grad(th)
+        gn = torch.linalg.norm(g, dim=1)
+        tn = torch.linalg.norm(th, dim=1)
+        # Second-order curvature only where it pays: near a critical point, for saddle search, or
+        # where the Gauss–Newton damping shows GGN steps failing; elsewhere GGN alone.
+        need = (gn <= NEWTON_SWITCH * torch.clamp(R.abs(), min=1.0)) | (mu_g[idx] > 1e4) | (kind == "any")
+        curv = _Mixed(ens, th, g, gn, need, _Dense if dense else _Krylov)
+        dist = curv.distance()
+        for a, j in enumerate(idx.tolist()):
+            run = runs[j]
+            run.update(risk=float(R[a]), grad_norm=float(gn[a]), dist=float(dist[a]), iterations=it)
+            run["history"].append((float(R[a]), float(gn[a]), float(tn[a])))
+            if kind == "minimum" and float(R[a]) < run["best_risk"]:
+                run["best_risk"], run["best_theta"] = float(R[a]), th[a].clone()
+        stop = _stopping(runs, idx, R, gn, tn, dist, curv, kind, tol, xtol, max_norm, ens, th, kinked, it)
+        for a, j in enumerate(idx.tolist()):
+            if stop[a] is not None:
+                runs[j]["status"], runs[j]["message"] = stop[a]
+                active[j] = False
+        live = torch.tensor([stop[a] is None for a in range(len(idx))])
+        if not live.any():
+            continue
+        sub = idx[live]
+        escaped = curv.escapes  # minimum: saddle escapes found in _stopping, as replacement steps
+        steps, preds, which = curv.candidates(kind, mu_h[sub], mu_g[sub], live)
+        trial = th[live][:, None, :] + steps                                # (k', c, n)
+        kk, c = trial.shape[0], trial.shape[1]
+        flat = trial.reshape(kk * c, n)
+        R_t = ens.risk(flat).reshape(kk, c)
+        g_t = ens.grad(flat).reshape(kk, c, n)
+        gn_t = torch.linalg.norm(g_t, dim=2)
+        R0, gn0 = R[live], gn[live]
+        merit0 = R0 if kind == "minimum" else 0.5 * gn0**2
+        merit_t = R_t if kind == "minimum" else 0.5 * gn_t**2
+        noise = 1e2 * T.EPS64 * torch.clamp(merit0.abs(), min=1.0)
+        actual = merit0[:, None] - merit_t
+        rho = actual / preds
+        tiny = preds.abs() <= noise[:, None]
+        ok = torch.isfinite(merit_t) & torch.isfinite(preds) & torch.where(
+            tiny, (merit_t <= merit0[:, None] + noise[:, None]) & (gn_t < gn0[:, None]), (preds > 0) & (rho > 1e-4))
+        best = torch.where(ok, merit_t, torch.inf).argmin(1)
+        accepted = ok[torch.arange(kk), best]
+        for a, j in enumerate(sub.tolist()):
+            if escaped.get(j) is not None:
+                theta[j] = escaped[j]
+                continue
+            if bool(accepted[a]):
+                theta[j] = trial[a, best[a]]
+        # Damping: shrink after a good step of its own kind, grow after a poor or rejected one.
+        for name, mu in (("newton", mu_h), ("ggn", mu_g)):
+            col = which.get(name)
+            if col is None:
+                continue
+            r, o = rho[:, col], ok[:, col]
+            good = o & ((r > 0.75) | tiny[:, col])
+            mu[sub] = torch.where(good, torch.clamp(mu[sub] / 3, min=1e-10),
+                                  torch.where(o & (r > 0.25), mu[sub], mu[sub] * 4))
+        for a, j in enumerate(sub.tolist()):
+            if not bool(accepted[a]) and escaped.get(j) is None and float(mu_h[j]) > MU_MAX and (
+                    "ggn" not in which or float(mu_g[j]) > MU_MAX):
+                runs[j]["status"], runs[j]["message"] = "stalled", "the damping passed 1e12: no step lowers the merit"
+                active[j] = False
     else:
-        G = (J.T * d2) @ J / m + mu * torch.eye(n, dtype=J.dtype, device=J.device)
-        p = -torch.linalg.solve(G, g)
-    Jp = J @ p
-    return p, float(g @ p + 0.5 * (d2 * Jp * Jp).mean())
+        for j in torch.nonzero(active).flatten().tolist():
+            runs[j]["iterations"] = max_iter
+    for a in range(k):
+        runs[a]["theta"] = theta[a]
+    return runs
 
 
-def _to_boundary(p: torch.Tensor, d: torch.Tensor, radius: float) -> float:
-    """``τ ≥ 0`` with ``‖p + τd‖ = radius``."""
-    a, b, c = float(d @ d), 2 * float(p @ d), float(p @ p) - radius**2
-    return (-b + np.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
+def _stopping(runs, idx, R, gn, tn, dist, curv, kind, tol, xtol, max_norm, ens, th, kinked, it) -> list:
+    """Per active member: ``None`` to go on, or ``(status, message)``."""
+    out = []
+    curv.escapes = {}
+    for a, j in enumerate(idx.tolist()):
+        Ra, ga, ta, da = float(R[a]), float(gn[a]), float(tn[a]), float(dist[a])
+        if not (math.isfinite(Ra) and math.isfinite(ga)):
+            out.append(("nan", "the risk or its gradient became non-finite"))
+            continue
+        gtol = T.grad_tol(Ra, tol)
+        if ga <= gtol and da <= xtol * (1.0 + ta):
+            msg = f"‖∇R‖ = {ga:.3e} ≤ {gtol:.3e} and the distance estimate {da:.3e} ≤ xtol·(1+‖θ‖)"
+            if kind == "minimum":
+                esc = curv.escape(a, Ra)
+                if esc is not None:
+                    curv.escapes[j] = esc
+                    out.append(None)
+                    continue
+            out.append(("converged", msg))
+            continue
+        if ta > max_norm:
+            out.append(("diverging", f"‖θ‖ = {ta:.4g} passed max_norm"))
+            continue
+        ev = divergence(runs[j]["history"])
+        if ev is not None and ev["diverging"] and ev["growth"] >= 2.0 and ev["steps"] >= 3 * DIVERGENCE_MIN_STEPS:
+            out.append(("diverging", f"‖θ‖ grew ×{ev['growth']:.3g} over the second half while R fell"))
+            continue
+        if kinked and it >= 30 and it % 10 == 0 and _stuck_on_kink(runs[j]["history"], ens, th[a]):
+            out.append(("stalled", "the iterates approach a kink while ‖∇R‖ stays large"))
+            continue
+        out.append(None)
+    return out
 
 
-def _is_diverging(norms: list[float]) -> bool:
-    if len(norms) < 40:
+def _stuck_on_kink(history, ens, theta) -> bool:
+    """The kink margin is below ``KINK_CAPTURE`` and ‖∇R‖ fell less than 10× over 20 iterations."""
+    g = [h[1] for h in history[-21:]]
+    if len(g) < 21 or g[-1] < 0.1 * g[0]:
         return False
-    half = norms[len(norms) // 2 :]
-    ups = np.diff(half) > 0
-    return ups.mean() >= 0.9 and half[-1] >= 1.1 * half[0]
+    margin = kink_margin(ens.model_at(theta), ens.fr.X)
+    return margin is not None and margin <= T.KINK_CAPTURE
 
 
-def _second_order(fr, theta, kind, gtol, xtol, max_iter, max_norm, curv_cls, rng) -> dict:
-    radius = 1.0
-    norms: list[float] = []
-    history: list[dict] = []
-    status, message = "max_iter", f"stopped after max_iter={max_iter} second-order iterations"
-    R, g = fr.risk_and_grad(theta)
-    curv = None
-    dist = float("inf")
-    dense = curv_cls is _DenseCurvature
-    mu_lm = 1.0  # adaptive Levenberg–Marquardt weight: σ = mu_lm · ‖∇R‖
-    mu_gn = 1.0  # the same for the Gauss–Newton alternative of kind="minimum"
-    it = 0
-    for it in range(1, max_iter + 1):
-        gnorm = float(torch.linalg.norm(g))
-        tnorm = float(torch.linalg.norm(theta))
-        if not (np.isfinite(R) and np.isfinite(gnorm)):
-            status, message = "nan", "the risk or its gradient became non-finite"
-            break
-        if curv is None:
-            curv = curv_cls(fr, theta, rng)
-        # Regularised Newton / Levenberg–Marquardt steps with σ ∝ ‖∇R‖ converge fast to
-        # non-isolated critical points; their length estimates the distance to the critical set.
+def divergence(history: list) -> dict | None:
+    """Evidence of a run to infinity from ``(R, ‖∇R‖, ‖θ‖)`` per iteration (None if too short).
+
+    Over the second half of the iterations: ``growth = ‖θ‖_end/‖θ‖_mid``, ``frac_up`` the share
+    of steps that increased ``‖θ‖``, ``risk_decrease = R_mid − R_end`` and
+    ``grad_decay = ‖∇R‖_end/‖∇R‖_mid``. ``diverging``: growth ≥ 1.05, frac_up ≥ 0.75 and the
+    risk decreased.
+    """
+    steps = [h for i, h in enumerate(history) if i == 0 or h != history[i - 1]]
+    if len(steps) < DIVERGENCE_MIN_STEPS:
+        return None
+    half = steps[len(steps) // 2:]
+    tn = np.array([h[2] for h in half])
+    growth = float(tn[-1] / tn[0]) if tn[0] > 0 else math.inf
+    frac_up = float(np.mean(np.diff(tn) > 0))
+    risk_decrease = half[0][0] - half[-1][0]
+    grad_decay = half[-1][1] / half[0][1] if half[0][1] > 0 else math.nan
+    return {"growth": growth, "frac_up": frac_up, "risk_decrease": risk_decrease, "grad_decay": grad_decay,
+            "steps": len(steps), "diverging": bool(growth >= 1.05 and frac_up >= 0.75 and risk_decrease > 0)}
+
+
+class _Dense:
+    """Dense Hessians of the active members and their eigendecompositions (one batched ``eigh``)."""
+
+    def __init__(self, ens, th, g, gn):
+        self.ens, self.th, self.g, self.gn = ens, th, g, gn
+        H = ens.hessian(th)
+        self.lam, self.Q = torch.linalg.eigh(H)
+        self.gh = torch.einsum("kji,kj->ki", self.Q, g)                      # Qᵀg
+        n = th.shape[1]
+        self.abs_max = self.lam.abs().amax(1)
+        self.cut = n * T.EPS64 * torch.clamp(self.abs_max, min=1e-300)
+        self.escapes: dict = {}
+
+    def distance(self) -> torch.Tensor:
+        """``‖(|H| + ‖g‖I)⁻¹g‖``: a distance to the critical set, large on flat paths to infinity."""
+        den = self.lam.abs() + self.gn[:, None]
+        return torch.linalg.norm(torch.where(den > 0, self.gh / torch.where(den > 0, den, 1.0), 0.0), dim=1)
+
+    def escape(self, a: int, R: float) -> torch.Tensor | None:
+        """A backtracking step along the most negative eigenvector that lowers ``R`` (``kind="minimum"``)."""
+        lam_min, lam_tol = float(self.lam[a, 0]), _lambda_tol(self.th.shape[1], float(self.abs_max[a]), float(self.gn[a]))
+        if lam_min >= -lam_tol:
+            return None
+        v = self.Q[a, :, 0]
+        v = -v if float(self.g[a] @ v) > 0 else v
+        return _backtrack(self.ens, self.th[a], v, R)
+
+    def candidates(self, kind, mu_h, mu_g, live):
+        lam, gh, Q, gn, cut = self.lam[live], self.gh[live], self.Q[live], self.gn[live], self.cut[live]
+        steps, preds, which = [], [], {}
         if kind == "minimum":
-            shift = max(0.0, -curv.lambda_min) if dense else 0.0
-            p_dist = curv.regularized(g, shift + gnorm)
-        else:
-            p_dist = curv.levenberg_marquardt(g, mu_lm * gnorm)
-        dist = float(torch.linalg.norm(p_dist))
-        history.append({"risk": R, "grad_norm": gnorm, "param_norm": tnorm, "newton_step": dist})
-        if gnorm <= gtol and dist <= xtol * (1.0 + tnorm):
-            if kind == "any" or curv.lambda_min >= -1e-8 * max(curv.abs_max, 1e-300):
-                status = "converged"
-                message = f"‖∇R‖ = {gnorm:.3e} ≤ {gtol:.3e} and Newton step {dist:.3e} ≤ xtol·(1+‖θ‖)"
-                break
-        if tnorm > max_norm or _is_diverging(norms):
-            status = "diverging"
-            message = (f"‖θ‖ grew steadily to {tnorm:.4g} while ‖∇R‖ = {gnorm:.3e}: the infimum "
-                       "appears to be approached only at infinity")
-            break
+            sigma = torch.clamp(-lam[:, 0], min=0.0) * (1 + 1e-6) + mu_h * gn
+            den = lam + sigma[:, None]
+            keep = den > cut[:, None]
+            ph = torch.where(keep, -gh / torch.where(keep, den, 1.0), 0.0)
+            which["newton"] = 0
+            steps.append(ph)
+            preds.append(-((gh * ph).sum(1) + 0.5 * (lam * ph * ph).sum(1)))
+            keep = lam.abs() > cut[:, None]                                  # Newton-MR: −H⁺g
+            ph = torch.where(keep, -gh / torch.where(keep, lam, 1.0), 0.0)
+            convex = lam[:, 0] >= -cut
+            steps.append(ph)
+            preds.append(torch.where(convex, -((gh * ph).sum(1) + 0.5 * (lam * ph * ph).sum(1)), torch.nan))
+            full = [torch.einsum("kij,kj->ki", Q, s) for s in steps]
+            s_g, pred_g = _ggn_step(self.ens, self.th[live], self.g[live], mu_g)
+            which["ggn"] = 2
+            full.append(s_g)
+            preds.append(pred_g)
+            return torch.stack(full, 1), torch.stack(preds, 1), which
+        sigma = mu_h * gn
+        for ph in (-lam * gh / (lam**2 + sigma[:, None]),
+                   torch.where(lam.abs() > cut[:, None], -gh / torch.where(lam.abs() > cut[:, None], lam, 1.0), 0.0)):
+            r = gh + lam * ph
+            steps.append(torch.einsum("kij,kj->ki", Q, ph))
+            preds.append(0.5 * gn**2 - 0.5 * (r**2).sum(1))
+        which["newton"] = 0
+        return torch.stack(steps, 1), torch.stack(preds, 1), which
+
+
+class _Krylov:
+    """Hessian seen through exact HVPs (models above ``dense_max_params``), member by member."""
+
+    def __init__(self, ens, th, g, gn):
+        self.ens, self.th, self.g, self.gn = ens, th, g, gn
+        self.escapes: dict = {}
+        self._ops = {}
+
+    def _op(self, a: int):
+        if a not in self._ops:
+            hv = self.ens.hvp_at(self.th[a:a + 1])
+            n = self.th.shape[1]
+
+            def mv(x):
+                v = torch.as_tensor(np.ravel(x), dtype=self.th.dtype)[None]
+                return hv(v)[0].numpy()
+            self._ops[a] = (spla.LinearOperator((n, n), matvec=mv, dtype=np.float64), hv)
+        return self._ops[a]
+
+    def _solve(self, a: int, shift: float) -> np.ndarray:
+        op, _ = self._op(a)
+        x, _ = spla.minres(op, -self.g[a].numpy(), shift=-shift, rtol=1e-12, maxiter=4 * self.th.shape[1])
+        return x
+
+    def distance(self) -> torch.Tensor:
+        out = []
+        for a in range(self.th.shape[0]):
+            # Only where the gradient test could pass (the solve costs many products).
+            if float(self.gn[a]) <= 1e-6 * T.scale(float(self.ens.risk(self.th[a:a + 1])[0])):
+                out.append(float(np.linalg.norm(self._solve(a, float(self.gn[a])))))
+            else:
+                out.append(math.inf)
+        return torch.tensor(out, dtype=self.th.dtype)
+
+    def escape(self, a: int, R: float) -> torch.Tensor | None:
+        from .curvature import extremes_at
+
+        eig = extremes_at(self.ens.fr, self.th[a], method="lanczos")
+        lam_tol = _lambda_tol(self.th.shape[1], max(abs(eig.lambda_min), abs(eig.lambda_max)), float(self.gn[a]))
+        if eig.lambda_min >= -lam_tol:
+            return None
+        v = eig.vec_min if float(self.g[a] @ eig.vec_min) <= 0 else -eig.vec_min
+        return _backtrack(self.ens, self.th[a], v, R)
+
+    def candidates(self, kind, mu_h, mu_g, live):
+        rows = torch.nonzero(live).flatten().tolist()
+        steps, preds = [], []
+        for b, a in enumerate(rows):
+            _, hv = self._op(a)
+            g = self.g[a]
+            if kind == "minimum":
+                cand = [self._solve(a, float(mu_h[b] * self.gn[a])), self._solve(a, 0.0)]
+            else:
+                cand = [self._solve(a, 0.0)]
+            s_list, p_list = [], []
+            for x in cand:
+                p = torch.as_tensor(x, dtype=g.dtype)
+                Hp = hv(p[None])[0]
+                s_list.append(p)
+                p_list.append(-(g @ p + 0.5 * p @ Hp) if kind == "minimum"
+                              else 0.5 * (g @ g) - 0.5 * ((g + Hp) @ (g + Hp)))
+            steps.append(torch.stack(s_list))
+            preds.append(torch.stack(p_list))
+        steps, preds = torch.stack(steps), torch.stack(preds)
+        which = {"newton": 0}
         if kind == "minimum":
-            # Follow negative curvature (plain trust region, hard case) once it is significant.
-            significant = dense and curv.lambda_min < -max(gnorm**0.5, 1e-8 * curv.abs_max)
-            p, model_change = curv.trust_region(g, radius, reg=0.0 if significant else gnorm)
-            trial, R_new, g_new, accept, rho = _try_step(fr, theta, p, model_change, R, gnorm)
-            pnorm = float(torch.linalg.norm(p))
-            if rho < 0.25:
-                radius = 0.25 * pnorm
-            elif rho > 0.75 and pnorm >= 0.99 * radius:
-                radius = 2.0 * radius
-            if dense and not (accept and rho > 0.75):
-                # Where the exact quadratic model predicts poorly, also try a generalised
-                # Gauss–Newton (Levenberg–Marquardt) step: it converges fast to zero-residual /
-                # interpolating minima, where the exact Hessian is dominated by residual-curvature
-                # noise. The lower of the two accepted trials wins.
-                p_gn, change_gn = _gauss_newton_step(fr, theta, g, mu_gn * gnorm)
-                trial2, R2, g2, accept2, rho2 = _try_step(fr, theta, p_gn, change_gn, R, gnorm)
-                mu_gn = max(mu_gn / 3, 1e-8) if accept2 and rho2 > 0.75 else mu_gn if accept2 else min(mu_gn * 4, 1e8)
-                if accept2 and (not accept or R2 < R_new):
-                    trial, R_new, g_new, accept = trial2, R2, g2, True
-            if not accept and radius < 1e-14 * (1.0 + tnorm):
-                status, message = "stalled", "the trust region collapsed: no step lowers the risk"
-                break
-        else:
-            # d/dα ½‖∇R(θ + αp)‖² at 0 is (Hg)ᵀp.
-            slope = float(fr.hvp(theta, g) @ p_dist)
-            accept, alpha = False, 1.0
-            while dist > 0 and slope < 0 and alpha > 1e-10:
-                trial = theta + alpha * p_dist
-                R_new, g_new = fr.risk_and_grad(trial)
-                if np.isfinite(R_new) and 0.5 * float(g_new @ g_new) <= 0.5 * gnorm**2 + 1e-4 * alpha * slope:
-                    accept = True
-                    break
-                alpha *= 0.5
-            if not accept and mu_lm >= 1e8:
-                status, message = "stalled", "the Levenberg–Marquardt line search on ‖∇R‖² found no decrease"
-                break
-            mu_lm = max(mu_lm / 4, 1e-8) if accept and alpha == 1.0 else min(mu_lm * 4, 1e8)
-        if accept:
-            theta, R, g, curv = trial, R_new, g_new, None
-            norms.append(float(torch.linalg.norm(theta)))
+            s_g, pred_g = _ggn_step(self.ens, self.th[live], self.g[live], mu_g)
+            steps = torch.cat([steps, s_g[:, None]], 1)
+            preds = torch.cat([preds, pred_g[:, None]], 1)
+            which["ggn"] = 2
+        return steps, preds, which
+
+
+class _Mixed:
+    """Hessian backends for the members in ``need``, GGN alone for the rest (3 candidate columns)."""
+
+    def __init__(self, ens, th, g, gn, need, backend):
+        self.ens, self.th, self.g, self.gn, self.need = ens, th, g, gn, need
+        self.rows = torch.nonzero(need).flatten()
+        self.pos = {int(a): b for b, a in enumerate(self.rows.tolist())}
+        self.inner = backend(ens, th[need], g[need], gn[need]) if self.rows.numel() else None
+        self.escapes: dict = {}
+
+    def distance(self) -> torch.Tensor:
+        out = torch.full_like(self.gn, math.inf)
+        if self.inner is not None:
+            out[self.need] = self.inner.distance()
+        return out
+
+    def escape(self, a: int, R: float):
+        return self.inner.escape(self.pos[a], R) if a in self.pos else None
+
+    def candidates(self, kind, mu_h, mu_g, live):
+        k, n = int(live.sum()), self.th.shape[1]
+        steps = torch.zeros(k, 3, n, dtype=self.th.dtype)
+        preds = torch.full((k, 3), math.nan, dtype=self.th.dtype)
+        which = {"newton": 0, "ggn": 2} if kind == "minimum" else {"newton": 0}
+        live_rows = torch.nonzero(live).flatten()
+        inner_live = self.need[live]
+        if self.inner is not None and bool(inner_live.any()):
+            sub_live = live[self.need]
+            s, p, _ = self.inner.candidates(kind, mu_h[inner_live], mu_g[inner_live], sub_live)
+            steps[inner_live, : s.shape[1]], preds[inner_live, : s.shape[1]] = s, p
+        far = ~inner_live
+        if kind == "minimum" and bool(far.any()):
+            rows = live_rows[far]
+            s_g, p_g = _ggn_step(self.ens, self.th[rows], self.g[rows], mu_g[far])
+            steps[far, 2], preds[far, 2] = s_g, p_g
+        return steps, preds, which
+
+
+def _lambda_tol(n: int, abs_max: float, grad_norm: float) -> float:
+    """Negative curvature below ``−max(100·n·eps·max(1, |λ|_max), 10·‖∇R‖)`` counts as a saddle."""
+    return max(100 * n * T.EPS64 * max(1.0, abs_max), 10 * grad_norm)
+
+
+def _backtrack(ens, theta, v, R) -> torch.Tensor | None:
+    """``θ + αv`` for the first ``α ∈ {1, ½, …, 2⁻⁴⁰}`` that lowers ``R`` beyond rounding, or None."""
+    alpha = 1.0
+    for _ in range(41):
+        trial = theta + alpha * v
+        R_new = float(ens.risk(trial[None])[0])
+        if math.isfinite(R_new) and R - R_new > 1e2 * T.EPS64 * T.scale(R):
+            return trial
+        alpha *= 0.5
+    return None
+
+
+def _ggn_step(ens: Ensemble, th: torch.Tensor, g: torch.Tensor, mu: torch.Tensor):
+    """``s = −(G + μ‖∇R‖... )``: the generalised Gauss–Newton step ``−(JᵀDJ + μ I)⁻¹∇R`` and its predicted decrease.
+
+    ``J`` (k × m × n) are the prediction Jacobians, ``D = diag(ℓ''_i)/m``; solved in the smaller
+    dimension (push-through identity when ``m ≤ n``) by Cholesky. ``μ`` is relative to
+    ``trace(JᵀDJ)/n``.
+    """
+    fr = ens.fr
+    J = ens.jacobian(th)
+    p = ens.predict(th)
+    e = fr.loss.d1(p, fr.y) / ens.m
+    D = torch.clamp(fr.loss.d2(p, fr.y) / ens.m, min=1e-300)
+    sqD = torch.sqrt(D)
+    Jh = sqD[..., None] * J
+    level = (Jh**2).sum((1, 2)) / ens.n + 1e-300
+    shift = mu * level
+    if ens.m <= ens.n:
+        K = Jh @ Jh.transpose(1, 2)
+        s = -torch.einsum("kmn,km->kn", Jh, _cholesky_solve(K, e / sqD, shift))
     else:
-        it = max_iter
-        if _is_diverging(norms):
-            status = "diverging"
-            message = "‖θ‖ grew steadily through the run: the infimum appears to be at infinity"
-    return {"theta": theta, "risk": float(R), "grad_norm": float(torch.linalg.norm(g)), "status": status,
-            "message": message, "iterations": it, "newton_step": dist, "history": history}
+        s = -_cholesky_solve(Jh.transpose(1, 2) @ Jh, g, shift)
+    Js = torch.einsum("kmn,kn->km", Jh, s)
+    return s, -((g * s).sum(1) + 0.5 * (Js**2).sum(1))
+
+
+def _cholesky_solve(A: torch.Tensor, b: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """Solve ``(A + μI)x = b`` for PSD ``A`` (batched), raising ``μ`` where Cholesky fails."""
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    floor = 1e-14 * torch.clamp(torch.diagonal(A, dim1=-2, dim2=-1).abs().amax(-1), min=1e-300)
+    mu = torch.maximum(mu, floor)
+    for _ in range(8):
+        L, info = torch.linalg.cholesky_ex(A + mu[:, None, None] * eye)
+        if not bool((info > 0).any()):
+            break
+        mu = torch.where(info > 0, mu * 100, mu)
+    return torch.cholesky_solve(b[..., None], L)[..., 0]
+
+
+# ----------------------------------------------------------------------------- outcomes
+def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) -> CriticalPoint:
+    kind, tol = opts["kind"], opts["tol"]
+    theta = run["theta"]
+    status, message = run["status"], run["message"]
+    model = ens.model_at(theta)
+    margin = kink_margin(model, ens.fr.X)
+    kink = None
+    R = float(ens.risk(theta[None])[0])
+    gn = float(torch.linalg.norm(ens.grad(theta[None])[0]))
+    near_kink = margin is not None and margin <= T.KINK_CAPTURE
+    if margin is not None and status != "nan" and near_kink and ens.n <= KINK_POLISH_MAX_PARAMS:
+        from .functional import FlatRisk
+
+        fr = FlatRisk(model, ens.fr.X, ens.fr.y, ens.fr.loss)
+        try:
+            polished, an = analyse_kink(fr, theta, grad_tol=T.grad_tol(R, tol))
+        except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:  # a failed polish is reported
+            an, polished = None, None
+            message += f"; the kink polish failed ({type(exc).__name__}: {exc})"
+        if an is not None:
+            kink = an.to_dict()
+            if an.clarke_stationary and (kind == "any" or an.risk <= R + 1e2 * T.EPS64 * T.scale(R)):
+                theta, status = polished, "kink"
+                message = (f"on a kink of {len(an.kinked)} (sample, unit) pairs, Clarke-stationary: the least-norm "
+                           f"element of the adjacent pieces' gradient hull is {an.clarke_residual:.3e} ≤ "
+                           f"{an.grad_tol:.3e}")
+                model = ens.model_at(theta)
+                R = float(ens.risk(theta[None])[0])
+                gn = float(torch.linalg.norm(ens.grad(theta[None])[0]))
+                margin = kink_margin(model, ens.fr.X)
+            else:
+                message += (f"; kink polish: not Clarke-stationary (least-norm element {an.clarke_residual:.3e} > "
+                            f"{an.grad_tol:.3e}; {an.message})")
+                if status == "converged":
+                    status = "stalled"
+    elif status == "converged" and near_kink and margin is not None and margin <= T.KINK_TOL:
+        status, message = "stalled", message + "; but the point lies on a kink too large for the kink polish"
+    path_min = None
+    if kind == "minimum" and math.isfinite(run["best_risk"]):
+        path_min = float(ens.risk(run["best_theta"][None])[0])               # a fresh forward pass
+    div = divergence(run["history"])
+    if status == "nan":
+        outcome = "failed"
+    elif status == "converged":
+        outcome = "critical"
+    elif status == "kink":
+        outcome = "kink"
+    elif path_min is not None and path_min < fit.risk - T.risk_tol(fit.risk):
+        outcome = "below_linear"
+        message += f"; a descent iterate has R = {path_min:.6g} < R_lin = {fit.risk:.6g}: every limit is better than linear"
+    elif status == "diverging" or (div is not None and div["diverging"]):
+        outcome = "diverging"
+    else:
+        outcome = "unresolved"
+    return CriticalPoint(
+        model=model, risk=R, grad_norm=gn, converged=outcome in ("critical", "kink"), status=status, outcome=outcome,
+        iterations=run["iterations"], seconds=time.perf_counter() - start, kind=kind, grad_tol=T.grad_tol(R, tol),
+        newton_step=run["dist"], param_norm=float(torch.linalg.norm(theta)),
+        method="dense" if opts["dense"] else "krylov", message=message, kink_margin=margin, kink=kink,
+        linear_risk=fit.risk, path_min_risk=path_min, divergence=div,
+        parameters=theta.detach().cpu().tolist() if outcome in ("unresolved", "failed") else None,
+        history=run["history"],
+    )

@@ -61,7 +61,7 @@ def test_spec_expands_the_grid_and_hashes_stably(tmp_path):
 
 @pytest.mark.parametrize("raw, message", [
     ({"grid": [{"data": "diabetes"}], "sedes": 3},
-     "Unknown key 'sedes' in the spec. Allowed keys: name, seeds, engine, batch_size, finder, grid."),
+     "Unknown key 'sedes' in the spec. Allowed keys: name, seeds, engine, batch_size, finder, store, grid."),
     ({"grid": [{"data": "diabetes", "widht": 3}]},
      "Unknown key 'widht' in [[grid]] grid[1]. Allowed keys: data, rho, model, depth, width, activation, loss, "
      "v_scale, kind."),

@@ -21,9 +21,11 @@ Verdicts, decided in this order:
 
 Default tolerances (``eps`` = float64 machine epsilon, ``n`` parameters, ``m`` samples)::
 
-    grad_tol     = 1e-8 · max(1, |R|)                  (or the ``tol`` argument)
-    kink_tol     = 1e-8 · max(1, max |pre-activation|)
-    risk_tol     = 1e-10 · max(1, |R_lin|)
+    grad_tol     = GRAD_TOL · max(1, |R|)              (GRAD_TOL = 1e-10, or the ``tol`` argument;
+                                                        the finder's definition of critical)
+    kink_tol     = KINK_TOL · max(1, max |pre-activation|)   (1e-8)
+    risk_tol     = RISK_TOL · max(1, |R_lin|)          (1e-10)
+    pred_tol     = PRED_TOL · max(1, max |f_lin|)      (1e-4; linear_equivalent)
     lambda_tol   = max(100 · n · eps · max(1, |λ_max|), 10 · grad_tol)
     decrease_tol = 100 · m · eps · max(1, |R|)
 
@@ -45,8 +47,11 @@ from .curvature import DENSE_EIG_MAX, DENSE_MAX_PARAMS, EigResult, extremes_at
 from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
-from .models import KINKED_ACTIVATIONS, ResNet
+from .models import ResNet
 from . import theory
+from . import tolerances as T
+from ._checks import check_positive_float
+from .regions import kink_margin, preactivations
 
 VERDICTS = ("not_critical", "nondifferentiable", "better_than_linear", "strict_saddle", "violation", "inconclusive")
 _EPS = float(np.finfo(np.float64).eps)
@@ -65,6 +70,10 @@ class Certificate:
         escape_direction: unit ``v`` (flat tensor) with ``vᵀHv < 0`` (strict saddles).
         escape_curvature: ``vᵀHv`` by a fresh HVP; escape_step: the accepted ``α`` (signed).
         escape_decrease: ``R(θ) − R(θ + αv) > 0``.
+        linear_equivalent: ``|R − R_lin| ≤ risk_tol`` and, when ``R_lin`` is attained, the
+            predictions equal the best linear predictions, ``max_i |f_i − (t*ᵀx_i + t0*)| ≤ pred_tol``:
+            trivial evidence (a dead or linear branch), counted apart (docs: theory §7).
+        kink_margin: ``min|z|/max(1, max|z|)`` over ReLU-type pre-activations (None without).
         degenerate: ``|λ_min| ≤ lambda_tol + residual``: the smallest eigenvalue is 0 as far as
             float64 can tell (theory.md §6: read as 0, never as a sign). A degenerate
             ``violation`` says so in its reason, and reports a step along the null eigenvector
@@ -91,6 +100,8 @@ class Certificate:
     escape_step: float | None = None
     escape_decrease: float | None = None
     degenerate: bool | None = None
+    linear_equivalent: bool = False
+    kink_margin: float | None = None
     gap_bound: dict | None = None
     near_identity: dict | None = None
     theory_checks: dict | None = None
@@ -170,8 +181,8 @@ def certify(
             warnings.simplefilter("ignore", NotAttainedWarning)
             fit = best_linear(fr.X, fr.y, fr.loss, bias=out_bias)
     tols = {
-        "grad_tol": float(tol) if tol is not None else 1e-8 * max(1.0, abs(R)),
-        "risk_tol": 1e-10 * max(1.0, abs(fit.risk)),
+        "grad_tol": T.grad_tol(R, T.GRAD_TOL if tol is None else check_positive_float("tol", tol)),
+        "risk_tol": T.risk_tol(fit.risk),
         "decrease_tol": 100 * fr.m * _EPS * max(1.0, abs(R)),
     }
     cert = Certificate(
@@ -183,6 +194,8 @@ def certify(
     if not (math.isfinite(R) and math.isfinite(gnorm)):
         return _done(cert, "not_critical", f"the risk ({R}) or its gradient norm ({gnorm}) is not finite", theta,
                      keep_parameters)
+    cert.linear_equivalent, tols["pred_tol"] = _linear_equivalent(fr, theta, R, fit, tols["risk_tol"])
+    cert.kink_margin = kink_margin(model, fr.X)
     if isinstance(model, ResNet):
         _fill_theory(cert, model, fr, fit)
 
@@ -228,6 +241,19 @@ def certify(
             why += (f"; a step α = {probe[0]:.3g} along the null eigenvector lowers R by {probe[1]:.3e} "
                     "(a higher-order saddle, not a local minimum)")
     return _done(cert, "violation", why, theta, True)
+
+
+def _linear_equivalent(fr: FlatRisk, theta, R: float, fit: LinearFit, risk_tol: float) -> tuple[bool, float]:
+    """``|R − R_lin| ≤ risk_tol`` and (when attained) predictions equal to the best linear ones."""
+    if not abs(R - fit.risk) <= risk_tol:
+        return False, math.nan
+    if not fit.attained:
+        return True, math.nan
+    with torch.no_grad():
+        f = fr.predict(theta)
+        f_lin = fr.X @ torch.as_tensor(np.asarray(fit.coef), dtype=f.dtype) + float(fit.intercept or 0.0)
+    tol = T.PRED_TOL * max(1.0, float(f_lin.abs().max()))
+    return bool(float((f - f_lin).abs().max()) <= tol), tol
 
 
 def _probe_null_direction(fr, theta, v, R, decrease_tol) -> tuple[float, float] | None:
@@ -286,20 +312,12 @@ def _verify_escape(cert, fr, theta, g, v, R, decrease_tol, hv=None) -> tuple[boo
 
 
 def _min_kink_distance(model: nn.Module, X: torch.Tensor) -> tuple[float | None, float]:
-    """Smallest ``|z|`` over the inputs of ReLU / LeakyReLU modules, and ``kink_tol``."""
-    seen: list[torch.Tensor] = []
-    hooks = [mod.register_forward_hook(lambda _m, inp, _o: seen.append(inp[0].detach().abs()))
-             for mod in model.modules() if isinstance(mod, KINKED_ACTIVATIONS)]
-    try:
-        with torch.no_grad():
-            model(X)
-    finally:
-        for h in hooks:
-            h.remove()
-    if not seen:
+    """Smallest ``|z|`` over the inputs of ReLU-type modules, and ``kink_tol``."""
+    zs = preactivations(model, X)
+    if not zs:
         return None, 0.0
-    big = max(float(z.max()) for z in seen)
-    return min(float(z.min()) for z in seen), 1e-8 * max(1.0, big)
+    big = max(float(z.abs().max()) for z in zs)
+    return min(float(z.abs().min()) for z in zs), T.KINK_TOL * max(1.0, big)
 
 
 def _data_hash(fr: FlatRisk) -> str:

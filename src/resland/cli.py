@@ -14,8 +14,9 @@ import click
 from ._checks import ValidationError, check_choice, check_positive_int
 from .certificate import certify
 from .checkpoint import load_parameters
-from .critical import find_critical_point
+from .critical import FINDER_DENSE_MAX, cert_outcome, find_critical_point
 from .curvature import DENSE_MAX_PARAMS
+from .tolerances import GRAD_TOL
 from .resources import dense_limit, parse_memory
 from .data import load_dataset
 from .losses import LOSSES
@@ -40,9 +41,9 @@ def cli():
 @click.option("--loss", "loss_name", default=None, help="squared, logistic, pseudo_huber (default: the data set's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="torch.manual_seed for the initialisation.")
 @click.option("--kind", default="minimum", show_default=True, help="minimum or any (Newton-type, reaches saddles).")
-@click.option("--tol", type=float, default=1e-10, show_default=True, help="Finder's relative gradient tolerance.")
-@click.option("--max-iter", type=int, default=200, show_default=True, help="Second-order iterations.")
-@click.option("--descent-iter", type=int, default=1000, show_default=True, help="L-BFGS iterations (kind minimum).")
+@click.option("--tol", type=float, default=GRAD_TOL, show_default=True,
+              help="Relative gradient tolerance of 'critical' (finder and certificate): ‖∇R‖ ≤ tol·max(1, |R|).")
+@click.option("--max-iter", type=int, default=200, show_default=True, help="Finder iterations.")
 @click.option("--v-scale", type=float, default=1.0, show_default=True,
               help="Multiply every V_l of the initial ResNet by this (near-identity starts).")
 @click.option("--checkpoint", default=None,
@@ -56,7 +57,7 @@ def cli():
 @click.option("--json", "as_json", is_flag=True,
               help="Print the finder result and certificate as JSON (wall-clock figures only in 'timing').")
 def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_name, seed, kind, tol, max_iter,
-                descent_iter, v_scale, checkpoint, refine, max_params, max_memory, as_json):
+                v_scale, checkpoint, refine, max_params, max_memory, as_json):
     """Build a model, find a critical point from a seeded start (or load one), and certify it."""
     check_choice("model", model_name, MODELS)
     if activation is not None:
@@ -69,7 +70,6 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
     max_iter = check_positive_int("max_iter", max_iter)
     ds = load_dataset(data, rho=rho, target=target)
     loss = loss_name or ds.loss
-    descent_iter = check_positive_int("descent_iter", descent_iter)
     if refine and checkpoint is None:
         raise ValidationError("The '--refine' option needs --checkpoint.")
     model = init_model(model_name, ds.X.shape[1], width=width, depth=depth, activation=activation, seed=seed,
@@ -82,17 +82,18 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
         load_parameters(model, checkpoint)
     if checkpoint is None or refine:
         cp = find_critical_point(model, ds.X, ds.y, loss, kind=kind, tol=tol, max_iter=max_iter, seed=seed,
-                                 descent_iter=descent_iter, dense_max_params=dense_max)
+                                 dense_max_params=min(dense_max, FINDER_DENSE_MAX))
         model = cp.model
         timing["finder_seconds"] = cp.seconds
     start = time.perf_counter()
-    cert = certify(model, ds.X, ds.y, loss, dense_max_params=dense_max, seed=seed)
+    cert = certify(model, ds.X, ds.y, loss, tol, dense_max_params=dense_max, seed=seed)
     timing["certify_seconds"] = time.perf_counter() - start
     if as_json:
         finder = None if cp is None else cp.to_dict(timing=False)
         # Every wall-clock figure lives in "timing": the rest is byte-identical for the same command.
-        click.echo(json.dumps({"data": ds.name, "finder": finder, "certificate": cert.to_dict(), "timing": timing},
-                              indent=2))
+        outcome = cert_outcome(cp, cert)
+        click.echo(json.dumps({"data": ds.name, "outcome": outcome, "finder": finder, "certificate": cert.to_dict(),
+                               "timing": timing}, indent=2, default=_json_default))
         return
     _print_table(ds, cp, cert)
 
@@ -237,13 +238,14 @@ def _print_table(ds, cp, cert) -> None:
     title = f"{ds.description} · {cert.model_config.get('model')} · {cert.loss} loss"
     finder = Table(title="Critical-point search", show_header=False, title_justify="left")
     if cp is not None:
-        for k, v in (("status", cp.status), ("converged", cp.converged), ("‖∇R‖", cp.grad_norm),
-                     ("grad tolerance", cp.grad_tol),
-                     ("iterations (L-BFGS + Newton)", f"{cp.descent_iterations} + {cp.iterations}"),
+        for k, v in (("outcome", cert_outcome(cp, cert)), ("status", cp.status), ("converged", cp.converged),
+                     ("‖∇R‖", cp.grad_norm), ("grad tolerance", cp.grad_tol), ("kink margin", cp.kink_margin),
+                     ("iterations", cp.iterations),
                      ("seconds", cp.seconds), ("message", cp.message)):
             finder.add_row(k, _fmt(v))
     table = Table(title=f"Certificate: {title}", show_header=False, title_justify="left")
-    rows = [("verdict", f"[bold]{cert.verdict}[/bold]"), ("reason", cert.reason), ("R", cert.risk),
+    rows = [("verdict", f"[bold]{cert.verdict}[/bold]"), ("reason", cert.reason),
+            ("linear-equivalent", cert.linear_equivalent), ("R", cert.risk),
             ("R_lin", cert.linear_risk), ("R − R_lin", cert.risk - cert.linear_risk), ("‖∇R‖", cert.grad_norm),
             ("λ_min", cert.lambda_min), ("λ_max", cert.lambda_max), ("index", cert.index),
             ("escape decrease", cert.escape_decrease)]
@@ -256,6 +258,10 @@ def _print_table(ds, cp, cert) -> None:
         console.print(finder)
     console.print(table)
     console.print("tolerances: " + ", ".join(f"{k}={v:.2e}" for k, v in cert.tolerances.items()))
+
+
+def _json_default(v):
+    return v.detach().cpu().tolist() if hasattr(v, "detach") else str(v)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,8 @@ Backends by size: the dense Hessian and a batched ``eigh`` up to ``dense_max_par
 **Critical** has one definition, shared with :func:`~resland.certificate.certify`
 (:mod:`resland.tolerances`): ``‖∇R‖ ≤ tol·max(1, |R|)``. A run is ``converged`` when its
 iterate is critical and the regularised step ``(|H| + ‖g‖I)⁻¹g`` (a distance to the critical
-set) is ``≤ xtol·(1 + ‖θ‖)``; the second test separates a critical point from a flat path to
+set, over the eigendirections with ``|λ| > n·eps·|λ|_max``: in numerically null directions the
+gradient is rounding) is ``≤ xtol·(1 + ‖θ‖)``; the second test separates a critical point from a flat path to
 infinity. With ``kind="minimum"`` a critical point with ``λ_min < −lambda_tol`` is escaped along
 its eigenvector when a backtracking step lowers the risk.
 
@@ -388,9 +389,11 @@ class _Dense:
         self.escapes: dict = {}
 
     def distance(self) -> torch.Tensor:
-        """``‖(|H| + ‖g‖I)⁻¹g‖``: a distance to the critical set, large on flat paths to infinity."""
+        """``‖(|H| + ‖g‖I)⁻¹g‖`` off the numerically null eigendirections: a distance to the critical
+        set, large on flat paths to infinity (where every eigenvalue decays with the gradient)."""
         den = self.lam.abs() + self.gn[:, None]
-        return torch.linalg.norm(torch.where(den > 0, self.gh / torch.where(den > 0, den, 1.0), 0.0), dim=1)
+        keep = self.lam.abs() > self.cut[:, None]
+        return torch.linalg.norm(torch.where(keep, self.gh / torch.where(keep, den, 1.0), 0.0), dim=1)
 
     def escape(self, a: int, R: float) -> torch.Tensor | None:
         """A backtracking step along the most negative eigenvector that lowers ``R`` (``kind="minimum"``)."""
@@ -663,3 +666,21 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
         parameters=theta.detach().cpu().tolist() if outcome in ("unresolved", "failed") else None,
         history=run["history"],
     )
+
+
+#: Certificate verdicts that presuppose a critical point.
+_CRITICAL_VERDICTS = ("better_than_linear", "strict_saddle", "violation", "inconclusive")
+
+
+def cert_outcome(cp: CriticalPoint | None, cert) -> str:
+    """The run outcome once the certificate is known (the certificate has the last word).
+
+    A finder ``critical`` whose certificate is not at a critical point (``not_critical``,
+    ``nondifferentiable``) becomes ``unresolved``; parameters certified as they are (no finder
+    run, ``cp`` None) are ``critical`` when the certificate is at a critical point, else ``unresolved``.
+    """
+    if cp is None:
+        return "critical" if cert.verdict in _CRITICAL_VERDICTS else "unresolved"
+    if cp.outcome == "critical" and cert.verdict not in _CRITICAL_VERDICTS:
+        return "unresolved"
+    return cp.outcome

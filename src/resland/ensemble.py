@@ -211,6 +211,7 @@ def certify_ensemble(
     *,
     fit: LinearFit | None = None,
     keep_parameters: bool = False,
+    tol: float = T.GRAD_TOL,
 ) -> list[Certificate]:
     """:func:`~resland.certificate.certify` every row of ``theta``, the Hessian work batched.
 
@@ -224,13 +225,13 @@ def certify_ensemble(
             fit = best_linear(ens.fr.X, ens.fr.y, ens.fr.loss, bias=getattr(ens.fr.model, "out_bias", True))
     R = ens.risk(theta)
     gnorm = torch.linalg.norm(ens.grad(theta), dim=1)
-    critical = torch.tensor([j for j in range(len(R)) if T.is_critical(float(R[j]), float(gnorm[j]))], dtype=torch.long)
+    critical = torch.tensor([j for j in range(len(R)) if T.is_critical(float(R[j]), float(gnorm[j]), tol)], dtype=torch.long)
     eigs: dict[int, EigResult] = {}
     if critical.numel():
         found = batched_extremes(ens, theta[critical], [seeds[j] for j in critical.tolist()])
         eigs = dict(zip(critical.tolist(), found))
     return [
-        certify(ens.model_at(theta[j]), ens.fr.X, ens.fr.y, ens.fr.loss, fit=fit, eig=eigs.get(j), seed=seeds[j],
+        certify(ens.model_at(theta[j]), ens.fr.X, ens.fr.y, ens.fr.loss, tol, fit=fit, eig=eigs.get(j), seed=seeds[j],
                 keep_parameters=keep_parameters)
         for j in range(theta.shape[0])
     ]

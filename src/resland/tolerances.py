@@ -29,6 +29,9 @@ KINK_TOL = 1e-8
 #: Pairs with ``|z| ≤ KINK_CAPTURE · max(1, max|z|)`` are taken as kinked by the kink polish
 #: (a run that approaches a kink drives its pre-activation to 1e-12..1e-6 while ‖∇R‖ stays large).
 KINK_CAPTURE = 1e-5
+#: Linear-equivalent predictions: ``max_i |f_i − f_lin,i| ≤ PRED_TOL · max(1, max|f_lin|)``. At a
+#: risk within 1e-10 of R_lin a strictly convex loss allows prediction gaps of order √1e-10.
+PRED_TOL = 1e-4
 #: Risk comparisons: ``RISK_TOL · max(1, |R_lin|)``.
 RISK_TOL = 1e-10
 

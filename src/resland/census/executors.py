@@ -96,7 +96,7 @@ def run_census(
     if not tasks:
         return summary
     run = _run_local if executor == "local" else _run_dask
-    summary["failures"], summary["compute_seconds"] = run(task_fn, tasks, spec.finder, workers, scheduler, retries,
+    summary["failures"], summary["compute_seconds"] = run(task_fn, tasks, spec.task_options, workers, scheduler, retries,
                                                           deliver, give_up)
     return summary
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .._checks import check_choice
 from .runner import ROW_FIELDS
-from .store import RunStore
+from .store import RunStore, column_type
 
 FORMATS = ("csv", "parquet")
 _BATCH = 1000
@@ -31,10 +31,8 @@ def export(store: RunStore, out: str | Path, fmt: str = "csv") -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    real = {"risk", "linear_risk", "gap", "lambda_min", "lambda_max", "grad_norm", "seconds"}
-    ints = {"seed", "converged", "iterations", "n_params", "attempts"}
-    schema = pa.schema([(f, pa.float64() if f in real else pa.int64() if f in ints else pa.string())
-                        for f in ROW_FIELDS])
+    kinds = {"REAL": pa.float64(), "INTEGER": pa.int64(), "TEXT": pa.string()}
+    schema = pa.schema([(f, kinds[column_type(f)]) for f in ROW_FIELDS])
     with pq.ParquetWriter(out, schema) as writer:
         while batch := list(itertools.islice(rows, _BATCH)):
             writer.write_table(pa.Table.from_pylist(batch, schema=schema))

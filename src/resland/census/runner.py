@@ -20,16 +20,20 @@ import torch
 
 from ..certificate import certify
 from ..data import load_dataset
-from ..ensemble import Ensemble, certify_ensemble, find_critical_points
+from ..critical import cert_outcome, find_critical_points
+from ..ensemble import Ensemble, certify_ensemble
 from ..functional import flat_parameters
 from ..linear import NotAttainedWarning, best_linear
 from ..models import init_model
 from .spec import Task
 
 #: The columns of a run row (the store's schema follows it).
-ROW_FIELDS = ("spec_hash", "config_id", "seed", "config", "engine", "status", "converged", "verdict", "risk",
-              "linear_risk", "gap", "lambda_min", "lambda_max", "grad_norm", "iterations", "n_params", "seconds",
-              "attempts", "error", "certificate", "finder", "versions")
+ROW_FIELDS = ("spec_hash", "config_id", "seed", "config", "engine", "status", "outcome", "converged", "verdict",
+              "linear_equivalent", "risk", "linear_risk", "gap", "path_min_risk", "lambda_min", "lambda_max",
+              "grad_norm", "kink_margin", "clarke_stationary", "iterations", "n_params", "seconds", "attempts", "error",
+              "certificate", "finder", "parameters", "versions")
+#: Runs whose final parameters are stored under ``[store] parameters = "candidates"`` (the default).
+CANDIDATES = {"outcomes": ("unresolved", "failed"), "verdicts": ("violation", "inconclusive")}
 
 
 def versions() -> dict:
@@ -53,10 +57,11 @@ def _one_thread():
 def run_task(task: Task, finder: dict) -> list[dict]:
     """Find and certify a critical point for every seed of ``task``; one row per seed.
 
-    ``finder`` holds the spec's ``[finder]`` settings (``kind`` is taken from the config).
-    ``seconds`` of a row is the task's wall time divided by its number of seeds. Every
-    certificate keeps its parameters (8·n bytes per run), so any stored run can be replayed
-    and re-verified.
+    ``finder`` holds the spec's ``[finder]`` settings (``kind`` is taken from the config) and
+    ``store_parameters`` (the spec's ``[store] parameters``): ``all`` stores every run's final
+    flat parameters (``model.parameters()`` order) in the ``parameters`` column, ``candidates``
+    only those of violations, inconclusive certificates and unresolved or failed runs.
+    ``seconds`` of a row is the task's wall time divided by its number of seeds.
     """
     start = time.perf_counter()
     with _one_thread(), warnings.catch_warnings():
@@ -81,35 +86,47 @@ def _run(task: Task, finder: dict) -> list[dict]:
     models = [init_model(c["model"], ds.X.shape[1], width=c["width"], depth=c["depth"], activation=act, seed=s,
                          v_scale=c["v_scale"]) for s in task.seeds]
     opts = {k: finder[k] for k in ("tol", "max_iter", "xtol", "max_norm")}
+    keep = finder.get("store_parameters", "candidates") == "all"
     fit = best_linear(ds.X, ds.y, loss, bias=getattr(models[0], "out_bias", True))
     if task.engine == "batched":
         ens = Ensemble(models, ds.X, ds.y, loss)
-        cps = find_critical_points(ens, c["kind"], batched=True, **opts)
+        cps = find_critical_points(ens, c["kind"], batched=True, fit=fit, **opts)
         theta = torch.stack([flat_parameters(cp.model.parameters()) for cp in cps])
-        certs = certify_ensemble(ens, theta, task.seeds, fit=fit, keep_parameters=True)
+        certs = certify_ensemble(ens, theta, task.seeds, fit=fit, tol=opts["tol"])
     else:  # the reference: the same finder one seed at a time, certify() with its own eigensolver
         cps, certs = [], []
         for s, model in zip(task.seeds, models):
-            cp = find_critical_points(Ensemble([model], ds.X, ds.y, loss), c["kind"], batched=False, **opts)[0]
+            cp = find_critical_points(Ensemble([model], ds.X, ds.y, loss), c["kind"], batched=False, fit=fit,
+                                      **opts)[0]
             cps.append(cp)
-            certs.append(certify(cp.model, ds.X, ds.y, loss, fit=fit, seed=s, keep_parameters=True))
-    return [_row(task, s, cp=cp, cert=cert) for s, cp, cert in zip(task.seeds, cps, certs)]
+            certs.append(certify(cp.model, ds.X, ds.y, loss, opts["tol"], fit=fit, seed=s))
+    return [_row(task, s, cp=cp, cert=cert, keep=keep) for s, cp, cert in zip(task.seeds, cps, certs)]
 
 
-def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None, error: str | None = None) -> dict:
+def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None, error: str | None = None,
+         keep: bool = False) -> dict:
     row = dict.fromkeys(ROW_FIELDS)
     row.update(spec_hash=task.spec_hash, config_id=task.config_id, seed=int(seed), engine=task.engine,
                config=json.dumps(task.config, sort_keys=True), attempts=1, error=error,
                versions=json.dumps(versions(), sort_keys=True))
     if cp is None:
-        row.update(status=status or "failed", converged=0)
+        row.update(status=status or "failed", outcome="failed", converged=0)
         return row
     cd = cert.to_dict()
     finder = cp.to_dict(timing=False)  # timings live in their own column
+    finder.pop("parameters", None)     # in their own column
+    outcome = cert_outcome(cp, cert)
+    candidate = outcome in CANDIDATES["outcomes"] or cert.verdict in CANDIDATES["verdicts"]
+    theta = flat_parameters(cp.model.parameters()).tolist() if keep or candidate else None
+    kink = cp.kink or {}
     row.update(
-        status=cp.status, converged=int(cp.converged), verdict=cert.verdict, risk=cert.risk,
-        linear_risk=cert.linear_risk, gap=cert.risk - cert.linear_risk, lambda_min=cert.lambda_min,
-        lambda_max=cert.lambda_max, grad_norm=cert.grad_norm, iterations=cp.iterations, n_params=cert.n_params,
-        certificate=json.dumps(cd, sort_keys=True), finder=json.dumps(finder, sort_keys=True),
+        status=cp.status, outcome=outcome, converged=int(outcome in ("critical", "kink")), verdict=cert.verdict,
+        linear_equivalent=int(cert.linear_equivalent), risk=cert.risk, linear_risk=cert.linear_risk,
+        gap=cert.risk - cert.linear_risk, path_min_risk=cp.path_min_risk, lambda_min=cert.lambda_min,
+        lambda_max=cert.lambda_max, grad_norm=cert.grad_norm, kink_margin=cp.kink_margin,
+        clarke_stationary=None if not kink else int(kink["clarke_stationary"]), iterations=cp.iterations,
+        n_params=cert.n_params, certificate=json.dumps(cd, sort_keys=True, default=str),
+        finder=json.dumps(finder, sort_keys=True, default=str),
+        parameters=None if theta is None else json.dumps(theta),
     )
     return row

@@ -26,7 +26,9 @@ from ..data import BUILTIN
 from ..losses import LOSSES
 from ..models import ACTIVATIONS, MODELS
 
-TOP_KEYS = ("name", "seeds", "engine", "batch_size", "finder", "grid")
+TOP_KEYS = ("name", "seeds", "engine", "batch_size", "finder", "store", "grid")
+STORE_KEYS = ("parameters",)
+STORE_PARAMETERS = ("candidates", "all")
 FINDER_KEYS = ("kind", "tol", "max_iter", "xtol", "max_norm")
 GRID_KEYS = ("data", "rho", "model", "depth", "width", "activation", "loss", "v_scale", "kind")
 ENGINES = ("batched", "sequential")
@@ -60,14 +62,23 @@ class Spec:
     finder: dict
     configs: list[dict]
     source: dict = field(repr=False, default_factory=dict)
+    store: dict = field(default_factory=lambda: {"parameters": "candidates"})
+
+    @property
+    def task_options(self) -> dict:
+        """What every task needs: the ``[finder]`` settings and the parameter-storage policy."""
+        return dict(self.finder, store_parameters=self.store["parameters"])
 
     @property
     def spec_hash(self) -> str:
         return _sha(self.canonical())
 
     def canonical(self) -> dict:
-        return {"name": self.name, "seeds": self.seeds, "engine": self.engine, "batch_size": self.batch_size,
-                "finder": self.finder, "configs": self.configs}
+        out = {"name": self.name, "seeds": self.seeds, "engine": self.engine, "batch_size": self.batch_size,
+               "finder": self.finder, "configs": self.configs}
+        if self.store != {"parameters": "candidates"}:  # the default keeps older spec hashes
+            out["store"] = self.store
+        return out
 
     @property
     def n_runs(self) -> int:
@@ -120,6 +131,11 @@ def parse_spec(raw: dict) -> Spec:
     for k in ("tol", "xtol", "max_norm"):
         finder[k] = _float(f"finder.{k}", finder[k])
     finder["max_iter"] = _int("finder.max_iter", finder["max_iter"], 1, 100_000)
+    store_raw = raw.get("store", {})
+    if not isinstance(store_raw, dict):
+        raise ValidationError(f"The 'store' key must be a table ([store]). Got {store_raw!r}.")
+    _known(store_raw, STORE_KEYS, "[store]")
+    store = {"parameters": _choice("store.parameters", store_raw.get("parameters", "candidates"), STORE_PARAMETERS)}
     grids = raw.get("grid")
     if isinstance(grids, dict):
         grids = [grids]
@@ -130,7 +146,7 @@ def parse_spec(raw: dict) -> Spec:
         for c in _expand(g, f"grid[{i}]", finder["kind"]):
             if c not in configs:
                 configs.append(c)
-    return Spec(name, seeds, engine, batch_size, finder, configs, source=raw)
+    return Spec(name, seeds, engine, batch_size, finder, configs, source=raw, store=store)
 
 
 def _expand(g: dict, where: str, default_kind: str) -> list[dict]:

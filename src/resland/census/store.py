@@ -15,11 +15,19 @@ from typing import Iterator
 from .._checks import ValidationError
 from .runner import ROW_FIELDS
 
-_REAL = {"risk", "linear_risk", "gap", "lambda_min", "lambda_max", "grad_norm", "seconds"}
-_INT = {"seed", "converged", "iterations", "n_params", "attempts"}
+_REAL = {"risk", "linear_risk", "gap", "path_min_risk", "lambda_min", "lambda_max", "grad_norm", "kink_margin",
+         "seconds"}
+_INT = {"seed", "converged", "linear_equivalent", "clarke_stationary", "iterations", "n_params", "attempts"}
+
+
+def column_type(f: str) -> str:
+    """The SQLite type of a run column: ``REAL``, ``INTEGER`` or ``TEXT``."""
+    return "REAL" if f in _REAL else "INTEGER" if f in _INT else "TEXT"
+
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS runs ("
-    + ", ".join(f"{f} {'REAL' if f in _REAL else 'INTEGER' if f in _INT else 'TEXT'}" for f in ROW_FIELDS)
+    + ", ".join(f"{f} {column_type(f)}" for f in ROW_FIELDS)
     + ", PRIMARY KEY (spec_hash, config_id, seed))"
 )
 
@@ -37,6 +45,10 @@ class RunStore:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             with self.conn:
                 self.conn.execute(_SCHEMA)
+                have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+                for f in ROW_FIELDS:  # a store written by an older resland gains the new columns
+                    if f not in have:
+                        self.conn.execute(f"ALTER TABLE runs ADD COLUMN {f} {column_type(f)}")
                 self.conn.execute("CREATE TABLE IF NOT EXISTS specs (spec_hash TEXT PRIMARY KEY, name TEXT, "
                                   "spec TEXT, n_runs INTEGER)")
         except sqlite3.DatabaseError as exc:

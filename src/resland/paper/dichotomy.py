@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..certificate import certify
-from ..critical import find_critical_point
+from ..critical import cert_outcome, find_critical_point
 from ..data import load_dataset
 from ..linear import NotAttainedWarning
 from ..models import init_model
@@ -25,7 +25,9 @@ from .claims import Claim, audit_fields, png
 EVIDENCE = ("better_than_linear", "strict_saddle")
 
 
-V_SCALE = 0.3  # starts: PyTorch's default initialisation with every V_l multiplied by this
+# Starts: PyTorch's default initialisation with every V_l multiplied by this. Near-identity
+# starts (× 0.3) land on linear-equivalent points; × 1 reaches non-trivial ones (docs: theory §7).
+V_SCALE = 1.0
 
 
 MAX_ITER = {"any": 60, "minimum": 30}  # second-order iterations per finder kind (full run)
@@ -46,19 +48,21 @@ def certify_runs(claim_id, datasets, depths, plan, width, activation, progress, 
                                        seed=seed, v_scale=V_SCALE)
                     t = time.perf_counter()
                     cp = find_critical_point(model, ds.X, ds.y, ds.loss, kind=kind, max_iter=max_iter[kind],
-                                             descent_iter=300, seed=seed)
+                                             seed=seed)
                     rec = {"claim": claim_id, "data": name, "loss": ds.loss, "depth": depth, "width": width,
                            "activation": activation, "kind": kind, "seed": seed, "status": cp.status,
-                           "grad_norm": cp.grad_norm, "risk": cp.risk,
+                           "grad_norm": cp.grad_norm, "risk": cp.risk, "outcome": cp.outcome,
+                           "v_scale": V_SCALE,
                            "command": (f"resland certify --data {name} --depth {depth} --width {width} "
                                        f"--activation {activation} --kind {kind} --seed {seed} "
-                                       f"--max-iter {max_iter[kind]} --descent-iter 300 --v-scale {V_SCALE}")}
+                                       f"--max-iter {max_iter[kind]} --v-scale {V_SCALE}")}
                     if cp.converged:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore", NotAttainedWarning)
                             cert = certify(cp.model, ds.X, ds.y, ds.loss, keep_parameters=True)
                         rec["audit"] = audit_fields(cert, name)
-                        rec.update(verdict=cert.verdict, linear_risk=cert.linear_risk, lambda_min=cert.lambda_min,
+                        rec.update(outcome=cert_outcome(cp, cert), linear_equivalent=cert.linear_equivalent,
+                                   verdict=cert.verdict, linear_risk=cert.linear_risk, lambda_min=cert.lambda_min,
                                    lambda_max=cert.lambda_max, index=cert.index, escape_decrease=cert.escape_decrease,
                                    gap_bound=(cert.gap_bound or {}).get("rigorous"))
                         if cert.verdict in ("violation", "inconclusive"):
@@ -74,7 +78,8 @@ def _table(records, key) -> list[dict]:
     rows = []
     for value in sorted({r[key] for r in records}):
         sub = [r for r in records if r[key] == value]
-        c = Counter(r["verdict"] or f"not converged ({r['status']})" for r in sub)
+        c = Counter((r["verdict"] + (" (linear-equivalent)" if r.get("linear_equivalent") else "")) if r["verdict"]
+                    else f"not converged: {r.get('outcome', r['status'])}" for r in sub)
         rows.append({key: value, "runs": len(sub), **dict(sorted(c.items()))})
     return rows
 
@@ -82,7 +87,8 @@ def _table(records, key) -> list[dict]:
 def _run_rows(records) -> list[dict]:
     """One row per run for the report, with the command that recomputes it."""
     return [{"data": r["data"], "depth": r["depth"], "kind": r["kind"], "seed": r["seed"], "status": r["status"],
-             "verdict": r.get("verdict") or "", "R − R_lin": (r["risk"] - r["linear_risk"]) if "linear_risk" in r else "",
+             "outcome": r.get("outcome", ""), "verdict": r.get("verdict") or "",
+             "linear-equivalent": r.get("linear_equivalent", ""), "R − R_lin": (r["risk"] - r["linear_risk"]) if "linear_risk" in r else "",
              "λ_min": r.get("lambda_min") if r.get("lambda_min") is not None else "", "command": r["command"]}
             for r in records]
 
@@ -92,18 +98,24 @@ def _status(records, groups, key) -> tuple[str, str]:
     if any(r.get("verdict") == "violation" for r in bad):
         return "not_reproduced", f"{sum(r['verdict'] == 'violation' for r in bad)} violation(s): see details"
     certified = [r for r in records if r.get("verdict") in EVIDENCE]
+    # Linear-equivalent points satisfy the dichotomy by equality and say nothing about depth
+    # (docs: theory §7): a group needs a non-trivial certified point.
+    nontrivial = [r for r in certified if not r.get("linear_equivalent")]
     missing = [g for g in groups if not any(r[key] == g for r in certified)]
-    if bad or missing:
+    trivial_only = [g for g in groups if g not in missing and not any(r[key] == g for r in nontrivial)]
+    if bad or missing or trivial_only:
         why = []
         if bad:
             why.append(f"{len(bad)} inconclusive certificate(s)")
         if missing:
             why.append(f"no certified critical point for {key} = {missing}")
+        if trivial_only:
+            why.append(f"only linear-equivalent certified points for {key} = {trivial_only}")
         return "inconclusive", "; ".join(why)
     left = len(records) - len(certified)
-    return "reproduced", (f"all {len(certified)} certified critical points are better than linear or strict saddles; "
-                          f"{left} run{'s' if left != 1 else ''} did not converge and {'are' if left != 1 else 'is'} "
-                          "not counted")
+    return "reproduced", (f"all {len(certified)} certified critical points are better than linear or strict saddles, "
+                          f"{len(nontrivial)} of them not linear-equivalent; {left} run{'s' if left != 1 else ''} "
+                          f"did not converge and {'are' if left != 1 else 'is'} not counted")
 
 
 def run_c3(quick: bool, progress=lambda *_: None) -> Claim:
@@ -172,8 +184,12 @@ def _scatter(records) -> bytes:
     cmap = plt.get_cmap("viridis")
     for i, d in enumerate(depths):
         sub = [r for r in pts if r["depth"] == d]
-        ax.scatter([r["lambda_min"] for r in sub], [r["risk"] - r["linear_risk"] for r in sub], s=22,
-                   color=cmap(i / max(1, len(depths) - 1)), label=f"L = {d}")
+        colour = cmap(i / max(1, len(depths) - 1))
+        for trivial in (False, True):
+            part = [r for r in sub if bool(r.get("linear_equivalent")) == trivial]
+            ax.scatter([r["lambda_min"] for r in part], [r["risk"] - r["linear_risk"] for r in part], s=22,
+                       facecolors="none" if trivial else colour, edgecolors=colour,
+                       label=f"L = {d}" + (", linear-equivalent" if trivial else ""))
     gaps = [abs(r["risk"] - r["linear_risk"]) for r in pts] or [0.0]
     lams = [abs(r["lambda_min"]) for r in pts] or [0.0]
     ylim, xlim = max(1e-8, 3 * max(gaps)), max(1e-6, 3 * max(lams))

@@ -100,7 +100,7 @@ def run(quick: bool, progress=lambda *_: None) -> Claim:
     local = []
     for seed in seeds:
         torch.manual_seed(seed)
-        cp = find_critical_point(ResNet(1, 1, 1, "relu"), ds.X, ds.y, max_iter=60, descent_iter=300)
+        cp = find_critical_point(ResNet(1, 1, 1, "relu"), ds.X, ds.y, max_iter=60)
         local.append({"seed": seed, "status": cp.status, "risk": cp.risk, "grad_norm": cp.grad_norm})
         claim.records.append({"claim": "C1", "rho": 1.0, **local[-1]})
     conv = [r["risk"] for r in local if r["status"] == "converged"]

@@ -42,7 +42,7 @@ def run(quick: bool, progress=lambda *_: None) -> Claim:
         with torch.no_grad():  # every parameter ~ N(0, INIT_SD²)
             for p in model.parameters():
                 p.copy_(INIT_SD * torch.randn_like(p))
-        cp = find_critical_point(model, ds.X, ds.y, max_iter=40, descent_iter=300)
+        cp = find_critical_point(model, ds.X, ds.y, max_iter=40)
         rec = {"claim": "C2", "seed": seed, "status": cp.status, "risk": cp.risk, "grad_norm": cp.grad_norm}
         if cp.risk <= GLOBAL_TOL:
             probes = [p.risk for p in linear_probes(cp.model, ds.X, ds.y)]

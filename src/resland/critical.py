@@ -108,6 +108,8 @@ class CriticalPoint:
             descent path, recomputed (``kind="minimum"``).
         divergence: ``{growth, frac_up, risk_decrease, grad_decay, steps}`` of the second half
             of the accepted steps (None with fewer than 20).
+        steps: accepted steps by kind: ``newton`` (regularised), ``newton_mr``, ``ggn``, ``lm``,
+            ``escape`` (along negative curvature).
         message: one line saying why the run ended as it did.
         parameters: the final flat parameters for ``unresolved`` and ``failed`` runs.
     """
@@ -131,6 +133,7 @@ class CriticalPoint:
     linear_risk: float | None = None
     path_min_risk: float | None = None
     divergence: dict | None = None
+    steps: dict = field(default_factory=dict)
     parameters: list | None = field(default=None, repr=False)
     history: list = field(default_factory=list, repr=False)
 
@@ -231,7 +234,8 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
     k, n = theta.shape
     runs = [{"status": "max_iter", "message": f"stopped after max_iter={max_iter} iterations", "iterations": 0,
              "history": [], "best_risk": math.inf, "best_theta": theta[a].clone(), "dist": math.inf,
-             "risk": math.nan, "grad_norm": math.nan} for a in range(k)]
+             "risk": math.nan, "grad_norm": math.nan, "steps": {}} for a in range(k)]
+    names = ("newton", "newton_mr", "ggn") if kind == "minimum" else ("lm", "newton_mr", "-")
     mu_h = torch.ones(k, dtype=theta.dtype)
     mu_g = torch.ones(k, dtype=theta.dtype)
     active = torch.ones(k, dtype=torch.bool)
@@ -243,6 +247,14 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         th = theta[idx]
         R, g = ens.risk(th), ens.grad(th)
         gn = torch.linalg.norm(g, dim=1)
+        finite = torch.isfinite(R) & torch.isfinite(gn)
+        for j in idx[~finite].tolist():
+            runs[j].update(status="nan", message="the risk or its gradient became non-finite", iterations=it)
+            active[j] = False
+        if not bool(finite.all()):
+            idx, th, R, g, gn = idx[finite], th[finite], R[finite], g[finite], gn[finite]
+            if idx.numel() == 0:
+                break
         tn = torch.linalg.norm(th, dim=1)
         # Second-order curvature only where it pays: near a critical point, for saddle search, or
         # where the Gauss–Newton damping shows GGN steps failing; elsewhere GGN alone.
@@ -286,9 +298,11 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         for a, j in enumerate(sub.tolist()):
             if escaped.get(j) is not None:
                 theta[j] = escaped[j]
+                _count(runs[j], "escape")
                 continue
             if bool(accepted[a]):
                 theta[j] = trial[a, best[a]]
+                _count(runs[j], names[int(best[a])])
         # Damping: shrink after a good step of its own kind, grow after a poor or rejected one.
         for name, mu in (("newton", mu_h), ("ggn", mu_g)):
             col = which.get(name)
@@ -309,6 +323,10 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
     for a in range(k):
         runs[a]["theta"] = theta[a]
     return runs
+
+
+def _count(run: dict, name: str) -> None:
+    run["steps"][name] = run["steps"].get(name, 0) + 1
 
 
 def _stopping(runs, idx, R, gn, tn, dist, curv, kind, tol, xtol, max_norm, ens, th, kinked, it) -> list:
@@ -662,7 +680,7 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
         iterations=run["iterations"], seconds=time.perf_counter() - start, kind=kind, grad_tol=T.grad_tol(R, tol),
         newton_step=run["dist"], param_norm=float(torch.linalg.norm(theta)),
         method="dense" if opts["dense"] else "krylov", message=message, kink_margin=margin, kink=kink,
-        linear_risk=fit.risk, path_min_risk=path_min, divergence=div,
+        linear_risk=fit.risk, path_min_risk=path_min, divergence=div, steps=dict(sorted(run["steps"].items())),
         parameters=theta.detach().cpu().tolist() if outcome in ("unresolved", "failed") else None,
         history=run["history"],
     )

@@ -88,7 +88,7 @@ def test_every_certified_verdict_of_the_quick_run_survives_an_independent_rechec
 
 def test_every_certified_verdict_of_a_census_survives_an_independent_recheck(tmp_path):
     # Example 2 with kind any: strict saddles as well as minima (the quick reproduce run has only minima).
-    spec = parse_spec({"seeds": 8, "batch_size": 4, "finder": {"max_iter": 80},
+    spec = parse_spec({"seeds": 8, "batch_size": 4, "finder": {"max_iter": 80}, "store": {"parameters": "all"},
                        "grid": [{"data": "example2", "depth": [1, 2], "width": 2, "kind": "any"}]})
     with RunStore(tmp_path / "r.db") as store:
         run_census(spec, store, workers=2)
@@ -98,7 +98,7 @@ def test_every_certified_verdict_of_a_census_survives_an_independent_recheck(tmp
         if r["verdict"] in AUDITED:
             c = json.loads(r["certificate"])
             a = {"data": json.loads(r["config"])["data"], "loss": c["loss"], "model_config": c["model_config"],
-                 "parameters": c["parameters"], "escape_direction": c["escape_direction"],
+                 "parameters": json.loads(r["parameters"]), "escape_direction": c["escape_direction"],
                  "escape_step": c["escape_step"], "grad_tol": c["tolerances"]["grad_tol"]}
             audit(r["verdict"], a, seen)
     print("audited verdicts (census):", seen)

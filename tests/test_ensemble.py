@@ -63,7 +63,13 @@ def test_batched_and_sequential_finders_agree_on_a_teacher_problem():
         assert b.risk == pytest.approx(s.risk, abs=1e-12)
         tb = flat_parameters(b.model.parameters())
         ts = flat_parameters(s.model.parameters())
-        assert_close(tb, ts, rtol=1e-6, atol=1e-8, what="critical point")
+        # The minima form a manifold (theory §6: (d − 1)·k exact zero eigenvalues), and batched
+        # kernels round differently, so the two runs may stop at different points of it: they must
+        # differ only along the Hessian's null space.
+        lam, Q = torch.linalg.eigh(reference_hessian(b.model, X, y))
+        across = Q[:, lam.abs() > 1e-8 * float(lam.abs().max())].T @ (tb - ts)
+        assert float(torch.linalg.norm(across)) <= 1e-8, float(torch.linalg.norm(across))
+        assert float(torch.linalg.norm(tb - ts)) <= 1e-3
 
 
 def test_any_kind_reaches_the_saddles_of_example2_and_certifies_them_like_certify():

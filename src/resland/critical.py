@@ -87,6 +87,8 @@ NEWTON_SWITCH = 1e-3
 NEWTON_ALWAYS_MAX = 150
 #: Minimum accepted steps before the ‖θ‖ trend is read as divergence.
 DIVERGENCE_MIN_STEPS = 20
+#: Newton iterations of the kink polish (an active-set SQP; it either converges in a few or stalls).
+KINK_POLISH_ITER = 50
 
 
 @dataclass
@@ -488,6 +490,14 @@ class _Krylov:
         x, _ = spla.minres(op, -self.g[a].numpy(), shift=-shift, rtol=1e-12, maxiter=4 * self.th.shape[1])
         return x
 
+    def _lm(self, a: int, sigma: float) -> np.ndarray:
+        """Levenberg–Marquardt on ``∇R = 0``: CG on ``(H² + σI)p = −Hg`` (two products per step)."""
+        op, _ = self._op(a)
+        n = self.th.shape[1]
+        normal = spla.LinearOperator((n, n), dtype=np.float64, matvec=lambda x: op @ (op @ x) + sigma * np.ravel(x))
+        x, _ = spla.cg(normal, -(op @ self.g[a].numpy()), rtol=1e-12, maxiter=4 * n)
+        return x
+
     def distance(self) -> torch.Tensor:
         out = []
         for a in range(self.th.shape[0]):
@@ -517,7 +527,7 @@ class _Krylov:
             if kind == "minimum":
                 cand = [self._solve(a, float(mu_h[b] * self.gn[a])), self._solve(a, 0.0)]
             else:
-                cand = [self._solve(a, 0.0)]
+                cand = [self._lm(a, float(mu_h[b] * self.gn[a])), self._solve(a, 0.0)]
             s_list, p_list = [], []
             for x in cand:
                 p = torch.as_tensor(x, dtype=g.dtype)
@@ -669,7 +679,7 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
 
         fr = FlatRisk(model, ens.fr.X, ens.fr.y, ens.fr.loss)
         try:
-            polished, an = analyse_kink(fr, theta, grad_tol=T.grad_tol(R, tol))
+            polished, an = analyse_kink(fr, theta, grad_tol=T.grad_tol(R, tol), max_iter=KINK_POLISH_ITER)
         except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:  # a failed polish is reported
             an, polished = None, None
             message += f"; the kink polish failed ({type(exc).__name__}: {exc})"

@@ -50,7 +50,9 @@ def run(quick: bool, progress=lambda *_: None) -> Claim:
             worse = probes[1] > probes[0] + PROBE_TOL
             rec["h1_worse_than_h0"] = worse
             minima.append(rec)
-            if worse and witness is None:
+            # The witness must certify: a point inside its activation region (a global minimum on a
+            # kink is a global minimum too, but has no Hessian for the certificate).
+            if worse and witness is None and cp.outcome == "critical":
                 witness = {"seed": seed, "config": cp.model.config(),
                            "state_dict": {k: v.tolist() for k, v in cp.model.state_dict().items()},
                            "risk": cp.risk, "probes": probes}

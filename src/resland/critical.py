@@ -78,6 +78,8 @@ from .regions import KINK_POLISH_MAX_PARAMS, analyse_kink, kink_margin, kinked_m
 OUTCOMES = ("critical", "kink", "below_linear", "diverging", "unresolved", "failed")
 #: Dense Hessian backend up to this many parameters (a batched ``eigh`` per iteration); Krylov above.
 FINDER_DENSE_MAX = 500
+#: Hessian-vector products per Krylov solve (an inexact Newton step; the ratio test guards it).
+KRYLOV_MAX_PRODUCTS = 200
 #: A member whose damping passes this stops as ``stalled``: no step lowers its merit.
 MU_MAX = 1e12
 #: ``kind="minimum"`` uses Hessian steps once ``‖∇R‖ ≤ NEWTON_SWITCH·max(1, |R|)`` (GGN alone before,
@@ -263,8 +265,8 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         tn = torch.linalg.norm(th, dim=1)
         # Second-order curvature only where it pays: near a critical point, for saddle search, or
         # where the Gauss–Newton damping shows GGN steps failing; elsewhere GGN alone.
-        need = ((gn <= NEWTON_SWITCH * torch.clamp(R.abs(), min=1.0)) | (mu_g[idx] > 1e4) | (kind == "any")
-                | (n <= NEWTON_ALWAYS_MAX))
+        near = gn <= NEWTON_SWITCH * torch.clamp(R.abs(), min=1.0)
+        need = (mu_g[idx] > 1e4) | (kind == "any") | (n <= NEWTON_ALWAYS_MAX) | (near & dense)
         curv = _Mixed(ens, th, g, gn, need, _Dense if dense else _Krylov)
         dist = curv.distance()
         for a, j in enumerate(idx.tolist()):
@@ -303,7 +305,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         second = ok.clone()
         if "ggn" in which:
             second[:, which["ggn"]] = False
-        pick = torch.where(second.any(1, keepdim=True), second, ok)
+        pick = torch.where(second.any(1, keepdim=True), second, ok) if dense else ok
         best = torch.where(pick, merit_t, torch.inf).argmin(1)
         accepted = ok[torch.arange(kk), best]
         for a, j in enumerate(sub.tolist()):
@@ -487,7 +489,7 @@ class _Krylov:
 
     def _solve(self, a: int, shift: float) -> np.ndarray:
         op, _ = self._op(a)
-        x, _ = spla.minres(op, -self.g[a].numpy(), shift=-shift, rtol=1e-12, maxiter=4 * self.th.shape[1])
+        x, _ = spla.minres(op, -self.g[a].numpy(), shift=-shift, rtol=1e-12, maxiter=KRYLOV_MAX_PRODUCTS)
         return x
 
     def _lm(self, a: int, sigma: float) -> np.ndarray:
@@ -495,7 +497,7 @@ class _Krylov:
         op, _ = self._op(a)
         n = self.th.shape[1]
         normal = spla.LinearOperator((n, n), dtype=np.float64, matvec=lambda x: op @ (op @ x) + sigma * np.ravel(x))
-        x, _ = spla.cg(normal, -(op @ self.g[a].numpy()), rtol=1e-12, maxiter=4 * n)
+        x, _ = spla.cg(normal, -(op @ self.g[a].numpy()), rtol=1e-12, maxiter=KRYLOV_MAX_PRODUCTS // 2)
         return x
 
     def distance(self) -> torch.Tensor:
@@ -558,9 +560,14 @@ class _Mixed:
         self.escapes: dict = {}
 
     def distance(self) -> torch.Tensor:
+        """The backend's estimate; for GGN-only members ``‖(G + ‖g‖I)⁻¹g‖`` where the gradient is small."""
         out = torch.full_like(self.gn, math.inf)
         if self.inner is not None:
             out[self.need] = self.inner.distance()
+        far = ~self.need & (self.gn <= 1e-6)
+        if bool(far.any()):
+            s, _ = _ggn_step(self.ens, self.th[far], self.g[far], self.gn[far], absolute=True)
+            out[far] = torch.linalg.norm(s, dim=1)
         return out
 
     def escape(self, a: int, R: float):
@@ -625,12 +632,12 @@ def _backtrack(ens, theta, v, R) -> torch.Tensor | None:
     return None
 
 
-def _ggn_step(ens: Ensemble, th: torch.Tensor, g: torch.Tensor, mu: torch.Tensor):
-    """``s = −(G + μ‖∇R‖... )``: the generalised Gauss–Newton step ``−(JᵀDJ + μ I)⁻¹∇R`` and its predicted decrease.
+def _ggn_step(ens: Ensemble, th: torch.Tensor, g: torch.Tensor, mu: torch.Tensor, absolute: bool = False):
+    """The generalised Gauss–Newton step ``s = −(JᵀDJ + μI)⁻¹∇R`` and its predicted decrease.
 
     ``J`` (k × m × n) are the prediction Jacobians, ``D = diag(ℓ''_i)/m``; solved in the smaller
     dimension (push-through identity when ``m ≤ n``) by Cholesky. ``μ`` is relative to
-    ``trace(JᵀDJ)/n``.
+    ``trace(JᵀDJ)/n`` (absolute with ``absolute=True``).
     """
     fr = ens.fr
     J = ens.jacobian(th)
@@ -640,7 +647,7 @@ def _ggn_step(ens: Ensemble, th: torch.Tensor, g: torch.Tensor, mu: torch.Tensor
     sqD = torch.sqrt(D)
     Jh = sqD[..., None] * J
     level = (Jh**2).sum((1, 2)) / ens.n + 1e-300
-    shift = mu * level
+    shift = mu if absolute else mu * level
     if ens.m <= ens.n:
         K = Jh @ Jh.transpose(1, 2)
         s = -torch.einsum("kmn,km->kn", Jh, _cholesky_solve(K, e / sqD, shift))

@@ -244,7 +244,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
     names = ("newton", "newton_mr", "ggn") if kind == "minimum" else ("lm", "newton_mr", "-")
     mu_h = torch.ones(k, dtype=theta.dtype)
     radius = torch.ones(k, dtype=theta.dtype)       # trust radius of the dense minimum step
-    mu_g = torch.ones(k, dtype=theta.dtype)
+    mu_g = torch.full((k,), 1e-3, dtype=theta.dtype)  # GGN damping relative to trace(JᵀDJ)/n
     active = torch.ones(k, dtype=torch.bool)
     kinked = bool(kinked_modules(ens.fr.model))
     for it in range(max_iter):
@@ -288,14 +288,18 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         steps, preds, which = curv.candidates(kind, mu_h[sub], mu_g[sub], live, radius[sub])
         trial = th[live][:, None, :] + steps                                # (k', c, n)
         kk, c = trial.shape[0], trial.shape[1]
-        flat = trial.reshape(kk * c, n)
-        R_t = ens.risk(flat).reshape(kk, c)
-        g_t = ens.grad(flat).reshape(kk, c, n)
-        gn_t = torch.linalg.norm(g_t, dim=2)
         R0, gn0 = R[live], gn[live]
         merit0 = R0 if kind == "minimum" else 0.5 * gn0**2
-        merit_t = R_t if kind == "minimum" else 0.5 * gn_t**2
         noise = 1e2 * T.EPS64 * torch.clamp(merit0.abs(), min=1.0)
+        # Evaluate only the candidates that exist; gradients only where the merit needs them.
+        valid = torch.isfinite(preds)
+        need_g = valid & ((preds.abs() <= noise[:, None]) | (kind == "any"))
+        R_t = torch.full((kk, c), math.nan, dtype=theta.dtype)
+        gn_t = torch.full((kk, c), math.inf, dtype=theta.dtype)
+        R_t[valid] = ens.risk(trial[valid])
+        if bool(need_g.any()):
+            gn_t[need_g] = torch.linalg.norm(ens.grad(trial[need_g]), dim=1)
+        merit_t = R_t if kind == "minimum" else 0.5 * gn_t**2
         actual = merit0[:, None] - merit_t
         rho = actual / preds
         tiny = preds.abs() <= noise[:, None]

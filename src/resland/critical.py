@@ -6,12 +6,13 @@ There is one iteration. :func:`find_critical_points` runs it on every member of 
 
 **Steps.** At each iterate ``θ`` with gradient ``g`` and Hessian ``H = ∇²R(θ)``, a few
 candidate steps are formed and evaluated in one batched risk/gradient call; the best one that
-passes the ratio test wins (so the backend is chosen per member and per iteration):
+passes the ratio test wins, second-order steps before GGN on the dense backend (so the step is
+chosen per member and per iteration):
 
 * ``kind="minimum"`` (merit ``R``):
-  * *regularised Newton* ``p = −(H + σI)⁻¹g``, ``σ = max(0, −λ_min)·(1 + 10⁻⁶) + μ‖g‖``
-    (a trust-region step in its ``σ`` form; ``μ`` adapts on the ratio of actual to predicted
-    decrease);
+  * *trust-region Newton* ``p = −(H + σI)⁻¹g`` with ``‖p‖ ≤ Δ``, ``σ ≥ max(0, −λ_min)`` found by
+    bisection in the eigenbasis (dense backend; the radius ``Δ`` adapts on the ratio of actual
+    to predicted decrease), or ``σ = μ‖g‖`` by MINRES (Krylov backend);
   * *Newton-MR* ``p = −H⁺g`` (least-norm, pseudo-inverse with cutoff ``n·eps·|λ|_max``), built
     for singular critical sets: at every critical point with ``w ≠ 0`` the Hessian is exactly
     singular (docs: theory §6), where Newton-MR converges superlinearly and plain Newton
@@ -23,7 +24,9 @@ passes the ratio test wins (so the backend is chosen per member and per iteratio
 
 Backends by size: the dense Hessian and a batched ``eigh`` up to ``dense_max_params``
 (:data:`FINDER_DENSE_MAX`); above it, Krylov solves on exact Hessian-vector products
-(SciPy MINRES for ``(H + σI)p = −g`` and ``Hp = −g``), member by member.
+(SciPy MINRES for ``(H + σI)p = −g`` and ``Hp = −g``, CG for LM; at most
+:data:`KRYLOV_MAX_PRODUCTS` products), member by member. Members with more than
+:data:`NEWTON_ALWAYS_MAX` parameters take GGN steps alone until they are near a critical point.
 
 **Critical** has one definition, shared with :func:`~resland.certificate.certify`
 (:mod:`resland.tolerances`): ``‖∇R‖ ≤ tol·max(1, |R|)``. A run is ``converged`` when its
@@ -82,8 +85,9 @@ FINDER_DENSE_MAX = 500
 KRYLOV_MAX_PRODUCTS = 200
 #: A member whose damping passes this stops as ``stalled``: no step lowers its merit.
 MU_MAX = 1e12
-#: ``kind="minimum"`` uses Hessian steps once ``‖∇R‖ ≤ NEWTON_SWITCH·max(1, |R|)`` (GGN alone before,
-#: unless its damping shows it failing): the Hessian costs ~n gradients, a GGN step ~m/… of one.
+#: Above ``NEWTON_ALWAYS_MAX`` parameters, ``kind="minimum"`` offers Hessian steps (dense backend) once
+#: ``‖∇R‖ ≤ NEWTON_SWITCH·max(1, |R|)``, or where GGN's damping shows it failing (either backend):
+#: a dense Hessian costs ~n gradients.
 NEWTON_SWITCH = 1e-3
 #: Up to this many parameters the Hessian steps are always offered (their cost is a few gradients).
 NEWTON_ALWAYS_MAX = 150

@@ -197,9 +197,14 @@ def test_census_stores_parameters_only_for_candidates_by_default(tmp_path):
     spec = tmp_path / "c.toml"
     spec.write_text('name = "c"\nseeds = [0, 1]\n[finder]\nmax_iter = 5\n'
                     '[[grid]]\ndata = "iris"\ndepth = 1\nwidth = 1\nactivation = "tanh"\n')
+    from resland.census.report import write_report
+
     with RunStore(tmp_path / "runs.db") as store:
         run_census(load_spec(spec), store, workers=1)
         rows = list(store.rows())
+        write_report(store, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert "Run outcomes per config" in page and "critical, non-trivial" in page
     assert len(rows) == 2
     for r in rows:
         assert r["outcome"] in resland.OUTCOMES

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..paper.claims import data_uri
 from ..paper.report import _CSS
+from ..critical import OUTCOMES
 from .store import RunStore
 
 CERTIFIED = ("better_than_linear", "strict_saddle", "violation")
@@ -38,7 +39,7 @@ def _label(c: dict) -> str:
 def summarise(store: RunStore) -> dict:
     """Per-config counts and the points of the plots, streamed from the store."""
     per = defaultdict(lambda: {"runs": 0, "converged": 0, "seconds": 0.0, "verdicts": defaultdict(int),
-                               "failed": 0, "config": None})
+                               "outcomes": defaultdict(int), "linear_equivalent": 0, "failed": 0, "config": None})
     points = []
     for r in store.rows():
         c = json.loads(r["config"])
@@ -51,9 +52,13 @@ def summarise(store: RunStore) -> dict:
         s["seconds"] += r["seconds"] or 0.0
         s["failed"] += r["status"] == "failed"
         s["verdicts"][r["verdict"] or r["status"]] += 1
+        s["outcomes"][r["outcome"] or "failed"] += 1
+        trivial = bool(r["linear_equivalent"])
+        s["linear_equivalent"] += trivial
         if r["verdict"] in CERTIFIED + ("inconclusive", "nondifferentiable") and len(points) < _MAX_POINTS:
             points.append({"depth": c["depth"] if c["model"] != "linear" else 0, "gap": r["gap"],
-                           "lambda_min": r["lambda_min"], "verdict": r["verdict"], "data": c["data"]})
+                           "lambda_min": r["lambda_min"], "verdict": r["verdict"], "data": c["data"],
+                           "trivial": trivial})
     return {"configs": dict(per), "points": points}
 
 
@@ -79,6 +84,18 @@ def write_report(store: RunStore, out: str | Path) -> int:
         parts.append(f"<tr><td>{html.escape(_label(c['config']))}</td><td>{c['runs']}</td>"
                      f"<td>{c['converged'] / c['runs']:.0%}</td>"
                      + "".join(f"<td>{c['verdicts'].get(v, 0)}</td>" for v in verdict_names) + "</tr>")
+    parts.append("</table>")
+    outcome_names = [o for o in OUTCOMES if any(c["outcomes"].get(o) for c in configs.values())]
+    parts.append("<h2 id='outcomes'>Run outcomes per config</h2><p>Linear-equivalent critical points (the "
+                 "network's predictions are the best linear ones) are trivial evidence, counted apart and drawn "
+                 "hollow in the plots.</p><table><tr><th>config</th>"
+                 + "".join(f"<th>{html.escape(o)}</th>" for o in outcome_names)
+                 + "<th>critical, linear-equivalent</th><th>critical, non-trivial</th></tr>")
+    for c in sorted(configs.values(), key=lambda c: _label(c["config"])):
+        crit = c["outcomes"].get("critical", 0)
+        parts.append(f"<tr><td>{html.escape(_label(c['config']))}</td>"
+                     + "".join(f"<td>{c['outcomes'].get(o, 0)}</td>" for o in outcome_names)
+                     + f"<td>{c['linear_equivalent']}</td><td>{crit - c['linear_equivalent']}</td></tr>")
     parts.append("</table>")
     for title, fig in (("R − R_lin against depth", _gap_plot(s["points"])),
                        ("λ_min against R − R_lin", _scatter(s["points"])),
@@ -127,7 +144,8 @@ def _gap_plot(points) -> bytes | None:
         sel = [p for p in pts if p["verdict"] == v]
         if sel:
             x = np.array([p["depth"] for p in sel], float) + rng.uniform(-0.15, 0.15, len(sel))
-            ax.scatter(x, [p["gap"] for p in sel], s=14, alpha=0.7, color=_COLOURS[v], label=v)
+            ax.scatter(x, [p["gap"] for p in sel], s=14, alpha=0.7, edgecolors=_COLOURS[v], label=v,
+                       facecolors=[("none" if p["trivial"] else _COLOURS[v]) for p in sel])
     ax.axhline(0, color="k", lw=0.8)
     _symlog(ax, "y", max(abs(p["gap"]) for p in pts), 1e-6)
     ax.set_xlabel("depth L (0 = linear model)")
@@ -146,7 +164,8 @@ def _scatter(points) -> bytes | None:
     for v, col in _COLOURS.items():
         sel = [p for p in pts if p["verdict"] == v]
         if sel:
-            ax.scatter([p["gap"] for p in sel], [p["lambda_min"] for p in sel], s=14, alpha=0.7, color=col, label=v)
+            ax.scatter([p["gap"] for p in sel], [p["lambda_min"] for p in sel], s=14, alpha=0.7, edgecolors=col,
+                       facecolors=[("none" if p["trivial"] else col) for p in sel], label=v)
     for axis in ("x", "y"):
         _symlog(ax, axis, lim / 2, 1e-8)
     ax.axhline(0, color="k", lw=0.6)

@@ -51,10 +51,9 @@ from .models import ResNet
 from . import theory
 from . import tolerances as T
 from ._checks import check_positive_float
-from .regions import kink_margin, preactivations
+from .regions import preactivation_extent
 
 VERDICTS = ("not_critical", "nondifferentiable", "better_than_linear", "strict_saddle", "violation", "inconclusive")
-_EPS = float(np.finfo(np.float64).eps)
 
 
 @dataclass
@@ -183,7 +182,7 @@ def certify(
     tols = {
         "grad_tol": T.grad_tol(R, T.GRAD_TOL if tol is None else check_positive_float("tol", tol)),
         "risk_tol": T.risk_tol(fit.risk),
-        "decrease_tol": 100 * fr.m * _EPS * max(1.0, abs(R)),
+        "decrease_tol": 100 * fr.m * T.EPS64 * max(1.0, abs(R)),
     }
     cert = Certificate(
         verdict="", reason="", risk=R, linear_risk=fit.risk, linear_attained=fit.attained, grad_norm=gnorm,
@@ -195,12 +194,13 @@ def certify(
         return _done(cert, "not_critical", f"the risk ({R}) or its gradient norm ({gnorm}) is not finite", theta,
                      keep_parameters)
     cert.linear_equivalent, tols["pred_tol"] = _linear_equivalent(fr, theta, R, fit, tols["risk_tol"])
-    cert.kink_margin = kink_margin(model, fr.X)
     if isinstance(model, ResNet):
         _fill_theory(cert, model, fr, fit)
 
-    kink, kink_tol = _min_kink_distance(model, fr.X)
-    tols["kink_tol"] = kink_tol
+    extent = preactivation_extent(model, fr.X)          # (min |z|, max |z|) of ReLU-type units
+    tols["kink_tol"] = kink_tol = 0.0 if extent is None else T.KINK_TOL * max(1.0, extent[1])
+    cert.kink_margin = None if extent is None else extent[0] / max(1.0, extent[1])
+    kink = None if extent is None else extent[0]
     if kink is not None and kink <= kink_tol:
         return _done(cert, "nondifferentiable",
                      f"a kinked pre-activation is {kink:.3e} ≤ kink_tol from 0 at a data point", theta, keep_parameters)
@@ -277,8 +277,7 @@ def _done(cert: Certificate, verdict: str, reason: str, theta: torch.Tensor, kee
 
 
 def _fill_eig(cert: Certificate, eig: EigResult, tols: dict) -> None:
-    tols["lambda_tol"] = lambda_tol = max(100 * cert.n_params * _EPS * max(1.0, abs(eig.lambda_max)),
-                                          10 * tols["grad_tol"])
+    tols["lambda_tol"] = lambda_tol = T.lambda_tol(cert.n_params, abs(eig.lambda_max), tols["grad_tol"])
     cert.lambda_min, cert.lambda_max = eig.lambda_min, eig.lambda_max
     cert.eig_residual, cert.eig_method = eig.residual, eig.method
     cert.index = eig.count_below(-lambda_tol)
@@ -309,15 +308,6 @@ def _verify_escape(cert, fr, theta, g, v, R, decrease_tol, hv=None) -> tuple[boo
                           f"lowers R by {R - R_new:.3e}")
         alpha *= 0.5
     return False, "λ_min < 0 but no backtracking step along the eigenvector lowered the risk beyond rounding"
-
-
-def _min_kink_distance(model: nn.Module, X: torch.Tensor) -> tuple[float | None, float]:
-    """Smallest ``|z|`` over the inputs of ReLU-type modules, and ``kink_tol``."""
-    zs = preactivations(model, X)
-    if not zs:
-        return None, 0.0
-    big = max(float(z.abs().max()) for z in zs)
-    return min(float(z.abs().min()) for z in zs), T.KINK_TOL * max(1.0, big)
 
 
 def _data_hash(fr: FlatRisk) -> str:

@@ -74,6 +74,7 @@ from torch import nn
 from . import tolerances as T
 from ._checks import check_choice, check_positive_float, check_positive_int
 from .ensemble import Ensemble
+from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
 from .regions import KINK_POLISH_MAX_PARAMS, analyse_kink, kink_margin, kinked_modules
@@ -271,7 +272,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         # where the Gauss–Newton damping shows GGN steps failing; elsewhere GGN alone.
         near = gn <= NEWTON_SWITCH * torch.clamp(R.abs(), min=1.0)
         need = (mu_g[idx] > 1e4) | (kind == "any") | (n <= NEWTON_ALWAYS_MAX) | (near & dense)
-        curv = _Mixed(ens, th, g, gn, need, _Dense if dense else _Krylov)
+        curv = _Mixed(ens, th, R, g, gn, need, _Dense if dense else _Krylov)
         dist = curv.distance()
         for a, j in enumerate(idx.tolist()):
             run = runs[j]
@@ -279,7 +280,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
             run["history"].append((float(R[a]), float(gn[a]), float(tn[a])))
             if kind == "minimum" and float(R[a]) < run["best_risk"]:
                 run["best_risk"], run["best_theta"] = float(R[a]), th[a].clone()
-        stop = _stopping(runs, idx, R, gn, tn, dist, curv, kind, tol, xtol, max_norm, ens, th, kinked, it)
+        stop, escaped = _stopping(runs, idx, R, gn, tn, dist, curv, kind, tol, xtol, max_norm, ens, th, kinked, it)
         for a, j in enumerate(idx.tolist()):
             if stop[a] is not None:
                 runs[j]["status"], runs[j]["message"] = stop[a]
@@ -288,7 +289,6 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         if not live.any():
             continue
         sub = idx[live]
-        escaped = curv.escapes  # minimum: saddle escapes found in _stopping, as replacement steps
         steps, preds, which = curv.candidates(kind, mu_h[sub], mu_g[sub], live, radius[sub])
         trial = th[live][:, None, :] + steps                                # (k', c, n)
         kk, c = trial.shape[0], trial.shape[1]
@@ -297,7 +297,8 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         noise = 1e2 * T.EPS64 * torch.clamp(merit0.abs(), min=1.0)
         # Evaluate only the candidates that exist; gradients only where the merit needs them.
         valid = torch.isfinite(preds)
-        need_g = valid & ((preds.abs() <= noise[:, None]) | (kind == "any"))
+        tiny = preds.abs() <= noise[:, None]      # predicted change below rounding: judge by ‖∇R‖
+        need_g = valid & (tiny | (kind == "any"))
         R_t = torch.full((kk, c), math.nan, dtype=theta.dtype)
         gn_t = torch.full((kk, c), math.inf, dtype=theta.dtype)
         R_t[valid] = ens.risk(trial[valid])
@@ -306,8 +307,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         merit_t = R_t if kind == "minimum" else 0.5 * gn_t**2
         actual = merit0[:, None] - merit_t
         rho = actual / preds
-        tiny = preds.abs() <= noise[:, None]
-        ok = torch.isfinite(merit_t) & torch.isfinite(preds) & torch.where(
+        ok = torch.isfinite(merit_t) & valid & torch.where(
             tiny, (merit_t <= merit0[:, None] + noise[:, None]) & (gn_t < gn0[:, None]), (preds > 0) & (rho > 1e-4))
         # Second-order steps first (they keep the trust region's memory); GGN when none is accepted.
         second = ok.clone()
@@ -334,15 +334,19 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
                 pn = torch.linalg.norm(steps[:, col], dim=1)
                 radius[sub] = torch.where(o & (r > 0.75) & (pn >= 0.99 * radius[sub]), 2 * radius[sub],
                                           torch.where(o & (r > 0.25), radius[sub], 0.25 * pn))
-                collapsed = radius[sub] < 1e-14 * (1 + torch.linalg.norm(theta[sub], dim=1))
-                mu[sub] = torch.where(collapsed, torch.full_like(mu[sub], math.inf), torch.ones_like(mu[sub]))
                 continue
             r, o = rho[:, col], ok[:, col]
             good = o & ((r > 0.75) | tiny[:, col])
             mu[sub] = torch.where(good, torch.clamp(mu[sub] / 3, min=1e-10),
                                   torch.where(o & (r > 0.25), mu[sub], mu[sub] * 4))
+        # Stalled: the second-order step is exhausted (trust radius collapsed, or damping past MU_MAX)
+        # and so is GGN where it is offered.
+        if kind == "minimum" and dense:
+            exhausted = radius[sub] < 1e-14 * (1 + torch.linalg.norm(theta[sub], dim=1))
+        else:
+            exhausted = mu_h[sub] > MU_MAX
         for a, j in enumerate(sub.tolist()):
-            if not bool(accepted[a]) and escaped.get(j) is None and float(mu_h[j]) > MU_MAX and (
+            if not bool(accepted[a]) and escaped.get(j) is None and bool(exhausted[a]) and (
                     "ggn" not in which or float(mu_g[j]) > MU_MAX):
                 runs[j]["status"], runs[j]["message"] = "stalled", "the damping passed 1e12: no step lowers the merit"
                 active[j] = False
@@ -358,22 +362,19 @@ def _count(run: dict, name: str) -> None:
     run["steps"][name] = run["steps"].get(name, 0) + 1
 
 
-def _stopping(runs, idx, R, gn, tn, dist, curv, kind, tol, xtol, max_norm, ens, th, kinked, it) -> list:
-    """Per active member: ``None`` to go on, or ``(status, message)``."""
-    out = []
-    curv.escapes = {}
+def _stopping(runs, idx, R, gn, tn, dist, curv, kind, tol, xtol, max_norm, ens, th, kinked, it):
+    """Per active (finite) member: ``None`` to go on, or ``(status, message)``; and the saddle
+    escapes (``{member: θ_new}``) that replace a critical point's step with ``kind="minimum"``."""
+    out, escapes = [], {}
     for a, j in enumerate(idx.tolist()):
         Ra, ga, ta, da = float(R[a]), float(gn[a]), float(tn[a]), float(dist[a])
-        if not (math.isfinite(Ra) and math.isfinite(ga)):
-            out.append(("nan", "the risk or its gradient became non-finite"))
-            continue
         gtol = T.grad_tol(Ra, tol)
         if ga <= gtol and da <= xtol * (1.0 + ta):
             msg = f"‖∇R‖ = {ga:.3e} ≤ {gtol:.3e} and the distance estimate {da:.3e} ≤ xtol·(1+‖θ‖)"
             if kind == "minimum":
                 esc = curv.escape(a, Ra)
                 if esc is not None:
-                    curv.escapes[j] = esc
+                    escapes[j] = esc
                     out.append(None)
                     continue
             out.append(("converged", msg))
@@ -385,7 +386,7 @@ def _stopping(runs, idx, R, gn, tn, dist, curv, kind, tol, xtol, max_norm, ens, 
             out.append(("stalled", "the iterates approach a kink while ‖∇R‖ stays large"))
             continue
         out.append(None)
-    return out
+    return out, escapes
 
 
 def _stuck_on_kink(history, ens, theta) -> bool:
@@ -421,7 +422,7 @@ def divergence(history: list) -> dict | None:
 class _Dense:
     """Dense Hessians of the active members and their eigendecompositions (one batched ``eigh``)."""
 
-    def __init__(self, ens, th, g, gn):
+    def __init__(self, ens, th, R, g, gn):
         self.ens, self.th, self.g, self.gn = ens, th, g, gn
         H = ens.hessian(th)
         self.lam, self.Q = torch.linalg.eigh(H)
@@ -429,7 +430,6 @@ class _Dense:
         n = th.shape[1]
         self.abs_max = self.lam.abs().amax(1)
         self.cut = n * T.EPS64 * torch.clamp(self.abs_max, min=1e-300)
-        self.escapes: dict = {}
 
     def distance(self) -> torch.Tensor:
         """``‖(|H| + ‖g‖I)⁻¹g‖`` off the numerically null eigendirections: a distance to the critical
@@ -440,7 +440,8 @@ class _Dense:
 
     def escape(self, a: int, R: float) -> torch.Tensor | None:
         """A backtracking step along the most negative eigenvector that lowers ``R`` (``kind="minimum"``)."""
-        lam_min, lam_tol = float(self.lam[a, 0]), _lambda_tol(self.th.shape[1], float(self.abs_max[a]), float(self.gn[a]))
+        lam_min = float(self.lam[a, 0])
+        lam_tol = T.lambda_tol(self.th.shape[1], float(self.abs_max[a]), float(self.gn[a]))
         if lam_min >= -lam_tol:
             return None
         v = self.Q[a, :, 0]
@@ -479,9 +480,8 @@ class _Dense:
 class _Krylov:
     """Hessian seen through exact HVPs (models above ``dense_max_params``), member by member."""
 
-    def __init__(self, ens, th, g, gn):
-        self.ens, self.th, self.g, self.gn = ens, th, g, gn
-        self.escapes: dict = {}
+    def __init__(self, ens, th, R, g, gn):
+        self.ens, self.th, self.R, self.g, self.gn = ens, th, R, g, gn
         self._ops = {}
 
     def _op(self, a: int):
@@ -512,7 +512,7 @@ class _Krylov:
         out = []
         for a in range(self.th.shape[0]):
             # Only where the gradient test could pass (the solve costs many products).
-            if float(self.gn[a]) <= 1e-6 * T.scale(float(self.ens.risk(self.th[a:a + 1])[0])):
+            if float(self.gn[a]) <= 1e-6 * T.scale(float(self.R[a])):
                 out.append(float(np.linalg.norm(self._solve(a, float(self.gn[a])))))
             else:
                 out.append(math.inf)
@@ -522,7 +522,7 @@ class _Krylov:
         from .curvature import extremes_at
 
         eig = extremes_at(self.ens.fr, self.th[a], method="lanczos")
-        lam_tol = _lambda_tol(self.th.shape[1], max(abs(eig.lambda_min), abs(eig.lambda_max)), float(self.gn[a]))
+        lam_tol = T.lambda_tol(self.th.shape[1], max(abs(eig.lambda_min), abs(eig.lambda_max)), float(self.gn[a]))
         if eig.lambda_min >= -lam_tol:
             return None
         v = eig.vec_min if float(self.g[a] @ eig.vec_min) <= 0 else -eig.vec_min
@@ -560,12 +560,11 @@ class _Krylov:
 class _Mixed:
     """Hessian backends for the members in ``need``, GGN alone for the rest (3 candidate columns)."""
 
-    def __init__(self, ens, th, g, gn, need, backend):
+    def __init__(self, ens, th, R, g, gn, need, backend):
         self.ens, self.th, self.g, self.gn, self.need = ens, th, g, gn, need
         self.rows = torch.nonzero(need).flatten()
         self.pos = {int(a): b for b, a in enumerate(self.rows.tolist())}
-        self.inner = backend(ens, th[need], g[need], gn[need]) if self.rows.numel() else None
-        self.escapes: dict = {}
+        self.inner = backend(ens, th[need], R[need], g[need], gn[need]) if self.rows.numel() else None
 
     def distance(self) -> torch.Tensor:
         """The backend's estimate; for GGN-only members ``‖(G + ‖g‖I)⁻¹g‖`` where the gradient is small."""
@@ -621,11 +620,6 @@ def _trust_region(lam, gh, cut, radius, iters: int = 80):
         long = torch.linalg.norm(step(mid), dim=1) > radius
         a, b = torch.where(long, mid, a), torch.where(long, b, mid)
     return torch.where(inside[:, None], p_lo, step(b))
-
-
-def _lambda_tol(n: int, abs_max: float, grad_norm: float) -> float:
-    """Negative curvature below ``−max(100·n·eps·max(1, |λ|_max), 10·‖∇R‖)`` counts as a saddle."""
-    return max(100 * n * T.EPS64 * max(1.0, abs_max), 10 * grad_norm)
 
 
 def _backtrack(ens, theta, v, R) -> torch.Tensor | None:
@@ -690,8 +684,6 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
     gn = float(torch.linalg.norm(ens.grad(theta[None])[0]))
     near_kink = margin is not None and margin <= T.KINK_CAPTURE
     if margin is not None and status != "nan" and near_kink and ens.n <= KINK_POLISH_MAX_PARAMS:
-        from .functional import FlatRisk
-
         fr = FlatRisk(model, ens.fr.X, ens.fr.y, ens.fr.loss)
         try:
             polished, an = analyse_kink(fr, theta, grad_tol=T.grad_tol(R, tol), max_iter=KINK_POLISH_ITER)

@@ -97,16 +97,21 @@ def preactivations(model: nn.Module, X: torch.Tensor) -> list[torch.Tensor]:
     return [z.detach() for z in seen]
 
 
+def preactivation_extent(model: nn.Module, X: torch.Tensor) -> tuple[float, float] | None:
+    """``(min |z_{iu}|, max |z_{iu}|)`` over data points and ReLU-type units (None if there are none)."""
+    zs = preactivations(model, X)
+    if not zs:
+        return None
+    return min(float(z.abs().min()) for z in zs), max(float(z.abs().max()) for z in zs)
+
+
 def kink_margin(model: nn.Module, X: torch.Tensor) -> float | None:
     """``min |z_{iu}| / max(1, max |z_{iu}|)`` over data points and ReLU-type units (None if none).
 
     Positive at an interior point of an activation region; 0 (to rounding) on a kink.
     """
-    zs = preactivations(model, X)
-    if not zs:
-        return None
-    big = max(float(z.abs().max()) for z in zs)
-    return min(float(z.abs().min()) for z in zs) / max(1.0, big)
+    ext = preactivation_extent(model, X)
+    return None if ext is None else ext[0] / max(1.0, ext[1])
 
 
 @dataclass
@@ -151,11 +156,9 @@ class KinkAnalysis:
     local_minimum: bool | None = None
     iterations: int = 0
     message: str = ""
-    descent_direction: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out.pop("descent_direction")
         out["kinked"] = [list(p) for p in self.kinked]
         return out
 
@@ -250,7 +253,6 @@ def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_C
         kkt_residual=kkt, clarke_residual=clarke,
         clarke_stationary=bool(clarke <= gtol and sign_kept and cres <= 1e4 * T.EPS64),
         clarke_weights=[float(x) for x in w], grad_tol=gtol, risk=R, iterations=it, message=msg,
-        descent_direction=-r,
     )
     if A is not None:
         analysis.one_sided = _one_sided(pieces, theta, K, mask0, A)
@@ -478,7 +480,7 @@ def _local_minimality(an: KinkAnalysis, pieces, theta, K, mask0, A, lam, gtol) -
     Z = _null_basis(A, theta.numel())
     ev = torch.linalg.eigvalsh(Z.T @ HL @ Z) if Z.shape[1] else torch.zeros(1, dtype=theta.dtype)
     lmax = float(torch.linalg.eigvalsh(HL).abs().max())
-    an.lambda_tol = max(100 * theta.numel() * T.EPS64 * max(1.0, lmax), 10 * gtol)
+    an.lambda_tol = T.lambda_tol(theta.numel(), lmax, gtol)
     an.reduced_hessian_min = float(ev[0])
     an.local_minimum = (bool(an.pieces_minimal and an.reduced_hessian_min >= -an.lambda_tol)
                         if an.pieces_minimal is not None else None)

@@ -54,3 +54,13 @@ def is_critical(risk: float, grad_norm: float, tol: float = GRAD_TOL) -> bool:
 def risk_tol(linear_risk: float) -> float:
     """``RISK_TOL · max(1, |R_lin|)``."""
     return RISK_TOL * scale(linear_risk)
+
+
+def lambda_tol(n: int, lambda_abs_max: float, grad_size: float) -> float:
+    """Curvature resolution: ``max(100·n·eps·max(1, |λ|_max), 10·grad_size)``.
+
+    An eigenvalue within it of 0 is 0 as far as float64 can tell (theory §6); below ``−lambda_tol``
+    it is negative curvature. ``grad_size`` is the gradient threshold (certificate) or the
+    gradient norm (finder): a residual gradient blurs curvature by about that much.
+    """
+    return max(100 * n * EPS64 * max(1.0, lambda_abs_max), 10 * grad_size)

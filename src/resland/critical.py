@@ -95,7 +95,7 @@ NEWTON_ALWAYS_MAX = 150
 #: Minimum accepted steps before the ‖θ‖ trend is read as divergence.
 DIVERGENCE_MIN_STEPS = 20
 #: Newton iterations of the kink polish (an active-set SQP; it either converges in a few or stalls).
-KINK_POLISH_ITER = 50
+KINK_POLISH_ITER = 3000
 
 
 @dataclass

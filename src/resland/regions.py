@@ -42,6 +42,8 @@ from . import tolerances as T
 MAX_ENUMERATED_KINKS = 10
 #: Largest parameter count for the kink polish (it forms a dense KKT matrix, n + |K| square).
 KINK_POLISH_MAX_PARAMS = 2000
+#: A kinked pair may be released once the KKT residual is below this fraction of ‖∇R_P‖.
+RELEASE_KKT = 1e-3
 
 
 def kinked_modules(model: nn.Module) -> list[nn.Module]:
@@ -191,6 +193,12 @@ class _Pieces:
         with fixed_pattern(self.fr.model, self.masks(flat_mask)):
             return self.fr.risk(theta)
 
+    def risk_and_z(self, theta, flat_mask):
+        """``R_P(θ)`` and all pre-activations under the pattern, from one forward pass."""
+        with fixed_pattern(self.fr.model, self.masks(flat_mask)), recording(self.fr.model) as seen:
+            R = self.fr.risk(theta)
+        return R, torch.cat([z.reshape(-1) for z in seen])
+
     def grad(self, theta, flat_mask):
         return torch.func.grad(lambda t: self.risk(t, flat_mask))(theta)
 
@@ -204,14 +212,15 @@ class _Pieces:
 
 
 def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_CAPTURE,
-                 max_iter: int = 100, grad_tol: float | None = None) -> tuple[torch.Tensor, KinkAnalysis]:
+                 max_iter: int = 100, grad_tol: float | None = None, kind: str = "minimum") -> tuple[torch.Tensor, KinkAnalysis]:
     """Polish ``θ`` onto its kink manifold and describe the point (see the module docstring).
 
     The polish is an active-set Newton method on the piece ``R_P``: Newton steps on the KKT
     system of ``min R_P s.t. z_W = 0`` for a working set ``W`` of kinked pairs (least-norm
     steps, since the system is singular), a pair outside ``W`` that a step would carry across
-    0 is stopped on its kink and joins ``W``, and a pair of ``W`` whose Clarke weight leaves
-    ``[0, 1]`` is released to the side where the risk decreases.
+    0 is stopped on its kink and joins ``W``, and at a KKT point a pair of ``W`` is released to
+    a side where the risk decreases (``kind="minimum"``: any one-sided derivative below
+    ``−grad_tol``; ``kind="any"``: a Clarke weight outside ``[0, 1]``), see :func:`_release`.
 
     Args:
         fr: the flat risk of a model with ReLU-type units (``fr.n ≤ KINK_POLISH_MAX_PARAMS``).
@@ -219,6 +228,8 @@ def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_C
         capture: pairs with ``|z| ≤ capture · max(1, max|z|)`` start in ``W``.
         max_iter: Newton iterations.
         grad_tol: Clarke-stationarity threshold (default :func:`resland.tolerances.grad_tol`).
+        kind: ``"minimum"`` leaves every kink that has a descending side; ``"any"`` stops at
+            Clarke-stationary kinks.
 
     Returns:
         The polished parameters (n,) and the :class:`KinkAnalysis`.
@@ -229,7 +240,7 @@ def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_C
     W = torch.nonzero(z.abs() <= capture * zscale).flatten()
     mask0 = (z > 0).to(theta.dtype)
     mask0[W] = 0.0                                   # the kinked units are "off" in the piece P0
-    theta, mask0, W, lam, it, kkt, msg = _active_set_newton(pieces, theta, W, mask0, max_iter)
+    theta, mask0, W, lam, it, kkt, msg = _active_set_newton(pieces, theta, W, mask0, max_iter, kind)
     K = W
     z = pieces.z(theta).detach()
     outside = torch.ones_like(z, dtype=torch.bool)
@@ -282,13 +293,15 @@ def _hull_columns(pieces, theta, K, mask0, g0):
     return cols, groups
 
 
-def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter):
+def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter, kind="minimum"):
     """Regularised SQP on ``min R_P s.t. z_W = 0`` with working-set changes (see :func:`analyse_kink`).
 
     Each step solves the equality-constrained quadratic model with ``H_L + σI``,
     ``σ = max(0, −λ_min(ZᵀH_L Z)) + μ‖r‖`` (``Z`` a basis of the tangent space, ``r`` the KKT
     residual, ``μ`` adapted), and is accepted on the exact-penalty merit
     ``φ = R_P + ρ Σ_W |z|``, so the polish descends; a step may not flip a pair outside ``W``.
+    At a KKT point a pair of ``W`` is released (:func:`_release`) and the next step leaves its
+    kink along the released side.
     """
     n = theta.numel()
     mask0 = mask0.clone()
@@ -304,81 +317,108 @@ def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter):
     def multipliers(g, A):
         return torch.linalg.lstsq(A.T, g[:, None]).solution[:, 0] if A.shape[0] else g.new_zeros(0)
 
+    def kkt_norm(t, W):
+        g, A, c = state(t, W)
+        return float(torch.linalg.norm(g - A.T @ multipliers(g, A))) + float(c.abs().sum())
+
     g, A, cW = state(theta, W)
     lam = multipliers(g, A)
-    changes, msg, it, mu = 0, f"stopped after {max_iter} Newton iterations", 0, 1.0
+    changes, msg, it, mu, releases = 0, f"stopped after {max_iter} Newton iterations", 0, 1.0, 0
+    stuck = False
     for it in range(1, max_iter + 1):
         r1 = g - A.T @ lam
         R = float(pieces.risk(theta, mask0))
-        done = float(r1.norm()) <= 1e-2 * T.grad_tol(R) and (W.numel() == 0 or float(cW.abs().max()) <= 1e2 * T.EPS64)
-        if done or it == max_iter or mu > 1e12:
-            # Release a pair whose Clarke weight leaves [0, 1] (the risk decreases off the kink).
-            released = False
-            if W.numel() and changes < 4 * max_iter:
-                D = torch.stack([pieces.grad(theta, _on(mask0, f)) - g for f in W.tolist()], 1)
-                tw = torch.linalg.lstsq(D, -g[:, None]).solution[:, 0]
-                viol = torch.maximum(-tw, tw - 1.0)
-                j = int(torch.argmax(viol))
-                if float(viol[j]) > 1e-6:
-                    mask0[W[j]] = 1.0 if float(tw[j]) > 1 else 0.0
-                    W = torch.cat([W[:j], W[j + 1:]])
-                    changes, released, mu = changes + 1, True, 1.0
-            if not released:
-                msg = ("the KKT residual reached rounding" if done else
-                       "no step lowers the merit function" if mu > 1e12 else msg)
-                break
+        gtol = T.grad_tol(R)
+        feasible = W.numel() == 0 or float(cW.abs().max()) <= 1e2 * T.EPS64
+        # Done: the KKT residual is well below grad_tol, or below it and no step improves it.
+        done = feasible and (float(r1.norm()) <= 0.1 * gtol or (stuck and float(r1.norm()) <= gtol))
+        masks = pieces.masks(mask0)
+        released, r1n = None, float(r1.norm())
+        terminal = done or it == max_iter or mu > 1e12
+        # Inexact active set: a pair may be released once the multipliers are accurate to r1n
+        # (a one-sided slope is then known to ±r1n).
+        early = feasible and r1n <= RELEASE_KKT * float(g.norm())
+        rel = _release(pieces, theta, W, mask0, g, A, gtol + 2.0 * r1n, kind) if (
+            (terminal or early) and W.numel() and changes < 4 * max_iter and it < max_iter) else None
+        if rel is None and terminal:
+            msg = ("the KKT residual reached rounding" if done else
+                   "no step lowers the merit function" if mu > 1e12 else msg)
+            break
+        if rel is not None:
+            j, side, p = rel
+            released = int(W[j])
+            mask0[released] = side
+            W = torch.cat([W[:j], W[j + 1:]])
+            changes, releases, mu = changes + 1, releases + 1, 1.0
             g, A, cW = state(theta, W)
             lam = multipliers(g, A)
-            continue
-        masks = pieces.masks(mask0)
+            masks = pieces.masks(mask0)
+            k = W.numel()
+            dlam = lam.new_zeros(k)
+            # Step length from the quadratic model along p (the risk decreases along p).
+            lag = lambda t, lam=lam, W=W, masks=masks: (  # noqa: E731
+                pieces.risk(t, mask0) - (lam @ pieces.z(t, masks)[W] if W.numel() else 0.0))
+            curv = float(p @ torch.func.jvp(torch.func.grad(lag), (theta,), (p,))[1])
+            slope = float(g @ p)
+            p = p * (-slope / curv if curv > 0 else 1.0)
+        else:
+            def lagrangian(t, lam=lam, W=W, masks=masks):
+                val = pieces.risk(t, mask0)
+                return val - lam @ pieces.z(t, masks)[W] if W.numel() else val
 
-        def lagrangian(t, lam=lam, W=W, masks=masks):
-            val = pieces.risk(t, mask0)
-            return val - lam @ pieces.z(t, masks)[W] if W.numel() else val
-
-        HL = torch.func.hessian(lagrangian)(theta)
-        k = W.numel()
-        Z = _null_basis(A, n)
-        hmin = float(torch.linalg.eigvalsh(Z.T @ HL @ Z)[0]) if Z.shape[1] else 0.0
-        sigma = max(0.0, -hmin) * 1.01 + mu * float(r1.norm())
-        J = torch.zeros(n + k, n + k, dtype=theta.dtype)
-        J[:n, :n] = HL + sigma * torch.eye(n, dtype=theta.dtype)
-        J[:n, n:], J[n:, :n] = -A.T, A
-        step = _pinv_solve(J, -torch.cat([r1, cW]))
-        p, dlam = step[:n], step[n:]
+            HL = torch.func.hessian(lagrangian)(theta)
+            k = W.numel()
+            Z = _null_basis(A, n)
+            hmin = float(torch.linalg.eigvalsh(Z.T @ HL @ Z)[0]) if Z.shape[1] else 0.0
+            sigma = max(0.0, -hmin) * 1.01 + mu * float(r1.norm())
+            J = torch.zeros(n + k, n + k, dtype=theta.dtype)
+            J[:n, :n] = HL + sigma * torch.eye(n, dtype=theta.dtype)
+            J[:n, n:], J[n:, :n] = -A.T, A
+            step = _pinv_solve(J, -torch.cat([r1, cW]))
+            p, dlam = step[:n], step[n:]
         rho = 2.0 * float((lam + dlam).abs().max()) + 1.0 if k else 0.0
 
         def merit(t):
-            return float(pieces.risk(t, mask0)) + (rho * float(pieces.z(t, masks)[W].abs().sum()) if k else 0.0)
+            R_t, z_t = pieces.risk_and_z(t, mask0)
+            return float(R_t) + (rho * float(z_t[W].abs().sum()) if k else 0.0), z_t.detach()
 
-        z = pieces.z(theta, masks).detach()
+        phi, z = merit(theta)
         outside = torch.ones_like(z, dtype=torch.bool)
         outside[W] = False
-        # Classical active set: stop the step where the first pair outside W reaches its kink.
+        # Classical active set: stop the step where the first pair outside W reaches its kink
+        # (not the pair just released: it leaves its kink).
         dz = torch.func.jvp(lambda t: pieces.z(t, masks), (theta,), (p,))[1].detach()
         toward = outside & (z * dz < 0)
+        if released is not None:
+            toward[released] = False
         ratios = torch.where(toward, -z / torch.where(dz == 0, 1.0, dz), torch.inf)
         alpha0, block = 1.0, None
         if bool(toward.any()) and float(ratios.min()) < 1.0:
             block = int(torch.argmin(ratios))
             alpha0 = float(ratios[block])
-        phi, alpha, accepted = merit(theta), alpha0, False
+        alpha, accepted = alpha0, False
         noise = 1e2 * T.EPS64 * T.scale(phi)
+        kkt0 = float(torch.linalg.norm(g - A.T @ multipliers(g, A))) + float(cW.abs().sum())
         while alpha > 1e-12:
             trial = theta + alpha * p
-            z_new = pieces.z(trial, masks).detach()
+            m_new, z_new = merit(trial)
             flipped = outside & _wrong_side(z_new, mask0)
             if block is not None:
                 flipped[block] = False
-            m_new = merit(trial)
+            # Below rounding of the merit, a step must lower the KKT residual instead.
             if not bool(flipped.any()) and m_new <= phi + noise and (
-                    m_new < phi - noise or float(state(trial, W)[0].norm()) < float(g.norm())):
+                    m_new < phi - noise or kkt_norm(trial, W) < kkt0):
                 accepted = True
                 break
             alpha *= 0.5
         if not accepted and block is None:
+            if released is not None:       # the released side does not descend after all
+                msg = "a released pair's side did not lower the merit"
+                break
+            stuck = True
             mu *= 10.0
             continue
+        stuck = False
         if not accepted:   # the blocking pair is reached by a zero step: it joins W where it is
             alpha, trial = 0.0, theta
         mu = max(mu / 3.0, 1e-8) if alpha == 1.0 else mu
@@ -391,10 +431,54 @@ def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter):
         else:
             near = near[:0]
         g, A, cW = state(theta, W)
-        if near.numel() or alpha < 1.0:
+        if near.numel() or alpha < 1.0 or released is not None:
             lam = multipliers(g, A)
     r1 = g - A.T @ lam
+    if releases:
+        msg += f" ({releases} pairs released)"
     return theta, mask0, W, lam, it, float(r1.norm()), msg
+
+
+def _release(pieces: _Pieces, theta, W, mask0, g, A, gtol, kind):
+    """The pair of ``W`` to release at a KKT point, its side and the direction that leaves its kink.
+
+    With ``d_k`` the least-norm solution of ``A d = e_k`` (it keeps the other kinks of ``W`` to
+    first order), the one-sided derivatives of leaving kink ``k`` are ``∇R_{P+k}·d_k`` (into
+    ``z_k > 0``, the piece with ``k`` on) and ``−∇R_P·d_k`` (into ``z_k < 0``), per unit length.
+    ``kind="minimum"``: release the steepest side whose derivative is below ``−grad_tol``.
+    ``kind="any"``: only a pair whose Clarke weight leaves ``[0, 1]``, towards its descending side.
+    Returns ``(index in W, side (1.0 on, 0.0 off), direction)`` or None.
+    """
+    if W.numel() == 0:
+        return None
+    D = torch.linalg.pinv(A)                       # (n, |W|)
+    exact = torch.linalg.norm(A @ D - torch.eye(W.numel(), dtype=A.dtype), dim=0) <= 1e-8
+    # c_k = (∇R_{P+k} − ∇R_P)·d_k. Pairs of different samples do not interact, so when every
+    # sample has one pair in W, one gradient with all of W on gives every c_k.
+    samples = [pieces.pair(f)[1] for f in W.tolist()]
+    if len(set(samples)) == len(samples):
+        all_on = mask0.clone()
+        all_on[W] = 1.0
+        c_all = (pieces.grad(theta, all_on) - g) @ D
+    else:
+        c_all = torch.stack([(pieces.grad(theta, _on(mask0, f)) - g) @ D[:, j] for j, f in enumerate(W.tolist())])
+    gd = g @ D
+    best = None
+    for j in range(W.numel()):
+        if not bool(exact[j]):
+            continue                               # dependent kinks: not released one by one
+        d = D[:, j]
+        nd = float(torch.linalg.norm(d))
+        c = float(c_all[j])
+        d_on, d_off = (float(gd[j]) + c) / nd, -float(gd[j]) / nd
+        if kind != "minimum":
+            t = -float(gd[j]) / c if c != 0 else math.nan
+            if not (t < -1e-6 or t > 1 + 1e-6):
+                continue
+        for side, slope, u in ((1.0, d_on, d), (0.0, d_off, -d)):
+            if slope < -gtol and (best is None or slope < best[3]):
+                best = (j, side, u, slope)
+    return None if best is None else best[:3]
 
 
 def _null_basis(A: torch.Tensor, n: int) -> torch.Tensor:

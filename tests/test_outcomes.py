@@ -210,3 +210,30 @@ def test_census_stores_parameters_only_for_candidates_by_default(tmp_path):
         assert r["outcome"] in resland.OUTCOMES
         keep = r["outcome"] in ("unresolved", "failed") or r["verdict"] in ("violation", "inconclusive")
         assert (r["parameters"] is not None) == keep, r["outcome"]
+
+
+def test_relu_on_diabetes_ends_on_a_kink_that_no_release_descends():
+    # The open regime (n = 53 < m = 442). The polish releases a kinked pair when leaving its kink,
+    # on either side, lowers the risk; at the end no such side may remain. Checked by one-sided
+    # finite differences of the true ReLU risk along d_k = A⁺e_k (A = ∂z_K/∂θ, from U and b directly).
+    ds = resland.load_dataset("diabetes")
+    X, y = torch.as_tensor(ds.X), torch.as_tensor(ds.y)
+    cp = find_critical_point(init_model("resnet", 10, width=2, depth=1, activation="relu", seed=3), X, y)
+    assert cp.outcome == "kink" and cp.kink["clarke_stationary"], cp.message
+    A1 = np.c_[ds.X, np.ones(len(ds.y))]
+    r_lin = float(np.mean((A1 @ np.linalg.lstsq(A1, ds.y, rcond=None)[0] - ds.y) ** 2))
+    assert cp.risk < r_lin - 0.01                                           # well below linear, not a trivial point
+    fr = FlatRisk(cp.model, X, y)
+    theta = fr.theta0
+    names = [n for n, _ in cp.model.named_parameters()]
+    assert names[:2] == ["blocks.0.branch.0.weight", "blocks.0.branch.0.bias"]   # U (2 × 10), b lead θ
+    pairs = [(i, u) for _, i, u in cp.kink["kinked"]]
+    z = lambda t: (X @ t[:20].view(2, 10).T + t[20:22])[[i for i, _ in pairs], [u for _, u in pairs]]  # noqa: E731
+    assert float(z(theta).abs().max()) <= 1e-12
+    D = torch.linalg.pinv(torch.func.jacrev(z)(theta))
+    R0, h = float(fr.risk(theta)), 1e-6
+    for k in range(len(pairs)):
+        d = D[:, k] / torch.linalg.norm(D[:, k])
+        for side in (1.0, -1.0):
+            slope = (float(fr.risk(theta + side * h * d)) - R0) / h
+            assert slope >= -1e-5, (pairs[k], side, slope)

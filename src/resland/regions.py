@@ -42,8 +42,15 @@ from . import tolerances as T
 MAX_ENUMERATED_KINKS = 10
 #: Largest parameter count for the kink polish (it forms a dense KKT matrix, n + |K| square).
 KINK_POLISH_MAX_PARAMS = 2000
-#: A kinked pair may be released once the KKT residual is below this fraction of ‖∇R_P‖.
-RELEASE_KKT = 1e-3
+#: A kinked pair may be released once the KKT residual is below this fraction of ‖∇R_P‖
+#: (its one-sided slopes are then known to ±‖KKT residual‖, which the release test allows for).
+RELEASE_KKT = 0.1
+#: A run to infinity stops the polish: ‖θ‖ past DRIFT_FACTOR × its start and still growing
+#: steadily over the last DRIFT_WINDOW iterations.
+DRIFT_WINDOW = 50
+DRIFT_FACTOR = 10.0
+#: Kinks along one step that the long step considers crossing.
+LONG_STEP_MAX = 16
 
 
 def kinked_modules(model: nn.Module) -> list[nn.Module]:
@@ -324,11 +331,17 @@ def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter, kind="minimum
     g, A, cW = state(theta, W)
     lam = multipliers(g, A)
     changes, msg, it, mu, releases = 0, f"stopped after {max_iter} Newton iterations", 0, 1.0, 0
-    stuck = False
+    stuck, frozen, trace = False, set(), []     # frozen: pairs whose release failed, until the next step
     for it in range(1, max_iter + 1):
         r1 = g - A.T @ lam
         R = float(pieces.risk(theta, mask0))
         gtol = T.grad_tol(R)
+        trace.append((R, float(theta.norm())))
+        if it >= 2 * DRIFT_WINDOW and it % 25 == 0 and trace[-1][1] >= DRIFT_FACTOR * max(1.0, trace[0][1]) \
+                and _drifting(trace[-DRIFT_WINDOW:]):
+            msg = (f"the polish runs to infinity along the kinks (‖θ‖ {trace[-DRIFT_WINDOW][1]:.4g} → "
+                   f"{trace[-1][1]:.4g} over {DRIFT_WINDOW} iterations while R decreases)")
+            break
         feasible = W.numel() == 0 or float(cW.abs().max()) <= 1e2 * T.EPS64
         # Done: the KKT residual is well below grad_tol, or below it and no step improves it.
         done = feasible and (float(r1.norm()) <= 0.1 * gtol or (stuck and float(r1.norm()) <= gtol))
@@ -338,7 +351,7 @@ def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter, kind="minimum
         # Inexact active set: a pair may be released once the multipliers are accurate to r1n
         # (a one-sided slope is then known to ±r1n).
         early = feasible and r1n <= RELEASE_KKT * float(g.norm())
-        rel = _release(pieces, theta, W, mask0, g, A, gtol + 2.0 * r1n, kind) if (
+        rel = _release(pieces, theta, W, mask0, g, A, gtol + 2.0 * r1n, kind, frozen) if (
             (terminal or early) and W.numel() and changes < 4 * max_iter and it < max_iter) else None
         if rel is None and terminal:
             msg = ("the KKT residual reached rounding" if done else
@@ -399,9 +412,22 @@ def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter, kind="minimum
         alpha, accepted = alpha0, False
         noise = 1e2 * T.EPS64 * T.scale(phi)
         kkt0 = float(torch.linalg.norm(g - A.T @ multipliers(g, A))) + float(cW.abs().sum())
-        while alpha > 1e-12:
+        # Long step: past the first kink when the risk keeps falling across the next ones.
+        long = _long_step(pieces, theta, p, ratios, mask0, outside, W, rho, phi - noise) if block is not None else None
+        if long is not None:
+            alpha, block, crossed, trial = long
+            alpha0, accepted = alpha, True
+            mask0[crossed] = 1.0 - mask0[crossed]
+        soc = k > 0
+        while not accepted and alpha > 1e-12:
             trial = theta + alpha * p
             m_new, z_new = merit(trial)
+            if soc and alpha == alpha0 and m_new > phi - noise:
+                # Second-order correction (against the Maratos effect of curved kinks): back onto z_W = 0.
+                t2 = trial - torch.linalg.pinv(A) @ z_new[W]
+                m2, z2 = merit(t2)
+                if m2 < m_new:
+                    trial, m_new, z_new = t2, m2, z2
             flipped = outside & _wrong_side(z_new, mask0)
             if block is not None:
                 flipped[block] = False
@@ -412,16 +438,23 @@ def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter, kind="minimum
                 break
             alpha *= 0.5
         if not accepted and block is None:
-            if released is not None:       # the released side does not descend after all
-                msg = "a released pair's side did not lower the merit"
-                break
+            if released is not None:       # the released side does not descend after all: undo
+                mask0[released] = 0.0
+                W = torch.cat([W, torch.tensor([released])])
+                frozen.add(released)
+                g, A, cW = state(theta, W)
+                lam = multipliers(g, A)
+                continue
             stuck = True
             mu *= 10.0
             continue
         stuck = False
+        if released is None:
+            frozen.clear()
         if not accepted:   # the blocking pair is reached by a zero step: it joins W where it is
             alpha, trial = 0.0, theta
-        mu = max(mu / 3.0, 1e-8) if alpha == 1.0 else mu
+        # Damping: relax after a full step, stiffen after a short unblocked one.
+        mu = max(mu / 3.0, 1e-8) if alpha == 1.0 else (mu * 4.0 if alpha < 0.1 and block is None else mu)
         theta, lam = trial, lam + alpha * dlam
         near = torch.tensor([block]) if block is not None and alpha == alpha0 or not accepted else torch.tensor([], dtype=torch.long)
         if near.numel() and changes < 4 * max_iter:
@@ -439,7 +472,46 @@ def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter, kind="minimum
     return theta, mask0, W, lam, it, float(r1.norm()), msg
 
 
-def _release(pieces: _Pieces, theta, W, mask0, g, A, gtol, kind):
+def _drifting(trace) -> bool:
+    """``(R, ‖θ‖)`` per iteration: ‖θ‖ grew by ≥ 5 %, in ≥ 75 % of the steps, and R decreased."""
+    tn = np.array([t for _, t in trace])
+    return bool(tn[-1] >= 1.05 * tn[0] and np.mean(np.diff(tn) > 0) >= 0.75 and trace[-1][0] < trace[0][0])
+
+
+def _long_step(pieces: _Pieces, theta, p, ratios, mask0, outside, W, rho, below):
+    """The best of the first ``LONG_STEP_MAX`` kinks along ``θ + αp`` (and ``α = 1`` past all of them).
+
+    Candidate ``j`` stops on the j-th kink (the pair joins ``W``) with the pairs crossed before
+    it switched to their new side; it is scored on the merit ``R_P + ρ Σ_W |z|`` of its own
+    pattern. Returns ``(α, stopping pair or None, crossed pairs, θ_new)`` when a candidate past
+    the first kink scores best and below ``below``, else None (the step stops on the first kink).
+    """
+    order = torch.argsort(ratios)
+    nb = int((ratios < 1.0).sum())
+    if nb < 2:
+        return None
+    first = order[:min(nb, LONG_STEP_MAX)].tolist()
+    ends = [(float(ratios[f]), f, first[:i]) for i, f in enumerate(first)]
+    if nb <= LONG_STEP_MAX:
+        ends.append((1.0, None, first))
+    best, best_val = None, below
+    for i, (a, f, crossed) in enumerate(ends):
+        t = theta + a * p
+        mask = mask0.clone()
+        mask[crossed] = 1.0 - mask[crossed]
+        R, z = pieces.risk_and_z(t, mask)
+        wrong = outside & _wrong_side(z.detach(), mask)
+        if f is not None:
+            wrong[f] = False
+        val = float(R) + (rho * float(z[W].abs().sum()) if W.numel() else 0.0)
+        if not bool(wrong.any()) and val < best_val:
+            best, best_val = (i, a, f, crossed, t), val
+    if best is None or best[0] == 0:
+        return None
+    return best[1:]
+
+
+def _release(pieces: _Pieces, theta, W, mask0, g, A, gtol, kind, frozen=()):
     """The pair of ``W`` to release at a KKT point, its side and the direction that leaves its kink.
 
     With ``d_k`` the least-norm solution of ``A d = e_k`` (it keeps the other kinks of ``W`` to
@@ -447,25 +519,31 @@ def _release(pieces: _Pieces, theta, W, mask0, g, A, gtol, kind):
     ``z_k > 0``, the piece with ``k`` on) and ``−∇R_P·d_k`` (into ``z_k < 0``), per unit length.
     ``kind="minimum"``: release the steepest side whose derivative is below ``−grad_tol``.
     ``kind="any"``: only a pair whose Clarke weight leaves ``[0, 1]``, towards its descending side.
+    Pairs in ``frozen`` (a release that did not lower the merit) are skipped.
     Returns ``(index in W, side (1.0 on, 0.0 off), direction)`` or None.
     """
     if W.numel() == 0:
         return None
     D = torch.linalg.pinv(A)                       # (n, |W|)
     exact = torch.linalg.norm(A @ D - torch.eye(W.numel(), dtype=A.dtype), dim=0) <= 1e-8
-    # c_k = (∇R_{P+k} − ∇R_P)·d_k. Pairs of different samples do not interact, so when every
-    # sample has one pair in W, one gradient with all of W on gives every c_k.
-    samples = [pieces.pair(f)[1] for f in W.tolist()]
-    if len(set(samples)) == len(samples):
-        all_on = mask0.clone()
-        all_on[W] = 1.0
-        c_all = (pieces.grad(theta, all_on) - g) @ D
-    else:
-        c_all = torch.stack([(pieces.grad(theta, _on(mask0, f)) - g) @ D[:, j] for j, f in enumerate(W.tolist())])
+    # c_k = (∇R_{P+k} − ∇R_P)·d_k (the switch adds c_k ∇z_k to sample i's gradient only).
+    # Pairs of one sample do interact, so they go in separate rounds: round r switches on the
+    # r-th pair of every sample, one gradient per round.
+    rounds: dict[int, list[int]] = {}
+    seen: dict[int, int] = {}
+    for j, f in enumerate(W.tolist()):
+        i = pieces.pair(f)[1]
+        rounds.setdefault(seen.get(i, 0), []).append(j)
+        seen[i] = seen.get(i, 0) + 1
+    c_all = g.new_zeros(W.numel())
+    for js in rounds.values():
+        on = mask0.clone()
+        on[W[js]] = 1.0
+        c_all[js] = ((pieces.grad(theta, on) - g) @ D[:, js])
     gd = g @ D
     best = None
     for j in range(W.numel()):
-        if not bool(exact[j]):
+        if not bool(exact[j]) or int(W[j]) in frozen:
             continue                               # dependent kinks: not released one by one
         d = D[:, j]
         nd = float(torch.linalg.norm(d))

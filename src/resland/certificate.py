@@ -6,18 +6,27 @@ Verdicts, decided in this order:
   ``nn.LeakyReLU`` modules) is within ``kink_tol`` of 0 at some data point, so neither the
   gradient nor the Hessian is defined there;
 * ``not_critical``: ``‖∇R‖₂ > grad_tol``;
-* ``better_than_linear``: ``R ≤ R_lin + risk_tol``;
+* ``better_than_linear``: ``R ≤ R_lin,lower + risk_tol`` (``[R_lin,lower, R_lin,upper]`` holds the
+  exact infimum of the float64 data: :class:`~resland.linear.LinearFit`);
 * ``strict_saddle``: ``λ_min + residual ≤ −lambda_tol``, the eigenvector ``v`` has
   ``vᵀHv < 0`` by a fresh HVP, and a backtracking step ``α ∈ {1, ½, ¼, …}`` along ``±v``
   (the sign with ``∇Rᵀv ≤ 0``) actually lowers the risk by more than ``decrease_tol``;
 * ``violation``: critical, worse than linear and no negative curvature beyond
-  ``lambda_tol``: a counterexample candidate; ``to_dict`` then carries the parameters.
+  ``lambda_tol``: a counterexample candidate; ``to_dict`` then carries the parameters. It must
+  meet the *violation standard*: the point is polished (Newton/LM, ``kind="any"``, to
+  ``‖∇R‖ ≤ POLISH_GRAD_TOL·max(1, |R|)`` or until it stalls) without moving away, the polished point
+  is critical, not ``linear_equivalent``, and ``R_p − R_lin,upper > risk_tol + err`` with the
+  a-posteriori error ``err = ‖∇R(θ_p)‖·max(1, ‖θ_p‖) + decrease_tol`` (the residual-gradient term
+  of theory.md §4.1, plus the rounding of ``R``). A polish that closes the gap gives
+  ``better_than_linear``; anything else is ``inconclusive``, and the reason names the bound;
   When ``λ_min`` is 0 within tolerance the certificate is flagged ``degenerate`` and the
   reason says that second order cannot decide (with a risk-lowering step along the null
   eigenvector, if one is found);
 * ``inconclusive``: the numerical checks disagree (``λ_min`` is negative beyond tolerance
   but neither ``vᵀHv < 0`` nor a risk decrease can be verified, or the eigensolver did
-  not converge). Not one of the theory's five: resland says so rather than guess.
+  not converge), ``R`` lies inside the ``R_lin`` interval (plus ``risk_tol``), or a candidate
+  violation fails the violation standard. Not one of the theory's five: resland says so rather
+  than guess.
 
 Default tolerances (``eps`` = float64 machine epsilon, ``n`` parameters, ``m`` samples)::
 
@@ -63,6 +72,9 @@ class Certificate:
     Attributes:
         verdict: one of ``VERDICTS``; reason: one line saying why.
         risk, linear_risk, linear_attained: ``R(θ)``, ``R_lin`` and whether it is attained.
+        linear_risk_lower, linear_risk_upper: the interval that holds the exact ``R_lin``.
+        polish: for a candidate violation, the polished point's ``risk``, ``grad_norm``,
+            ``distance`` (``‖θ_p − θ‖``), ``iterations``, ``status`` and the error bound ``err``.
         grad_norm: ``‖∇R(θ)‖₂``.
         lambda_min, lambda_max, eig_residual, eig_method: Hessian extremes (None if not computed).
         index: number of eigenvalues ``< −lambda_tol`` (dense spectrum only, else None).
@@ -89,6 +101,9 @@ class Certificate:
     linear_risk: float
     linear_attained: bool
     grad_norm: float
+    linear_risk_lower: float = -math.inf
+    linear_risk_upper: float = math.inf
+    polish: dict | None = None
     lambda_min: float | None = None
     lambda_max: float | None = None
     eig_residual: float | None = None
@@ -186,6 +201,7 @@ def certify(
     }
     cert = Certificate(
         verdict="", reason="", risk=R, linear_risk=fit.risk, linear_attained=fit.attained, grad_norm=gnorm,
+        linear_risk_lower=fit.risk_lower, linear_risk_upper=fit.risk_upper,
         tolerances=tols, n_params=fr.n, n_samples=fr.m, loss=fr.loss.name,
         model_config=model.config() if hasattr(model, "config") else {"model": type(model).__name__},
         data_sha256=_data_hash(fr),
@@ -211,9 +227,10 @@ def certify(
     if eig is None:
         eig = extremes_at(fr, theta, method="auto", dense_max_params=min(DENSE_EIG_MAX, dense_max_params), seed=seed)
     _fill_eig(cert, eig, tols)
-    if R <= fit.risk + tols["risk_tol"]:
+    if R <= fit.risk_lower + tols["risk_tol"]:
         return _done(cert, "better_than_linear",
-                     f"R − R_lin = {R - fit.risk:.3e} ≤ risk_tol = {tols['risk_tol']:.3e}", theta, keep_parameters)
+                     f"R − R_lin,lower = {R - fit.risk_lower:.3e} ≤ risk_tol = {tols['risk_tol']:.3e}", theta,
+                     keep_parameters)
     negative = eig.converged and eig.lambda_min + eig.residual <= -tols["lambda_tol"]
     if not negative and not eig.method.startswith("dense") and fr.n <= dense_max_params:
         # `violation` claims no negative curvature, which a Krylov method cannot prove (it could
@@ -228,7 +245,12 @@ def certify(
         if ok:
             return _done(cert, "strict_saddle", why, theta, keep_parameters)
         return _done(cert, "inconclusive", why, theta, True)
-    why = (f"critical, R − R_lin = {R - fit.risk:.3e} > risk_tol and λ_min = {eig.lambda_min:.3e} > "
+    interval = f"[{fit.risk_lower:.12g}, {fit.risk_upper:.12g}]"
+    if R <= fit.risk_upper + tols["risk_tol"]:
+        return _done(cert, "inconclusive",
+                     f"R = {R:.12g} lies inside the R_lin interval {interval} (± risk_tol = {tols['risk_tol']:.3e}, "
+                     f"bound '{fit.bound}'): neither better than linear nor a violation can be defended", theta, True)
+    why = (f"critical, R − R_lin,upper = {R - fit.risk_upper:.3e} > risk_tol and λ_min = {eig.lambda_min:.3e} > "
            f"−lambda_tol = {-tols['lambda_tol']:.3e}")
     if not eig.method.startswith("dense"):
         why += (f" (λ_min by {eig.method}: a dense spectrum exceeds dense_max_params = {dense_max_params}, "
@@ -240,12 +262,49 @@ def certify(
             cert.escape_direction, cert.escape_step, cert.escape_decrease = eig.vec_min, probe[0], probe[1]
             why += (f"; a step α = {probe[0]:.3g} along the null eigenvector lowers R by {probe[1]:.3e} "
                     "(a higher-order saddle, not a local minimum)")
-    return _done(cert, "violation", why, theta, True)
+    verdict, standard = _violation_standard(cert, model, fr, theta, fit, tols)
+    return _done(cert, verdict, why + "; " + standard if verdict == "violation" else standard, theta, True)
+
+
+def _violation_standard(cert: Certificate, model, fr: FlatRisk, theta, fit: LinearFit, tols: dict) -> tuple[str, str]:
+    """Polish a candidate violation and decide it (module docstring): ``(verdict, reason)``."""
+    from .critical import find_critical_point      # the finder imports this module
+
+    cp = find_critical_point(model, fr.X, fr.y, fr.loss, kind="any", tol=T.POLISH_GRAD_TOL,
+                             max_iter=T.POLISH_ITER, fit=fit)
+    theta_p = torch.cat([p.detach().reshape(-1) for p in cp.model.parameters()]).to(theta)
+    R_p, g_p = fr.risk_and_grad(theta_p)
+    gn_p = float(torch.linalg.norm(g_p))
+    norm_p = float(torch.linalg.norm(theta_p))
+    dist = float(torch.linalg.norm(theta_p - theta))
+    err = gn_p * max(1.0, norm_p) + tols["decrease_tol"]
+    cert.polish = {"risk": R_p, "grad_norm": gn_p, "distance": dist, "iterations": cp.iterations,
+                   "status": cp.status, "err": err}
+    tols["polish_grad_tol"] = T.grad_tol(R_p, T.POLISH_GRAD_TOL)
+    tols["polish_max_move"] = move = T.POLISH_MAX_MOVE * (1.0 + float(torch.linalg.norm(theta)))
+    polished = (f"polished ({cp.status}, {cp.iterations} iterations) to ‖∇R‖ = {gn_p:.3e}, "
+                f"R_p = {R_p:.12g}, moved {dist:.3e}")
+    if not math.isfinite(R_p) or dist > move:
+        return "inconclusive", (f"a candidate violation whose polish moved {dist:.3e} > polish_max_move = "
+                                f"{move:.3e}: θ is not close to a critical point the polish can confirm")
+    if R_p <= fit.risk_lower + tols["risk_tol"]:
+        return "better_than_linear", (f"{polished}: R_p − R_lin,lower = {R_p - fit.risk_lower:.3e} ≤ risk_tol = "
+                                      f"{tols['risk_tol']:.3e} (the candidate's gap was within what the remaining "
+                                      "gradient explains)")
+    if not T.is_critical(R_p, gn_p):
+        return "inconclusive", f"a candidate violation, {polished}: not critical (> grad_tol)"
+    gap = R_p - fit.risk_upper
+    if gap <= tols["risk_tol"] + err:
+        return "inconclusive", (f"a candidate violation, {polished}: R_p − R_lin,upper = {gap:.3e} ≤ risk_tol + err = "
+                                f"{tols['risk_tol'] + err:.3e} (err = ‖∇R‖·max(1, ‖θ‖) + decrease_tol, the "
+                                "a-posteriori error)")
+    return "violation", (f"{polished}; R_p − R_lin,upper = {gap:.3e} > risk_tol + err = {tols['risk_tol'] + err:.3e} "
+                         "(the violation standard)")
 
 
 def _linear_equivalent(fr: FlatRisk, theta, R: float, fit: LinearFit, risk_tol: float) -> tuple[bool, float]:
-    """``|R − R_lin| ≤ risk_tol`` and (when attained) predictions equal to the best linear ones."""
-    if not abs(R - fit.risk) <= risk_tol:
+    """``R`` within ``risk_tol`` of the ``R_lin`` interval and (when attained) predictions equal to the best linear ones."""
+    if not fit.risk_lower - risk_tol <= R <= fit.risk_upper + risk_tol:
         return False, math.nan
     if not fit.attained:
         return True, math.nan

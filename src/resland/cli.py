@@ -86,13 +86,14 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
         model = cp.model
         timing["finder_seconds"] = cp.seconds
     start = time.perf_counter()
-    cert = certify(model, ds.X, ds.y, loss, tol, dense_max_params=dense_max, seed=seed)
+    cert = certify(model, ds.X, ds.y, loss, tol, dense_max_params=dense_max, seed=seed, keep_parameters=as_json)
     timing["certify_seconds"] = time.perf_counter() - start
     if as_json:
         finder = None if cp is None else cp.to_dict(timing=False)
         # Every wall-clock figure lives in "timing": the rest is byte-identical for the same command.
         outcome = cert_outcome(cp, cert)
-        click.echo(json.dumps({"data": ds.name, "outcome": outcome, "finder": finder, "certificate": cert.to_dict(),
+        click.echo(json.dumps({"data": ds.name, "data_spec": {"name": data, "rho": rho, "target": target},
+                               "outcome": outcome, "finder": finder, "certificate": cert.to_dict(),
                                "timing": timing}, indent=2, default=_json_default))
         return
     _print_table(ds, cp, cert)
@@ -154,6 +155,19 @@ def census_cmd(spec_path, store_path, executor, workers, scheduler, retries):
         console.print(f"census {spec.name!r}: {summary['runs']} runs done, {summary['skipped']} already in "
                       f"{store_path}, {summary['failures']} worker failures · verdicts: "
                       + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
+        _print_replays(console, store, store_path)
+
+
+def _print_replays(console, store, store_path, limit: int = 20) -> None:
+    """The replay command of every stored violation and candidate (the first ``limit``)."""
+    from .census.report import candidates
+    from .replay import replay_command
+
+    cands = candidates(store)
+    for r in cands[:limit]:
+        console.print(f"  {r['verdict'] or r['outcome']}: {replay_command(store_path, r['config_id'], r['seed'])}")
+    if len(cands) > limit:
+        console.print(f"  … and {len(cands) - limit} more candidates (resland export lists them all)")
 
 
 class _CensusProgress:
@@ -189,6 +203,28 @@ class _CensusProgress:
         rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
         counts = " ".join(f"{k}:{v}" for k, v in sorted(self.verdicts.items()))
         self.bar.update(self.task, advance=len(rows), rate=f"{rate:.2f} runs/s", counts=counts)
+
+
+@cli.command("replay")
+@click.argument("cert_file", required=False)
+@click.option("--store", "store_path", default=None, help="SQLite run store (with --run).")
+@click.option("--run", "run", default=None, help="CONFIG_ID:SEED of a stored run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored and the fresh verdict and the certificate as JSON.")
+def replay_cmd(cert_file, store_path, run, as_json):
+    """Rebuild a stored run (or a `certify --json` file) from its parameters and certify it again."""
+    from .replay import replay_file, replay_run
+
+    if (cert_file is None) == (store_path is None or run is None) or (cert_file and (store_path or run)):
+        raise ValidationError("Give either a certificate file or both --store and --run CONFIG_ID:SEED.")
+    rep = replay_file(cert_file) if cert_file else replay_run(store_path, run)
+    cert = rep.certificate
+    if as_json:
+        click.echo(json.dumps({"source": rep.source, "stored_verdict": rep.stored_verdict, "agrees": rep.agrees,
+                               "certificate": cert.to_dict()}, indent=2, default=_json_default))
+        return
+    _print_table(None, None, cert, title=rep.source)
+    click.echo(f"stored verdict: {rep.stored_verdict} · replayed: {cert.verdict} · "
+               + ("agrees" if rep.agrees else "DIFFERS"))
 
 
 @cli.command("export")
@@ -230,12 +266,12 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _print_table(ds, cp, cert) -> None:
+def _print_table(ds, cp, cert, title: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    title = f"{ds.description} · {cert.model_config.get('model')} · {cert.loss} loss"
+    title = f"{title or ds.description} · {cert.model_config.get('model')} · {cert.loss} loss"
     finder = Table(title="Critical-point search", show_header=False, title_justify="left")
     if cp is not None:
         for k, v in (("outcome", cert_outcome(cp, cert)), ("status", cp.status), ("converged", cp.converged),
@@ -246,7 +282,9 @@ def _print_table(ds, cp, cert) -> None:
     table = Table(title=f"Certificate: {title}", show_header=False, title_justify="left")
     rows = [("verdict", f"[bold]{cert.verdict}[/bold]"), ("reason", cert.reason),
             ("linear-equivalent", cert.linear_equivalent), ("R", cert.risk),
-            ("R_lin", cert.linear_risk), ("R − R_lin", cert.risk - cert.linear_risk), ("‖∇R‖", cert.grad_norm),
+            ("R_lin", cert.linear_risk),
+            ("R_lin interval", f"[{cert.linear_risk_lower:.12g}, {cert.linear_risk_upper:.12g}]"),
+            ("R − R_lin", cert.risk - cert.linear_risk), ("‖∇R‖", cert.grad_norm),
             ("λ_min", cert.lambda_min), ("λ_max", cert.lambda_max), ("index", cert.index),
             ("escape decrease", cert.escape_decrease)]
     if cert.gap_bound:

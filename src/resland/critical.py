@@ -728,9 +728,10 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
         outcome = "critical"
     elif status == "kink":
         outcome = "kink"
-    elif path_min is not None and path_min < fit.risk - T.risk_tol(fit.risk):
+    elif path_min is not None and path_min < fit.risk_lower - T.risk_tol(fit.risk):
         outcome = "below_linear"
-        message += f"; a descent iterate has R = {path_min:.6g} < R_lin = {fit.risk:.6g}: every limit is better than linear"
+        message += (f"; a descent iterate has R = {path_min:.6g} < R_lin,lower = {fit.risk_lower:.6g}: every limit is "
+                    "better than linear")
     elif status == "diverging" or (div is not None and div["diverging"]):
         outcome = "diverging"
     else:

@@ -3,12 +3,18 @@
 Conventions (theory.md §1): the squared loss is ``(p − y)²`` with **no factor 1/2**;
 the risk is the **mean** ``R = (1/m) Σ_i ℓ(f(x_i); y_i)``. Each loss gives its value and
 its first and second derivatives in ``p`` (``ℓ'_i``, ``ℓ''_i`` in the theory), elementwise.
+
+For the certified linear baseline (:mod:`resland.linear`) each loss also evaluates itself and its
+Fenchel conjugate ``ℓ*(s; y) = sup_p (s p − ℓ(p; y))`` on one scalar in mpmath, at the working
+precision the caller sets (``mp_value``, ``mp_conjugate``; ``+inf`` outside the conjugate's domain).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+import mpmath
 
 from ._checks import ValidationError, check_choice, check_positive_float
 
@@ -27,6 +33,14 @@ class Loss:
 
     def d2(self, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``∂²ℓ/∂p²`` elementwise (≥ 0)."""
+        raise NotImplementedError
+
+    def mp_value(self, p: mpmath.mpf, y: mpmath.mpf) -> mpmath.mpf:
+        """``ℓ(p; y)`` in mpmath (at the caller's precision)."""
+        raise NotImplementedError
+
+    def mp_conjugate(self, s: mpmath.mpf, y: mpmath.mpf) -> mpmath.mpf:
+        """``ℓ*(s; y)`` in mpmath; ``+inf`` outside its domain."""
         raise NotImplementedError
 
     def risk(self, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -55,6 +69,13 @@ class SquaredLoss(Loss):
     def d2(self, p, y):
         return torch.full_like(p, 2.0)
 
+    def mp_value(self, p, y):
+        return (p - y) ** 2
+
+    def mp_conjugate(self, s, y):
+        """``ℓ*(s) = s y + s²/4``."""
+        return s * y + s * s / 4
+
 
 class LogisticLoss(Loss):
     """``ℓ(p; y) = log(1 + exp(−y p))`` with labels ``y ∈ {−1, +1}``.
@@ -73,6 +94,17 @@ class LogisticLoss(Loss):
 
     def d2(self, p, y):
         return torch.sigmoid(y * p) * torch.sigmoid(-y * p)
+
+    def mp_value(self, p, y):
+        u = -y * p
+        return u + mpmath.log1p(mpmath.exp(-u)) if u > 0 else mpmath.log1p(mpmath.exp(u))
+
+    def mp_conjugate(self, s, y):
+        """With ``a = −s y``: ``a log a + (1 − a) log(1 − a)`` on ``0 ≤ a ≤ 1`` (``0 log 0 = 0``)."""
+        a = -s * y
+        if a < 0 or a > 1:
+            return mpmath.inf
+        return (a * mpmath.log(a) if a > 0 else 0) + ((1 - a) * mpmath.log(1 - a) if a < 1 else 0)
 
     def prepare_targets(self, y):
         labels = set(torch.unique(y).tolist())
@@ -109,6 +141,19 @@ class PseudoHuberLoss(Loss):
     def d2(self, p, y):
         z = (p - y) / self.delta
         return (1.0 + z * z) ** -1.5
+
+    def mp_value(self, p, y):
+        d = mpmath.mpf(self.delta)
+        z = (p - y) / d
+        return d * d * z * z / (mpmath.sqrt(1 + z * z) + 1)      # δ²(√(1+z²) − 1), without cancellation
+
+    def mp_conjugate(self, s, y):
+        """``ℓ*(s) = s y + δ²(1 − √(1 − (s/δ)²))`` on ``|s| ≤ δ``."""
+        d = mpmath.mpf(self.delta)
+        if abs(s) > d:
+            return mpmath.inf
+        u = (s / d) ** 2
+        return s * y + d * d * u / (1 + mpmath.sqrt(1 - u))
 
     def __repr__(self):
         return f"PseudoHuberLoss(delta={self.delta})"

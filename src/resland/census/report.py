@@ -2,7 +2,8 @@
 
 Sections: verdict counts per config (violations first, flagged), ``R − R_lin`` against
 depth, ``λ_min`` against ``R − R_lin`` (the dichotomy plane: a violation would sit at
-``R − R_lin > 0``, ``λ_min ≥ 0``), convergence rate per config, and the slowest configs.
+``R − R_lin > 0``, ``λ_min ≥ 0``), convergence rate per config, the slowest configs, and the replay command of every candidate
+(violation, inconclusive, unresolved or failed run with stored parameters).
 Only runs whose certificate has a verdict other than ``not_critical`` count as certified
 critical points; the rest are reported as not converged, never as evidence.
 """
@@ -18,6 +19,8 @@ from pathlib import Path
 from ..paper.claims import data_uri
 from ..paper.report import _CSS
 from ..critical import OUTCOMES
+from ..replay import replay_command
+from .runner import CANDIDATES
 from .store import RunStore
 
 CERTIFIED = ("better_than_linear", "strict_saddle", "violation")
@@ -62,6 +65,14 @@ def summarise(store: RunStore) -> dict:
     return {"configs": dict(per), "points": points}
 
 
+def candidates(store: RunStore) -> list[dict]:
+    """Stored runs with parameters whose verdict or outcome makes them candidates (violations first)."""
+    out = [{"config_id": r["config_id"], "seed": r["seed"], "verdict": r["verdict"], "outcome": r["outcome"]}
+           for r in store.rows() if r["parameters"] and (r["verdict"] in CANDIDATES["verdicts"]
+                                                         or r["outcome"] in CANDIDATES["outcomes"])]
+    return sorted(out, key=lambda r: (r["verdict"] != "violation", r["config_id"], r["seed"]))
+
+
 def write_report(store: RunStore, out: str | Path) -> int:
     """Write the HTML report to ``out``; returns the number of runs read."""
     s = summarise(store)
@@ -76,8 +87,14 @@ def write_report(store: RunStore, out: str | Path) -> int:
                                     f"{x['n_runs']} runs)" for x in specs) + f" · {n} runs stored</p>")
     n_viol = sum(c["verdicts"].get("violation", 0) for c in configs.values())
     if n_viol:
-        parts.append(f"<p class='alert'><b>{n_viol} violation(s) of the dichotomy.</b> Their parameters are in the "
-                     "certificates (<code>resland export</code>) for replay.</p>")
+        parts.append(f"<p class='alert'><b>{n_viol} violation(s) of the dichotomy.</b> Each replays from its stored "
+                     "parameters with the command below.</p>")
+    cands = candidates(store)
+    if cands:
+        parts.append("<h2 id='replay'>Candidates to replay</h2><table><tr><th>verdict / outcome</th><th>command</th>"
+                     "</tr>" + "".join(f"<tr><td>{html.escape(c['verdict'] or c['outcome'])}</td><td><code>"
+                                       f"{html.escape(replay_command(store.path, c['config_id'], c['seed']))}</code>"
+                                       "</td></tr>" for c in cands[:50]) + "</table>")
     parts.append("<h2 id='verdicts'>Verdicts per config</h2><table><tr><th>config</th><th>runs</th>"
                  "<th>converged</th>" + "".join(f"<th>{html.escape(v)}</th>" for v in verdict_names) + "</tr>")
     for c in sorted(configs.values(), key=lambda c: _label(c["config"])):

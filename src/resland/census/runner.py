@@ -29,7 +29,7 @@ from .spec import Task
 
 #: The columns of a run row (the store's schema follows it).
 ROW_FIELDS = ("spec_hash", "config_id", "seed", "config", "engine", "status", "outcome", "converged", "verdict",
-              "linear_equivalent", "risk", "linear_risk", "gap", "path_min_risk", "lambda_min", "lambda_max",
+              "linear_equivalent", "risk", "linear_risk", "linear_risk_lower", "linear_risk_upper", "gap", "path_min_risk", "lambda_min", "lambda_max",
               "grad_norm", "kink_margin", "clarke_stationary", "iterations", "n_params", "seconds", "attempts", "error",
               "certificate", "finder", "parameters", "versions")
 #: Runs whose final parameters are stored under ``[store] parameters = "candidates"`` (the default).
@@ -122,6 +122,7 @@ def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None
     row.update(
         status=cp.status, outcome=outcome, converged=int(outcome in ("critical", "kink")), verdict=cert.verdict,
         linear_equivalent=int(cert.linear_equivalent), risk=cert.risk, linear_risk=cert.linear_risk,
+        linear_risk_lower=cert.linear_risk_lower, linear_risk_upper=cert.linear_risk_upper,
         gap=cert.risk - cert.linear_risk, path_min_risk=cp.path_min_risk, lambda_min=cert.lambda_min,
         lambda_max=cert.lambda_max, grad_norm=cert.grad_norm, kink_margin=cp.kink_margin,
         clarke_stationary=None if not kink else int(kink["clarke_stationary"]), iterations=cp.iterations,

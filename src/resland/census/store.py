@@ -15,7 +15,7 @@ from typing import Iterator
 from .._checks import ValidationError
 from .runner import ROW_FIELDS
 
-_REAL = {"risk", "linear_risk", "gap", "path_min_risk", "lambda_min", "lambda_max", "grad_norm", "kink_margin",
+_REAL = {"risk", "linear_risk", "linear_risk_lower", "linear_risk_upper", "gap", "path_min_risk", "lambda_min", "lambda_max", "grad_norm", "kink_margin",
          "seconds"}
 _INT = {"seed", "converged", "linear_equivalent", "clarke_stationary", "iterations", "n_params", "attempts"}
 

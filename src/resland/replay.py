@@ -1,0 +1,106 @@
+"""Replay: rebuild a stored run (or a certificate file) from its parameters and certify it again.
+
+Every stored violation and candidate names its replay command::
+
+    resland replay --store runs.db --run CONFIG_ID:SEED
+    resland replay certificate.json          # the output of ``resland certify --json``
+
+The model is rebuilt from the certificate's ``model_config`` and the flat parameters
+(``model.parameters()`` order), the data set from its name, and the data's SHA-256 must equal
+the stored one. The replay certifies with the shared definition of "critical"
+(:data:`resland.tolerances.GRAD_TOL`), so a stored verdict that does not survive is visible.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.utils import vector_to_parameters
+
+from ._checks import ValidationError
+from .certificate import Certificate, certify
+from .data import load_dataset
+from .models import build_model
+
+
+@dataclass
+class Replay:
+    """A replayed certificate next to the stored verdict.
+
+    Attributes:
+        source: what was replayed (``store:CONFIG_ID:SEED`` or the file name).
+        stored_verdict: the verdict on record (None if the record has none).
+        certificate: the fresh :class:`~resland.certificate.Certificate`.
+    """
+
+    source: str
+    stored_verdict: str | None
+    certificate: Certificate
+
+    @property
+    def agrees(self) -> bool:
+        """The fresh verdict equals the stored one."""
+        return self.stored_verdict == self.certificate.verdict
+
+
+def replay_command(store: str | Path, config_id: str, seed: int) -> str:
+    """The command line that replays run ``config_id:seed`` of ``store``."""
+    return f"resland replay --store {store} --run {config_id}:{seed}"
+
+
+def replay_run(store: str | Path, run: str) -> Replay:
+    """Replay run ``CONFIG_ID:SEED`` of a census store (its parameters must be stored)."""
+    config_id, sep, seed = run.rpartition(":")
+    if not sep or not config_id or not seed.lstrip("-").isdigit():
+        raise ValidationError(f"The 'run' parameter must be CONFIG_ID:SEED. Got {run!r}.")
+    if not Path(store).is_file():
+        raise ValidationError(f"The 'store' file must exist. Got {str(store)!r}, which is not a file.")
+    with sqlite3.connect(store) as conn:
+        try:
+            rec = conn.execute("SELECT config, verdict, certificate, parameters FROM runs WHERE config_id = ? AND "
+                               "seed = ?", (config_id, int(seed))).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise ValidationError(f"The 'store' file {str(store)!r} is not a resland SQLite store: {exc}.") from None
+    if rec is None:
+        raise ValidationError(f"The store {str(store)!r} has no run {run!r}.")
+    config, verdict, cert_json, params = rec
+    if not params or not cert_json:
+        raise ValidationError(f"Run {run!r} has no stored parameters: only candidates keep them by default; set "
+                              '[store] parameters = "all" in the spec to keep every run\'s.')
+    config, cert = json.loads(config), json.loads(cert_json)
+    data = {"name": config["data"], "rho": config.get("rho")}
+    return Replay(f"store:{run}", verdict, _certify(data, cert, json.loads(params)))
+
+
+def replay_file(path: str | Path) -> Replay:
+    """Replay ``resland certify --json`` output (or a certificate dictionary with a ``data_spec``)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValidationError(f"The certificate file {str(path)!r} cannot be read as JSON: {exc}.") from None
+    cert = doc.get("certificate", doc) if isinstance(doc, dict) else None
+    data = doc.get("data_spec") if isinstance(doc, dict) else None
+    if not isinstance(cert, dict) or not isinstance(data, dict) or not cert.get("parameters"):
+        raise ValidationError(f"The certificate file {str(path)!r} must hold 'data_spec' and a certificate with "
+                              "'parameters' (written by resland certify --json).")
+    return Replay(str(path), cert.get("verdict"), _certify(data, cert, cert["parameters"]))
+
+
+def _certify(data: dict, cert: dict, params: list) -> Certificate:
+    ds = load_dataset(data["name"], rho=data.get("rho"), target=data.get("target"))
+    model = build_model(cert["model_config"])
+    theta = torch.tensor(params, dtype=torch.float64)
+    n = sum(p.numel() for p in model.parameters())
+    if theta.numel() != n:
+        raise ValidationError(f"The stored parameters have {theta.numel()} entries; the model has {n}.")
+    with torch.no_grad():
+        vector_to_parameters(theta, model.parameters())
+    fresh = certify(model, ds.X, ds.y, cert["loss"], keep_parameters=True)
+    if cert.get("data_sha256") and fresh.data_sha256 != cert["data_sha256"]:
+        raise ValidationError(f"The data set {data['name']!r} differs from the one certified (SHA-256 "
+                              f"{fresh.data_sha256[:12]} ≠ {cert['data_sha256'][:12]}).")
+    return fresh

@@ -37,8 +37,11 @@ Default tolerances (``eps`` = float64 machine epsilon, ``n`` parameters, ``m`` s
     pred_tol     = PRED_TOL · max(1, max |f_lin|)      (1e-4; linear_equivalent)
     lambda_tol   = max(100 · n · eps · max(1, |λ_max|), 10 · grad_tol)
     decrease_tol = 100 · m · eps · max(1, |R|)
+    polish_grad_tol = POLISH_GRAD_TOL · max(1, |R_p|)  (1e-12; the violation standard)
+    polish_max_move = POLISH_MAX_MOVE · (1 + ‖θ‖)       (1e-4)
 
-Every tolerance used is reported in ``Certificate.tolerances``.
+All are defined in :mod:`resland.tolerances`. Every tolerance used is reported in
+``Certificate.tolerances``, and each verdict's reason names the bound that decided it.
 """
 
 from __future__ import annotations
@@ -173,7 +176,7 @@ def certify(
         model: any ``nn.Module`` with a scalar output; theory fields are filled for
             :class:`~resland.models.ResNet` only.
         X, y: data; loss: loss name or instance.
-        tol: gradient tolerance ``grad_tol`` (default ``1e-8 · max(1, |R|)``).
+        tol: gradient tolerance ``grad_tol`` (default ``GRAD_TOL · max(1, |R|)``, 1e-10).
         dense_max_params: largest ``n`` for which a dense Hessian is allowed (a memory guard).
             The extremes come from the dense spectrum when ``n ≤ min(DENSE_EIG_MAX,
             dense_max_params)`` (the measured crossover), else from Lanczos; a point that
@@ -197,7 +200,7 @@ def certify(
     tols = {
         "grad_tol": T.grad_tol(R, T.GRAD_TOL if tol is None else check_positive_float("tol", tol)),
         "risk_tol": T.risk_tol(fit.risk),
-        "decrease_tol": 100 * fr.m * T.EPS64 * max(1.0, abs(R)),
+        "decrease_tol": T.decrease_tol(fr.m, R),
     }
     cert = Certificate(
         verdict="", reason="", risk=R, linear_risk=fit.risk, linear_attained=fit.attained, grad_norm=gnorm,
@@ -249,7 +252,8 @@ def certify(
     if R <= fit.risk_upper + tols["risk_tol"]:
         return _done(cert, "inconclusive",
                      f"R = {R:.12g} lies inside the R_lin interval {interval} (± risk_tol = {tols['risk_tol']:.3e}, "
-                     f"bound '{fit.bound}'): neither better than linear nor a violation can be defended", theta, True)
+                     f"bound '{fit.bound}'): neither better than linear nor a violation can be defended"
+                     + (f"; the interval is wide because {fit.why_wide}" if fit.why_wide else ""), theta, True)
     why = (f"critical, R − R_lin,upper = {R - fit.risk_upper:.3e} > risk_tol and λ_min = {eig.lambda_min:.3e} > "
            f"−lambda_tol = {-tols['lambda_tol']:.3e}")
     if not eig.method.startswith("dense"):
@@ -363,8 +367,8 @@ def _verify_escape(cert, fr, theta, g, v, R, decrease_tol, hv=None) -> tuple[boo
         R_new = float(fr.risk(theta + alpha * v))
         if math.isfinite(R_new) and R - R_new > decrease_tol:
             cert.escape_step, cert.escape_decrease = alpha, R - R_new
-            return True, (f"λ_min = {cert.lambda_min:.3e} < 0, vᵀHv = {curvature:.3e}, and the step α = {alpha:.3g} "
-                          f"lowers R by {R - R_new:.3e}")
+            return True, (f"λ_min = {cert.lambda_min:.3e} ≤ −lambda_tol, vᵀHv = {curvature:.3e} < 0, and the step "
+                          f"α = {alpha:.3g} lowers R by {R - R_new:.3e} > decrease_tol = {decrease_tol:.3e}")
         alpha *= 0.5
     return False, "λ_min < 0 but no backtracking step along the eigenvector lowered the risk beyond rounding"
 

@@ -54,8 +54,6 @@ EXACT_MAX_WORK = 4e6
 MP_DPS = 50
 #: Rounds of the dual bound that drop entries the exact projection put outside ``dom ℓ*``.
 DUAL_ROUNDS = 6
-#: Optimality of a linear fit: ``‖∇‖ ≤ LINEAR_GRAD_TOL · (1/m)‖|A|ᵀ(|ℓ'| + ℓ''|y|)‖``.
-LINEAR_GRAD_TOL = 1e-8
 
 
 class NotAttainedWarning(UserWarning):
@@ -80,6 +78,7 @@ class LinearFit:
         iterations: Newton iterations (refinement steps for least squares).
         method: ``lstsq``, ``newton`` or ``separable``.
         rank: numerical rank of ``[X, 1]`` (of ``X`` without intercept) by the LAPACK convention.
+        why_wide: why the interval is wider than ``tolerances.WIDE_INTERVAL`` relative ("" if it is not).
     """
 
     risk: float
@@ -94,6 +93,7 @@ class LinearFit:
     bound: str = "trivial"
     grad_scale: float = 0.0
     rank: int | None = None
+    why_wide: str = ""
 
     @property
     def coef_norm(self) -> float:
@@ -119,6 +119,7 @@ class LinearFit:
             "iterations": self.iterations,
             "method": self.method,
             "rank": self.rank,
+            "why_wide": self.why_wide,
         }
 
 
@@ -280,7 +281,7 @@ def _certify_fit(A, y, loss: Loss, z, bias: bool, iterations: int, method: str, 
     g = A.T @ d1 / m
     gnorm = float(np.linalg.norm(g))
     gscale = float(np.linalg.norm(np.abs(A).T @ (np.abs(d1) + d2 * np.abs(y)))) / m
-    attained = not recedes and (gnorm <= LINEAR_GRAD_TOL * gscale or gnorm == 0.0)
+    attained = not recedes and (gnorm <= T.LINEAR_GRAD_TOL * gscale or gnorm == 0.0)
     if m * k * k <= EXACT_MAX_WORK:
         Ai, eA = _dyadic(A)
         zi, ez = _dyadic(z)
@@ -302,16 +303,34 @@ def _certify_fit(A, y, loss: Loss, z, bias: bool, iterations: int, method: str, 
                       NotAttainedWarning, stacklevel=3)
     elif not attained:
         warnings.warn(
-            f"the linear fit did not verify its optimality (‖∇‖ = {gnorm:.3e} > {LINEAR_GRAD_TOL:g} × "
+            f"the linear fit did not verify its optimality (‖∇‖ = {gnorm:.3e} > {T.LINEAR_GRAD_TOL:g} × "
             f"{gscale:.3e}); the infimum may not be attained (e.g. quasi-separable data): the reported risk is an "
             "upper bound",
             NotAttainedWarning,
             stacklevel=3,
         )
-    lower = min(lower, risk)
+    lower, upper = min(lower, risk), max(upper, risk)
     t, t0 = (z[:-1], float(z[-1])) if bias else (z, 0.0)
+    rank = _rank(A)
     return LinearFit(risk, t if attained else None, t0 if attained else None, attained, gnorm, iterations, method,
-                     lower, max(upper, risk), bound, gscale, _rank(A))
+                     lower, upper, bound, gscale, rank, _why_wide(A, rank, lower, upper, bound, recedes))
+
+
+def _why_wide(A, rank: int, lower: float, upper: float, bound: str, recedes: bool) -> str:
+    """One line on why the interval is wider than ``WIDE_INTERVAL`` relative (empty when it is not)."""
+    if upper - lower <= T.WIDE_INTERVAL * max(1.0, abs(upper)):
+        return ""
+    if bound == "trivial":
+        return ("no dual bound could be certified (exact projection out of the conjugate's domain, or the design "
+                f"exceeds EXACT_MAX_WORK = {EXACT_MAX_WORK:g}): the lower end is the trivial 0")
+    if recedes:
+        return "quasi-separable data: the infimum is approached only as ‖t‖ → ∞"
+    if rank < A.shape[1]:
+        s = scipy.linalg.svdvals(A)
+        return (f"[X, 1] has numerical rank {rank} of {A.shape[1]} by the LAPACK cutoff, but its smallest singular "
+                f"value is {s.min() / s.max():.1e}·σ_max, not 0: that direction, unresolvable in float64, can still "
+                f"lower the exact infimum by up to {upper - lower:.3e}")
+    return "the returned (t, t0) is not optimal to rounding (ill-conditioned design)"
 
 
 def _dyadic(a) -> tuple[np.ndarray, int]:

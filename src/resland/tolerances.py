@@ -17,6 +17,12 @@ import torch
 #: Machine epsilon of float64, the working precision.
 EPS64 = float(torch.finfo(torch.float64).eps)
 
+
+def eps(dtype: torch.dtype = torch.float64) -> float:
+    """Machine epsilon of ``dtype``: the tolerances below are multiples of it (float64 unless told)."""
+    return float(torch.finfo(dtype).eps)
+
+
 #: Critical point: ``‖∇R(θ)‖ ≤ GRAD_TOL · max(1, |R(θ)|)``. 1e-10 is ~5·10⁵ eps: far above the
 #: rounding of a gradient of a risk of order 1 and small enough that the gap bound it implies
 #: (``‖∇R‖·‖θ‖``) is below ``RISK_TOL`` for ``‖θ‖ ≤ 1``.
@@ -40,6 +46,14 @@ RISK_TOL = 1e-10
 POLISH_GRAD_TOL = 1e-12
 POLISH_ITER = 30
 POLISH_MAX_MOVE = 1e-4
+#: A linear-risk interval wider than ``WIDE_INTERVAL · max(1, |R_lin|)`` says why (LinearFit.why_wide).
+WIDE_INTERVAL = 1e-10
+#: A risk decrease is real when it exceeds ``DECREASE_FACTOR · m · eps · max(1, |R|)`` (the
+#: rounding of a mean of ``m`` losses, with a margin).
+DECREASE_FACTOR = 100
+#: Optimality of a linear fit (resland.linear): ``‖∇‖ ≤ LINEAR_GRAD_TOL · (1/m)‖|A|ᵀ(|ℓ'| + ℓ''|y|)‖``,
+#: the gradient relative to the size of its own terms.
+LINEAR_GRAD_TOL = 1e-8
 
 
 def scale(risk: float) -> float:
@@ -62,11 +76,16 @@ def risk_tol(linear_risk: float) -> float:
     return RISK_TOL * scale(linear_risk)
 
 
-def lambda_tol(n: int, lambda_abs_max: float, grad_size: float) -> float:
+def decrease_tol(m: int, risk: float, dtype: torch.dtype = torch.float64) -> float:
+    """``DECREASE_FACTOR · m · eps · max(1, |R|)``: the smallest risk decrease taken as real."""
+    return DECREASE_FACTOR * m * eps(dtype) * scale(risk)
+
+
+def lambda_tol(n: int, lambda_abs_max: float, grad_size: float, dtype: torch.dtype = torch.float64) -> float:
     """Curvature resolution: ``max(100·n·eps·max(1, |λ|_max), 10·grad_size)``.
 
     An eigenvalue within it of 0 is 0 as far as float64 can tell (theory §6); below ``−lambda_tol``
     it is negative curvature. ``grad_size`` is the gradient threshold (certificate) or the
     gradient norm (finder): a residual gradient blurs curvature by about that much.
     """
-    return max(100 * n * EPS64 * max(1.0, lambda_abs_max), 10 * grad_size)
+    return max(100 * n * eps(dtype) * max(1.0, lambda_abs_max), 10 * grad_size)

@@ -110,7 +110,62 @@ def test_shamir_minimum_is_better_than_linear_and_json_ready(noisy_teacher_data)
 
 
 def test_jsonable_handles_numpy_scalars():
-    from resland.certificate import _jsonable
+    from resland._json import jsonable
 
-    out = _jsonable({"a": np.bool_(True), "b": np.float64(np.inf), "c": np.int64(3), "d": [np.float32(0.5)]})
-    assert json.loads(json.dumps(out)) == {"a": True, "b": "inf", "c": 3, "d": [0.5]}
+    out = jsonable({"a": np.bool_(True), "b": np.float64(np.inf), "c": np.int64(3), "d": [np.float32(0.5)],
+                    "t": torch.tensor([1.0, float("nan")])})
+    assert json.loads(json.dumps(out)) == {"a": True, "b": "inf", "c": 3, "d": [0.5], "t": [1.0, "nan"]}
+
+
+def test_certificate_renders_as_an_html_table_in_jupyter(small_data):
+    cert = resland.certify(resland.ResNet(3, 2, 1), *small_data)
+    page = cert._repr_html_()
+    assert page.startswith("<table>") and f"<td>{cert.verdict}</td>" in page and "R_lin" in page
+
+
+def _evidence(R, *, lower=1.0, upper=1.0, gnorm=0.0, lam=(0.5, 2.0), polish=None, kink=None):
+    from resland.certificate import Evidence
+    from resland.curvature import EigResult
+    from resland.linear import LinearFit
+
+    fit = LinearFit(risk=upper, coef=None, intercept=None, attained=True, grad_norm=0.0, iterations=0,
+                    method="lstsq", risk_lower=lower, risk_upper=upper)
+    tols = {"grad_tol": 1e-10, "risk_tol": 1e-10, "decrease_tol": 1e-13, "kink_tol": 1e-8, "lambda_tol": 1e-9,
+            "polish_max_move": 1e-3}
+    v = torch.tensor([1.0, 0.0])
+    eig = EigResult(lam[0], lam[1], v, v, 0.0, 0.0, 2, "dense")
+    return Evidence(R, gnorm, fit, tols, kink=kink, eig=eig, polish=polish)
+
+
+def test_decide_maps_evidence_to_verdicts_without_computing_anything():
+    """The verdict rules of the module docstring, one per line, on hand-made evidence."""
+    from resland.certificate import decide
+
+    assert decide(_evidence(float("nan")))[0] == "not_critical"
+    assert decide(_evidence(2.0, kink=1e-12))[0] == "nondifferentiable"
+    assert decide(_evidence(2.0, gnorm=1e-6))[0] == "not_critical"
+    assert decide(_evidence(1.0 + 5e-11))[0] == "better_than_linear"
+    # inside the R_lin interval: neither side can be defended
+    verdict, why = decide(_evidence(1.05, lower=1.0, upper=1.1))
+    assert verdict == "inconclusive" and "R_lin interval" in why
+    # a candidate violation: the polish decides
+    ok = {"risk": 2.0, "grad_norm": 1e-14, "distance": 1e-9, "iterations": 3, "status": "converged", "err": 1e-13}
+    assert decide(_evidence(2.0, polish=ok))[0] == "violation"
+    closes = dict(ok, risk=1.0 + 1e-11)
+    verdict, why = decide(_evidence(1.0 + 3e-10, polish=closes))
+    assert verdict == "better_than_linear" and "polished" in why
+    within_err = dict(ok, risk=1.0 + 3e-10, err=1e-9)
+    verdict, why = decide(_evidence(1.0 + 3e-10, polish=within_err))
+    assert verdict == "inconclusive" and "a-posteriori" in why
+    moved = dict(ok, distance=1.0)
+    assert decide(_evidence(2.0, polish=moved))[0] == "inconclusive"
+    not_critical = dict(ok, grad_norm=1e-6)
+    assert decide(_evidence(2.0, polish=not_critical))[0] == "inconclusive"
+
+
+def test_certificates_are_frozen(small_data):
+    import dataclasses
+
+    cert = resland.certify(resland.ResNet(3, 2, 1), *small_data)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cert.verdict = "violation"

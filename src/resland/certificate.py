@@ -1,4 +1,10 @@
-"""The certificate of theory.md §5: one verdict, with its evidence and tolerances.
+"""The certificate of docs/theory.md §5: one verdict, with its evidence and tolerances.
+
+:func:`certify` works in three steps: :func:`gather_evidence` computes what the verdict will read
+(gradient, linear baseline, kink extent, Hessian extremes at critical points, the escape check
+at negative curvature, the polish of a candidate violation), :func:`decide` maps that
+:class:`Evidence` to a verdict and its reason without computing anything, and the frozen
+:class:`Certificate` is built once from both.
 
 Verdicts, decided in this order:
 
@@ -17,7 +23,7 @@ Verdicts, decided in this order:
   ``‖∇R‖ ≤ POLISH_GRAD_TOL·max(1, |R|)`` or until it stalls) without moving away, the polished point
   is critical, not ``linear_equivalent``, and ``R_p − R_lin,upper > risk_tol + err`` with the
   a-posteriori error ``err = ‖∇R(θ_p)‖·max(1, ‖θ_p‖) + decrease_tol`` (the residual-gradient term
-  of theory.md §4.1, plus the rounding of ``R``). A polish that closes the gap gives
+  of docs/theory.md §4.1, plus the rounding of ``R``). A polish that closes the gap gives
   ``better_than_linear``; anything else is ``inconclusive``, and the reason names the bound;
   When ``λ_min`` is 0 within tolerance the certificate is flagged ``degenerate`` and the
   reason says that second order cannot decide (with a risk-lowering step along the null
@@ -63,12 +69,13 @@ from .models import ResNet
 from . import theory
 from . import tolerances as T
 from ._checks import check_positive_float
+from ._json import jsonable
 from .regions import preactivation_extent
 
 VERDICTS = ("not_critical", "nondifferentiable", "better_than_linear", "strict_saddle", "violation", "inconclusive")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Certificate:
     """The verdict at one parameter vector, with its evidence (see the module docstring).
 
@@ -86,13 +93,13 @@ class Certificate:
         escape_decrease: ``R(θ) − R(θ + αv) > 0``.
         linear_equivalent: ``|R − R_lin| ≤ risk_tol`` and, when ``R_lin`` is attained, the
             predictions equal the best linear predictions, ``max_i |f_i − (t*ᵀx_i + t0*)| ≤ pred_tol``:
-            trivial evidence (a dead or linear branch), counted apart (docs: theory §7).
+            trivial evidence (a dead or linear branch), counted apart (docs/theory.md §7).
         kink_margin: ``min|z|/max(1, max|z|)`` over ReLU-type pre-activations (None without).
         degenerate: ``|λ_min| ≤ lambda_tol + residual``: the smallest eigenvalue is 0 as far as
-            float64 can tell (theory.md §6: read as 0, never as a sign). A degenerate
+            float64 can tell (docs/theory.md §6: read as 0, never as a sign). A degenerate
             ``violation`` says so in its reason, and reports a step along the null eigenvector
             that lowers ``R`` when one exists (a higher-order saddle).
-        gap_bound, near_identity, theory_checks: ResNets only (theory.md §4).
+        gap_bound, near_identity, theory_checks: ResNets only (docs/theory.md §4).
         tolerances: every tolerance used.
         n_params, n_samples, loss, model_config, data_sha256: what was certified.
         parameters: flat parameters, kept for ``violation`` (to replay) or on request.
@@ -130,31 +137,22 @@ class Certificate:
     data_sha256: str = ""
     parameters: list | None = field(default=None, repr=False)
 
+    def _repr_html_(self) -> str:
+        """The verdict and its evidence as an HTML table (Jupyter)."""
+        import html
+
+        rows = [("verdict", self.verdict), ("reason", self.reason), ("R", self.risk),
+                ("R_lin", f"{self.linear_risk:.12g} in [{self.linear_risk_lower:.12g}, {self.linear_risk_upper:.12g}]"),
+                ("‖∇R‖", self.grad_norm), ("λ_min", self.lambda_min), ("λ_max", self.lambda_max),
+                ("linear-equivalent", self.linear_equivalent), ("kink margin", self.kink_margin),
+                ("parameters", self.n_params), ("samples", self.n_samples), ("loss", self.loss)]
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>"
+                       f"{html.escape(f'{v:.6g}' if isinstance(v, float) else str(v))}</td></tr>" for k, v in rows)
+        return f"<table><caption>resland certificate</caption>{body}</table>"
+
     def to_dict(self) -> dict:
         """JSON-ready dictionary (tensors become lists, non-finite floats become strings)."""
-        out = {}
-        for k, v in self.__dict__.items():
-            if isinstance(v, torch.Tensor):
-                v = v.detach().cpu().tolist()
-            out[k] = _jsonable(v)
-        return out
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (np.floating, float)):
-        v = float(v)
-        return v if math.isfinite(v) else str(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    return v
+        return jsonable(dict(self.__dict__))
 
 
 def certify(
@@ -170,7 +168,7 @@ def certify(
     fit: LinearFit | None = None,
     eig: EigResult | None = None,
 ) -> Certificate:
-    """Certify the model's current parameters (theory.md §5).
+    """Certify the model's current parameters (docs/theory.md §5).
 
     Args:
         model: any ``nn.Module`` with a scalar output; theory fields are filled for
@@ -190,88 +188,222 @@ def certify(
     """
     fr = FlatRisk(model, X, y, loss)
     theta = fr.theta0
+    ev = gather_evidence(model, fr, theta, tol=tol, fit=fit, eig=eig, dense_max_params=dense_max_params, seed=seed)
+    verdict, reason = decide(ev)
+    keep = keep_parameters or verdict in ("violation", "inconclusive")
+    return _certificate(ev, fr, model, verdict, reason, theta if keep else None)
+
+
+@dataclass
+class Escape:
+    """A step along an eigenvector ``v`` (unit length): ``vᵀHv`` by a fresh HVP, the accepted step and
+    the risk decrease ``R(θ) − R(θ + step·v)`` (None when no step lowered R beyond decrease_tol)."""
+
+    direction: torch.Tensor
+    curvature: float | None = None
+    step: float | None = None
+    decrease: float | None = None
+
+
+@dataclass
+class Evidence:
+    """Everything a verdict rests on, gathered before any verdict is decided (:func:`decide`).
+
+    Attributes:
+        risk, grad_norm: ``R(θ)`` and ``‖∇R(θ)‖₂``; fit: the certified linear baseline.
+        tolerances: the tolerances in use (module docstring), filled as evidence arrives.
+        kink: the smallest ``|pre-activation|`` of a ReLU-type unit over the data (None without).
+        linear_equivalent: docs/theory.md §7.
+        eig: Hessian extremes (at critical points); krylov_note: why ``λ_min`` rests on Krylov.
+        escape: the check along the eigenvector of ``λ_min`` (negative curvature only).
+        probe: a risk-lowering step along a null eigenvector (degenerate candidate violations).
+        polish: the violation standard's polished point (candidate violations only).
+        theory: ``gap_bound``, ``near_identity`` and ``theory_checks`` (ResNets only).
+    """
+
+    risk: float
+    grad_norm: float
+    fit: LinearFit
+    tolerances: dict
+    kink: float | None = None
+    kink_margin: float | None = None
+    linear_equivalent: bool = False
+    eig: EigResult | None = None
+    krylov_note: str = ""
+    escape: Escape | None = None
+    probe: Escape | None = None
+    polish: dict | None = None
+    theory: dict = field(default_factory=dict)
+
+    @property
+    def critical(self) -> bool:
+        """Finite, off every kink and ``‖∇R‖ ≤ grad_tol``."""
+        t = self.tolerances
+        return (math.isfinite(self.risk) and math.isfinite(self.grad_norm) and self.grad_norm <= t["grad_tol"]
+                and not (self.kink is not None and self.kink <= t["kink_tol"]))
+
+    @property
+    def negative(self) -> bool:
+        """``λ_min + residual ≤ −lambda_tol`` by a converged eigensolver."""
+        e = self.eig
+        return e is not None and e.converged and e.lambda_min + e.residual <= -self.tolerances["lambda_tol"]
+
+    def needs(self) -> str | None:
+        """The next evidence the verdict waits for: ``eig``, ``escape``, ``polish`` or None."""
+        if not self.critical:
+            return None
+        if self.eig is None:
+            return "eig"
+        if self.risk <= self.fit.risk_lower + self.tolerances["risk_tol"] or not self.eig.converged:
+            return None
+        if self.negative:
+            return "escape" if self.escape is None else None
+        if self.risk <= self.fit.risk_upper + self.tolerances["risk_tol"]:
+            return None
+        return "polish" if self.polish is None else None
+
+
+def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol: float | None = None,
+                    fit: LinearFit | None = None, eig: EigResult | None = None,
+                    dense_max_params: int = DENSE_MAX_PARAMS, seed: int = 0) -> Evidence:
+    """Collect the evidence for a verdict at ``theta``, computing only what the verdict will read."""
     R, g = fr.risk_and_grad(theta)
     gnorm = float(torch.linalg.norm(g))
-    out_bias = getattr(model, "out_bias", True)
     if fit is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotAttainedWarning)
-            fit = best_linear(fr.X, fr.y, fr.loss, bias=out_bias)
+            fit = best_linear(fr.X, fr.y, fr.loss, bias=getattr(model, "out_bias", True))
     tols = {
         "grad_tol": T.grad_tol(R, T.GRAD_TOL if tol is None else check_positive_float("tol", tol)),
         "risk_tol": T.risk_tol(fit.risk),
         "decrease_tol": T.decrease_tol(fr.m, R),
     }
-    cert = Certificate(
-        verdict="", reason="", risk=R, linear_risk=fit.risk, linear_attained=fit.attained, grad_norm=gnorm,
-        linear_risk_lower=fit.risk_lower, linear_risk_upper=fit.risk_upper,
-        tolerances=tols, n_params=fr.n, n_samples=fr.m, loss=fr.loss.name,
-        model_config=model.config() if hasattr(model, "config") else {"model": type(model).__name__},
-        data_sha256=_data_hash(fr),
-    )
+    ev = Evidence(R, gnorm, fit, tols)
     if not (math.isfinite(R) and math.isfinite(gnorm)):
-        return _done(cert, "not_critical", f"the risk ({R}) or its gradient norm ({gnorm}) is not finite", theta,
-                     keep_parameters)
-    cert.linear_equivalent, tols["pred_tol"] = _linear_equivalent(fr, theta, R, fit, tols["risk_tol"])
+        return ev
+    ev.linear_equivalent, tols["pred_tol"] = _linear_equivalent(fr, theta, R, fit, tols["risk_tol"])
     if isinstance(model, ResNet):
-        _fill_theory(cert, model, fr, fit)
-
+        ev.theory = _theory(model, fr, fit, R)
     extent = preactivation_extent(model, fr.X)          # (min |z|, max |z|) of ReLU-type units
-    tols["kink_tol"] = kink_tol = 0.0 if extent is None else T.KINK_TOL * max(1.0, extent[1])
-    cert.kink_margin = None if extent is None else extent[0] / max(1.0, extent[1])
-    kink = None if extent is None else extent[0]
-    if kink is not None and kink <= kink_tol:
-        return _done(cert, "nondifferentiable",
-                     f"a kinked pre-activation is {kink:.3e} ≤ kink_tol from 0 at a data point", theta, keep_parameters)
-    if gnorm > tols["grad_tol"]:
-        return _done(cert, "not_critical", f"‖∇R‖ = {gnorm:.3e} > grad_tol = {tols['grad_tol']:.3e}",
-                     theta, keep_parameters)
+    tols["kink_tol"] = 0.0 if extent is None else T.KINK_TOL * max(1.0, extent[1])
+    if extent is not None:
+        ev.kink, ev.kink_margin = extent[0], extent[0] / max(1.0, extent[1])
+    if ev.needs() == "eig":
+        ev.eig = eig if eig is not None else extremes_at(
+            fr, theta, method="auto", dense_max_params=min(DENSE_EIG_MAX, dense_max_params), seed=seed)
+        _set_lambda_tol(ev, fr.n)
+        if not ev.negative and not ev.eig.method.startswith("dense"):
+            if fr.n <= dense_max_params:
+                # `violation` claims no negative curvature, which a Krylov method cannot prove (it could
+                # miss an eigenvalue): decide it, or an unconverged solve, on the full dense spectrum.
+                ev.eig = extremes_at(fr, theta, method="dense")
+                _set_lambda_tol(ev, fr.n)
+            else:
+                ev.krylov_note = (f" (λ_min by {ev.eig.method}: a dense spectrum exceeds dense_max_params = "
+                                  f"{dense_max_params}, so a negative eigenvalue missed by the Krylov space is "
+                                  "unlikely but not excluded)")
+    need = ev.needs()
+    if need == "escape":
+        ev.escape = _escape(fr, theta, g, ev.eig.vec_min, R, tols["decrease_tol"], ev.eig.hv_min)
+    elif need == "polish":
+        if _degenerate(ev):
+            ev.probe = _probe_null_direction(fr, theta, ev.eig.vec_min, R, tols["decrease_tol"])
+        ev.polish = _polish(model, fr, theta, fit, tols)
+    return ev
 
-    if eig is None:
-        eig = extremes_at(fr, theta, method="auto", dense_max_params=min(DENSE_EIG_MAX, dense_max_params), seed=seed)
-    _fill_eig(cert, eig, tols)
-    if R <= fit.risk_lower + tols["risk_tol"]:
-        return _done(cert, "better_than_linear",
-                     f"R − R_lin,lower = {R - fit.risk_lower:.3e} ≤ risk_tol = {tols['risk_tol']:.3e}", theta,
-                     keep_parameters)
-    negative = eig.converged and eig.lambda_min + eig.residual <= -tols["lambda_tol"]
-    if not negative and not eig.method.startswith("dense") and fr.n <= dense_max_params:
-        # `violation` claims no negative curvature, which a Krylov method cannot prove (it could
-        # miss an eigenvalue): decide it, or an unconverged solve, on the full dense spectrum.
-        eig = extremes_at(fr, theta, method="dense")
-        _fill_eig(cert, eig, tols)
-        negative = eig.lambda_min + eig.residual <= -tols["lambda_tol"]
+
+def decide(ev: Evidence) -> tuple[str, str]:
+    """The verdict and its one-line reason, from the evidence alone (module docstring; no computation)."""
+    R, fit, t = ev.risk, ev.fit, ev.tolerances
+    if not (math.isfinite(R) and math.isfinite(ev.grad_norm)):
+        return "not_critical", f"the risk ({R}) or its gradient norm ({ev.grad_norm}) is not finite"
+    if ev.kink is not None and ev.kink <= t["kink_tol"]:
+        return "nondifferentiable", f"a kinked pre-activation is {ev.kink:.3e} ≤ kink_tol from 0 at a data point"
+    if ev.grad_norm > t["grad_tol"]:
+        return "not_critical", f"‖∇R‖ = {ev.grad_norm:.3e} > grad_tol = {t['grad_tol']:.3e}"
+    if R <= fit.risk_lower + t["risk_tol"]:
+        return "better_than_linear", f"R − R_lin,lower = {R - fit.risk_lower:.3e} ≤ risk_tol = {t['risk_tol']:.3e}"
+    eig = ev.eig
     if not eig.converged:
-        return _done(cert, "inconclusive", f"the {eig.method} eigensolver did not converge", theta, True)
-    if negative:
-        ok, why = _verify_escape(cert, fr, theta, g, eig.vec_min, R, tols["decrease_tol"], eig.hv_min)
-        if ok:
-            return _done(cert, "strict_saddle", why, theta, keep_parameters)
-        return _done(cert, "inconclusive", why, theta, True)
-    interval = f"[{fit.risk_lower:.12g}, {fit.risk_upper:.12g}]"
-    if R <= fit.risk_upper + tols["risk_tol"]:
-        return _done(cert, "inconclusive",
-                     f"R = {R:.12g} lies inside the R_lin interval {interval} (± risk_tol = {tols['risk_tol']:.3e}, "
-                     f"bound '{fit.bound}'): neither better than linear nor a violation can be defended"
-                     + (f"; the interval is wide because {fit.why_wide}" if fit.why_wide else ""), theta, True)
+        return "inconclusive", f"the {eig.method} eigensolver did not converge"
+    if ev.negative:
+        esc = ev.escape
+        if not esc.curvature < 0:
+            return "inconclusive", f"λ_min < 0 but a fresh HVP gives vᵀHv = {esc.curvature:.3e} ≥ 0"
+        if esc.step is None:
+            return "inconclusive", "λ_min < 0 but no backtracking step along the eigenvector lowered the risk beyond rounding"
+        return "strict_saddle", (f"λ_min = {eig.lambda_min:.3e} ≤ −lambda_tol, vᵀHv = {esc.curvature:.3e} < 0, and the "
+                                 f"step α = {esc.step:.3g} lowers R by {esc.decrease:.3e} > decrease_tol = "
+                                 f"{t['decrease_tol']:.3e}")
+    if R <= fit.risk_upper + t["risk_tol"]:
+        return "inconclusive", (f"R = {R:.12g} lies inside the R_lin interval [{fit.risk_lower:.12g}, "
+                                f"{fit.risk_upper:.12g}] (± risk_tol = {t['risk_tol']:.3e}, bound '{fit.bound}'): "
+                                "neither better than linear nor a violation can be defended"
+                                + (f"; the interval is wide because {fit.why_wide}" if fit.why_wide else ""))
+    return _violation_standard(ev)
+
+
+def _violation_standard(ev: Evidence) -> tuple[str, str]:
+    """Decide a candidate violation from its polish (module docstring)."""
+    R, fit, t, eig, p = ev.risk, ev.fit, ev.tolerances, ev.eig, ev.polish
     why = (f"critical, R − R_lin,upper = {R - fit.risk_upper:.3e} > risk_tol and λ_min = {eig.lambda_min:.3e} > "
-           f"−lambda_tol = {-tols['lambda_tol']:.3e}")
-    if not eig.method.startswith("dense"):
-        why += (f" (λ_min by {eig.method}: a dense spectrum exceeds dense_max_params = {dense_max_params}, "
-                "so a negative eigenvalue missed by the Krylov space is unlikely but not excluded)")
-    if cert.degenerate:
+           f"−lambda_tol = {-t['lambda_tol']:.3e}") + ev.krylov_note
+    if _degenerate(ev):
         why += "; λ_min is 0 within lambda_tol: the Hessian is degenerate and second order cannot decide"
-        probe = _probe_null_direction(fr, theta, eig.vec_min, R, tols["decrease_tol"])
-        if probe is not None:
-            cert.escape_direction, cert.escape_step, cert.escape_decrease = eig.vec_min, probe[0], probe[1]
-            why += (f"; a step α = {probe[0]:.3g} along the null eigenvector lowers R by {probe[1]:.3e} "
+        if ev.probe is not None:
+            why += (f"; a step α = {ev.probe.step:.3g} along the null eigenvector lowers R by {ev.probe.decrease:.3e} "
                     "(a higher-order saddle, not a local minimum)")
-    verdict, standard = _violation_standard(cert, model, fr, theta, fit, tols)
-    return _done(cert, verdict, why + "; " + standard if verdict == "violation" else standard, theta, True)
+    polished = (f"polished ({p['status']}, {p['iterations']} iterations) to ‖∇R‖ = {p['grad_norm']:.3e}, "
+                f"R_p = {p['risk']:.12g}, moved {p['distance']:.3e}")
+    if not math.isfinite(p["risk"]) or p["distance"] > t["polish_max_move"]:
+        return "inconclusive", (f"a candidate violation whose polish moved {p['distance']:.3e} > polish_max_move = "
+                                f"{t['polish_max_move']:.3e}: θ is not close to a critical point the polish can confirm")
+    if p["risk"] <= fit.risk_lower + t["risk_tol"]:
+        return "better_than_linear", (f"{polished}: R_p − R_lin,lower = {p['risk'] - fit.risk_lower:.3e} ≤ risk_tol "
+                                      f"= {t['risk_tol']:.3e} (the candidate's gap was within what the remaining "
+                                      "gradient explains)")
+    if not T.is_critical(p["risk"], p["grad_norm"]):
+        return "inconclusive", f"a candidate violation, {polished}: not critical (> grad_tol)"
+    gap, bound = p["risk"] - fit.risk_upper, t["risk_tol"] + p["err"]
+    if gap <= bound:
+        return "inconclusive", (f"a candidate violation, {polished}: R_p − R_lin,upper = {gap:.3e} ≤ risk_tol + err = "
+                                f"{bound:.3e} (err = ‖∇R‖·max(1, ‖θ‖) + decrease_tol, the a-posteriori error)")
+    return "violation", f"{why}; {polished}; R_p − R_lin,upper = {gap:.3e} > risk_tol + err = {bound:.3e} (the violation standard)"
 
 
-def _violation_standard(cert: Certificate, model, fr: FlatRisk, theta, fit: LinearFit, tols: dict) -> tuple[str, str]:
-    """Polish a candidate violation and decide it (module docstring): ``(verdict, reason)``."""
+def _certificate(ev: Evidence, fr: FlatRisk, model: nn.Module, verdict: str, reason: str, theta) -> Certificate:
+    """The frozen certificate, built once from the evidence and the verdict."""
+    fit, eig = ev.fit, ev.eig
+    esc = ev.escape if ev.escape is not None else (
+        Escape(eig.vec_min, None, ev.probe.step, ev.probe.decrease) if verdict == "violation" and ev.probe else None)
+    return Certificate(
+        verdict=verdict, reason=reason, risk=ev.risk, linear_risk=fit.risk, linear_attained=fit.attained,
+        grad_norm=ev.grad_norm, linear_risk_lower=fit.risk_lower, linear_risk_upper=fit.risk_upper,
+        polish=ev.polish,
+        lambda_min=None if eig is None else eig.lambda_min, lambda_max=None if eig is None else eig.lambda_max,
+        eig_residual=None if eig is None else eig.residual, eig_method=None if eig is None else eig.method,
+        index=None if eig is None else eig.count_below(-ev.tolerances["lambda_tol"]),
+        escape_direction=None if esc is None else esc.direction,
+        escape_curvature=None if esc is None else esc.curvature,
+        escape_step=None if esc is None else esc.step, escape_decrease=None if esc is None else esc.decrease,
+        degenerate=None if eig is None else _degenerate(ev), linear_equivalent=ev.linear_equivalent,
+        kink_margin=ev.kink_margin, tolerances=ev.tolerances, n_params=fr.n, n_samples=fr.m, loss=fr.loss.name,
+        model_config=model.config() if hasattr(model, "config") else {"model": type(model).__name__},
+        data_sha256=_data_hash(fr), parameters=None if theta is None else theta.detach().cpu().tolist(),
+        **ev.theory,
+    )
+
+
+def _set_lambda_tol(ev: Evidence, n: int) -> None:
+    ev.tolerances["lambda_tol"] = T.lambda_tol(n, abs(ev.eig.lambda_max), ev.tolerances["grad_tol"])
+
+
+def _degenerate(ev: Evidence) -> bool:
+    return abs(ev.eig.lambda_min) <= ev.tolerances["lambda_tol"] + ev.eig.residual
+
+
+def _polish(model, fr: FlatRisk, theta, fit: LinearFit, tols: dict) -> dict:
+    """The violation standard's polish: ``kind="any"`` to POLISH_GRAD_TOL, at most POLISH_ITER iterations."""
     from .critical import find_critical_point      # the finder imports this module
 
     cp = find_critical_point(model, fr.X, fr.y, fr.loss, kind="any", tol=T.POLISH_GRAD_TOL,
@@ -279,31 +411,11 @@ def _violation_standard(cert: Certificate, model, fr: FlatRisk, theta, fit: Line
     theta_p = torch.cat([p.detach().reshape(-1) for p in cp.model.parameters()]).to(theta)
     R_p, g_p = fr.risk_and_grad(theta_p)
     gn_p = float(torch.linalg.norm(g_p))
-    norm_p = float(torch.linalg.norm(theta_p))
-    dist = float(torch.linalg.norm(theta_p - theta))
-    err = gn_p * max(1.0, norm_p) + tols["decrease_tol"]
-    cert.polish = {"risk": R_p, "grad_norm": gn_p, "distance": dist, "iterations": cp.iterations,
-                   "status": cp.status, "err": err}
     tols["polish_grad_tol"] = T.grad_tol(R_p, T.POLISH_GRAD_TOL)
-    tols["polish_max_move"] = move = T.POLISH_MAX_MOVE * (1.0 + float(torch.linalg.norm(theta)))
-    polished = (f"polished ({cp.status}, {cp.iterations} iterations) to ‖∇R‖ = {gn_p:.3e}, "
-                f"R_p = {R_p:.12g}, moved {dist:.3e}")
-    if not math.isfinite(R_p) or dist > move:
-        return "inconclusive", (f"a candidate violation whose polish moved {dist:.3e} > polish_max_move = "
-                                f"{move:.3e}: θ is not close to a critical point the polish can confirm")
-    if R_p <= fit.risk_lower + tols["risk_tol"]:
-        return "better_than_linear", (f"{polished}: R_p − R_lin,lower = {R_p - fit.risk_lower:.3e} ≤ risk_tol = "
-                                      f"{tols['risk_tol']:.3e} (the candidate's gap was within what the remaining "
-                                      "gradient explains)")
-    if not T.is_critical(R_p, gn_p):
-        return "inconclusive", f"a candidate violation, {polished}: not critical (> grad_tol)"
-    gap = R_p - fit.risk_upper
-    if gap <= tols["risk_tol"] + err:
-        return "inconclusive", (f"a candidate violation, {polished}: R_p − R_lin,upper = {gap:.3e} ≤ risk_tol + err = "
-                                f"{tols['risk_tol'] + err:.3e} (err = ‖∇R‖·max(1, ‖θ‖) + decrease_tol, the "
-                                "a-posteriori error)")
-    return "violation", (f"{polished}; R_p − R_lin,upper = {gap:.3e} > risk_tol + err = {tols['risk_tol'] + err:.3e} "
-                         "(the violation standard)")
+    tols["polish_max_move"] = T.POLISH_MAX_MOVE * (1.0 + float(torch.linalg.norm(theta)))
+    return {"risk": R_p, "grad_norm": gn_p, "distance": float(torch.linalg.norm(theta_p - theta)),
+            "iterations": cp.iterations, "status": cp.status,
+            "err": gn_p * max(1.0, float(torch.linalg.norm(theta_p))) + tols["decrease_tol"]}
 
 
 def _linear_equivalent(fr: FlatRisk, theta, R: float, fit: LinearFit, risk_tol: float) -> tuple[bool, float]:
@@ -319,7 +431,7 @@ def _linear_equivalent(fr: FlatRisk, theta, R: float, fit: LinearFit, risk_tol: 
     return bool(float((f - f_lin).abs().max()) <= tol), tol
 
 
-def _probe_null_direction(fr, theta, v, R, decrease_tol) -> tuple[float, float] | None:
+def _probe_null_direction(fr, theta, v, R, decrease_tol) -> Escape | None:
     """Steps ``±α v`` (``α = 1, ½, …, 2⁻²⁰``) along a zero-curvature eigenvector; the first that lowers R."""
     v = v / torch.linalg.norm(v)
     alpha = 1.0
@@ -327,28 +439,13 @@ def _probe_null_direction(fr, theta, v, R, decrease_tol) -> tuple[float, float] 
         for a in (alpha, -alpha):
             R_new = float(fr.risk(theta + a * v))
             if math.isfinite(R_new) and R - R_new > decrease_tol:
-                return a, R - R_new
+                return Escape(v, None, a, R - R_new)
         alpha *= 0.5
     return None
 
 
-def _done(cert: Certificate, verdict: str, reason: str, theta: torch.Tensor, keep: bool) -> Certificate:
-    cert.verdict, cert.reason = verdict, reason
-    if keep:
-        cert.parameters = theta.detach().cpu().tolist()
-    return cert
-
-
-def _fill_eig(cert: Certificate, eig: EigResult, tols: dict) -> None:
-    tols["lambda_tol"] = lambda_tol = T.lambda_tol(cert.n_params, abs(eig.lambda_max), tols["grad_tol"])
-    cert.lambda_min, cert.lambda_max = eig.lambda_min, eig.lambda_max
-    cert.eig_residual, cert.eig_method = eig.residual, eig.method
-    cert.index = eig.count_below(-lambda_tol)
-    cert.degenerate = abs(eig.lambda_min) <= lambda_tol + eig.residual
-
-
-def _verify_escape(cert, fr, theta, g, v, R, decrease_tol, hv=None) -> tuple[bool, str]:
-    """Check ``vᵀHv < 0``, then backtrack along ``±v`` until the risk drops.
+def _escape(fr, theta, g, v, R, decrease_tol, hv=None) -> Escape:
+    """``vᵀHv`` by a fresh HVP, then backtracking along ``±v`` (the sign with ``∇Rᵀv ≤ 0``) until R drops.
 
     ``hv`` is ``H v`` from the eigensolver's residual check (a fresh HVP at exactly this θ):
     reused, so the escape test costs no Hessian work; without it one HVP is computed.
@@ -358,19 +455,17 @@ def _verify_escape(cert, fr, theta, g, v, R, decrease_tol, hv=None) -> tuple[boo
     hv = fr.hvp(theta, v) if hv is None else hv / scale
     if float(g @ v) > 0:
         v, hv = -v, -hv
-    curvature = float(v @ hv)
-    cert.escape_direction, cert.escape_curvature = v, curvature
-    if not curvature < 0:
-        return False, f"λ_min < 0 but a fresh HVP gives vᵀHv = {curvature:.3e} ≥ 0"
+    esc = Escape(v, float(v @ hv))
+    if not esc.curvature < 0:
+        return esc
     alpha = 1.0
     for _ in range(60):
         R_new = float(fr.risk(theta + alpha * v))
         if math.isfinite(R_new) and R - R_new > decrease_tol:
-            cert.escape_step, cert.escape_decrease = alpha, R - R_new
-            return True, (f"λ_min = {cert.lambda_min:.3e} ≤ −lambda_tol, vᵀHv = {curvature:.3e} < 0, and the step "
-                          f"α = {alpha:.3g} lowers R by {R - R_new:.3e} > decrease_tol = {decrease_tol:.3e}")
+            esc.step, esc.decrease = alpha, R - R_new
+            return esc
         alpha *= 0.5
-    return False, "λ_min < 0 but no backtracking step along the eigenvector lowered the risk beyond rounding"
+    return esc
 
 
 def _data_hash(fr: FlatRisk) -> str:
@@ -380,13 +475,13 @@ def _data_hash(fr: FlatRisk) -> str:
     return h.hexdigest()
 
 
-def _fill_theory(cert: Certificate, model: ResNet, fr: FlatRisk, fit) -> None:
+def _theory(model: ResNet, fr: FlatRisk, fit, R: float) -> dict:
+    """``gap_bound``, ``near_identity`` and ``theory_checks`` of a ResNet (docs/theory.md §4)."""
     q = theory.quantities(model, fr.X, fr.y, fr.loss)
     gb = theory.gap_bound(model, fr.X, fr.y, fr.loss, fit=fit, q=q)
     ni = theory.near_identity_bound(model, fr.X, fr.y, fr.loss, fit=fit, q=q)
-    cert.gap_bound, cert.near_identity = gb.to_dict(), ni.to_dict()
-    checks = {"gap": cert.risk - fit.risk, "within_rigorous_gap_bound": bool(cert.risk - fit.risk <= gb.rigorous + 1e-12 * max(1.0, abs(cert.risk)))}
+    checks = {"gap": R - fit.risk, "within_rigorous_gap_bound": bool(R - fit.risk <= gb.rigorous + 1e-12 * max(1.0, abs(R)))}
     if fit.attained:
         conv = theory.convexity_inequality(model, fr.X, fr.y, fit.coef, fit.intercept, fr.loss, q=q)
         checks.update(convexity_lhs=conv.lhs, convexity_rhs=conv.rhs, convexity_slack=conv.slack)
-    cert.theory_checks = checks
+    return {"gap_bound": gb.to_dict(), "near_identity": ni.to_dict(), "theory_checks": checks}

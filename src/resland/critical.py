@@ -15,7 +15,7 @@ chosen per member and per iteration):
     to predicted decrease), or ``σ = μ‖g‖`` by MINRES (Krylov backend);
   * *Newton-MR* ``p = −H⁺g`` (least-norm, pseudo-inverse with cutoff ``n·eps·|λ|_max``), built
     for singular critical sets: at every critical point with ``w ≠ 0`` the Hessian is exactly
-    singular (docs: theory §6), where Newton-MR converges superlinearly and plain Newton
+    singular (docs/theory.md §6), where Newton-MR converges superlinearly and plain Newton
     does not exist;
   * *generalised Gauss–Newton* ``p = −(JᵀDJ + μ_G I)⁻¹g`` (``J`` the m × n Jacobian of the
     predictions, ``D = diag(ℓ'')/m``), fast far out and at interpolating minima.

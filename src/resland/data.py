@@ -1,6 +1,6 @@
 """Data sets by name or path.
 
-* ``example1`` (theory.md §2, C1): ``x = 0..5``, ``y = x + ρ·(−1, −1, +1, −1, +1, +1)``; needs ``rho > 0``.
+* ``example1`` (docs/theory.md §2, C1): ``x = 0..5``, ``y = x + ρ·(−1, −1, +1, −1, +1, +1)``; needs ``rho > 0``.
 * ``example2`` (C2): ``x = (1, 2.5, 3)``, ``y = (1, 3, 2)``.
 * Bundled with scikit-learn (load offline): ``diabetes`` (regression), ``breast-cancer``
   (binary), ``wine`` (binary variant: class 0 vs classes 1–2), ``iris`` (binary variant:
@@ -35,7 +35,7 @@ class Dataset:
 
 
 def example1(rho: float) -> Dataset:
-    """theory.md §2, Example 1: ``R_lin = 8ρ²/15`` under the squared loss."""
+    """docs/theory.md §2, Example 1: ``R_lin = 8ρ²/15`` under the squared loss."""
     rho = check_positive_float("rho", rho)
     x = np.arange(6.0)
     y = x + rho * np.array([-1.0, -1.0, 1.0, -1.0, 1.0, 1.0])
@@ -43,7 +43,7 @@ def example1(rho: float) -> Dataset:
 
 
 def example2() -> Dataset:
-    """theory.md §2, Example 2: ``R_lin = 25/78``."""
+    """docs/theory.md §2, Example 2: ``R_lin = 25/78``."""
     return Dataset("example2", np.array([[1.0], [2.5], [3.0]]), np.array([1.0, 3.0, 2.0]), "squared",
                    "Example 2 of the paper")
 

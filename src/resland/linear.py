@@ -1,4 +1,4 @@
-"""The best linear predictor ``R_lin = inf_{t, t0} (1/m) Σ ℓ(tᵀx_i + t0; y_i)`` (theory.md §1), certified.
+"""The best linear predictor ``R_lin = inf_{t, t0} (1/m) Σ ℓ(tᵀx_i + t0; y_i)`` (docs/theory.md §1), certified.
 
 ``R_lin`` is the infimum over *all* real ``(t, t0)`` for the float64 data taken as exact numbers.
 On near-degenerate designs (a column equal to the rounded sum of others, singular values near

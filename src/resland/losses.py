@@ -1,6 +1,6 @@
 """Losses ``ℓ(p; y)`` on a scalar prediction ``p``, convex and twice differentiable in ``p``.
 
-Conventions (theory.md §1): the squared loss is ``(p − y)²`` with **no factor 1/2**;
+Conventions (docs/theory.md §1): the squared loss is ``(p − y)²`` with **no factor 1/2**;
 the risk is the **mean** ``R = (1/m) Σ_i ℓ(f(x_i); y_i)``. Each loss gives its value and
 its first and second derivatives in ``p`` (``ℓ'_i``, ``ℓ''_i`` in the theory), elementwise.
 

@@ -1,6 +1,6 @@
 """Models with a scalar output, all ``torch.nn.Module`` in float64 by default.
 
-* :class:`ResNet`, the chain ResNet of theory.md §1::
+* :class:`ResNet`, the chain ResNet of docs/theory.md §1::
 
       h_0 = x,   h_l = h_{l-1} + V_l φ_l(h_{l-1})   (l = 1..L),   f(x) = wᵀ h_L + c
 
@@ -58,7 +58,7 @@ class ResidualBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """Chain ResNet ``h_l = h_{l-1} + V_l φ_l(h_{l-1})``, ``f = wᵀh_L + c`` (theory.md §1).
+    """Chain ResNet ``h_l = h_{l-1} + V_l φ_l(h_{l-1})``, ``f = wᵀh_L + c`` (docs/theory.md §1).
 
     Args:
         d_in: input dimension ``d`` (every ``h_l`` lives in ``R^d``).

@@ -1,4 +1,4 @@
-"""Activation regions of ReLU-type networks, kinks, and Clarke stationarity (docs: theory §7).
+"""Activation regions of ReLU-type networks, kinks, and Clarke stationarity (docs/theory.md §7).
 
 A ReLU-type network (``nn.ReLU``, ``nn.LeakyReLU`` units) is smooth inside each *activation
 region*: the set of ``θ`` where every pre-activation ``z_{iu}`` (data point ``i``, unit ``u``)
@@ -51,6 +51,13 @@ DRIFT_WINDOW = 50
 DRIFT_FACTOR = 10.0
 #: Kinks along one step that the long step considers crossing.
 LONG_STEP_MAX = 16
+#: ``kind="minimum"``: the polish runs in rounds of CLARKE_ROUND_ITER Newton iterations; between
+#: rounds a point that is not Clarke-stationary takes a step along minus the least-norm element of
+#: the adjacent pieces' gradient hull (a descent direction, slope ≤ −‖least-norm‖²). Single-pair
+#: releases alone cycle on deep networks, where descent needs several pairs to move together.
+CLARKE_ROUND_ITER = 50
+#: The first round is longer: most kinks on shallow networks settle in it without a Clarke step.
+CLARKE_FIRST_ROUND_ITER = 200
 
 
 def kinked_modules(model: nn.Module) -> list[nn.Module]:
@@ -242,12 +249,37 @@ def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_C
         The polished parameters (n,) and the :class:`KinkAnalysis`.
     """
     pieces = _Pieces(fr)
-    z = pieces.z(theta).detach()
-    zscale = max(1.0, float(z.abs().max()))
-    W = torch.nonzero(z.abs() <= capture * zscale).flatten()
-    mask0 = (z > 0).to(theta.dtype)
-    mask0[W] = 0.0                                   # the kinked units are "off" in the piece P0
-    theta, mask0, W, lam, it, kkt, msg = _active_set_newton(pieces, theta, W, mask0, max_iter, kind)
+    start_norm, total, trace, msg_extra = float(theta.norm()), 0, [], ""
+    while True:
+        z = pieces.z(theta).detach()
+        zscale = max(1.0, float(z.abs().max()))
+        W = torch.nonzero(z.abs() <= capture * zscale).flatten()
+        mask0 = (z > 0).to(theta.dtype)
+        mask0[W] = 0.0                                   # the kinked units are "off" in the piece P0
+        first = CLARKE_FIRST_ROUND_ITER if not trace else CLARKE_ROUND_ITER
+        budget = max_iter - total if kind != "minimum" else min(first, max_iter - total)
+        theta, mask0, W, lam, it, kkt, msg = _active_set_newton(pieces, theta, W, mask0, budget, kind)
+        total += it
+        R = float(pieces.risk(theta, mask0))
+        gtol = T.grad_tol(R) if grad_tol is None else grad_tol
+        g0 = pieces.grad(theta, mask0)
+        cols, groups = _hull_columns(pieces, theta, W, mask0, g0)
+        w, r = _least_norm_in_hull(g0, cols, groups)
+        clarke = float(torch.linalg.norm(r))
+        trace.append((R, float(theta.norm())))
+        if kind != "minimum" or clarke <= gtol or total >= max_iter:
+            break
+        if len(trace) >= 4 and trace[-1][1] >= DRIFT_FACTOR * max(1.0, start_norm) and all(
+                b[1] > a[1] and b[0] < a[0] for a, b in zip(trace[-4:], trace[-3:])):
+            msg_extra = f"; the polish runs to infinity along the kinks (‖θ‖ {trace[-4][1]:.4g} → {trace[-1][1]:.4g})"
+            break
+        step = _clarke_step(fr, theta, r, R)
+        if step is None:
+            msg_extra = "; no step along the least-norm element of the gradient hull lowers the risk"
+            break
+        theta = step
+    msg = msg + msg_extra + (f" ({len(trace)} rounds with Clarke steps, {total} iterations)" if len(trace) > 1 else "")
+    it = total
     K = W
     z = pieces.z(theta).detach()
     outside = torch.ones_like(z, dtype=torch.bool)
@@ -259,13 +291,7 @@ def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_C
     if not sign_kept:
         out_margin = 0.0
         msg += "; a pair outside K changed sign"
-    R = float(pieces.risk(theta, mask0))
-    gtol = T.grad_tol(R) if grad_tol is None else grad_tol
-    g0 = pieces.grad(theta, mask0)
     A = torch.func.jacrev(lambda t: pieces.z(t, pieces.masks(mask0))[K])(theta) if K.numel() else None
-    cols, groups = _hull_columns(pieces, theta, K, mask0, g0)
-    w, r = _least_norm_in_hull(g0, cols, groups)
-    clarke = float(torch.linalg.norm(r))
     analysis = KinkAnalysis(
         kinked=[pieces.pair(f) for f in K.tolist()], constraint_residual=cres, outside_margin=out_margin,
         kkt_residual=kkt, clarke_residual=clarke,
@@ -276,6 +302,20 @@ def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_C
         analysis.one_sided = _one_sided(pieces, theta, K, mask0, A)
         _local_minimality(analysis, pieces, theta, K, mask0, A, lam, gtol)
     return theta, analysis
+
+
+def _clarke_step(fr: FlatRisk, theta: torch.Tensor, r: torch.Tensor, R: float) -> torch.Tensor | None:
+    """Armijo backtracking on the true risk along ``−r`` (``r`` the least-norm hull element), or None."""
+    s2 = float(r @ r)
+    alpha = 1.0 / max(1.0, math.sqrt(s2))
+    noise = 1e2 * T.EPS64 * T.scale(R)
+    while alpha > 1e-14:
+        trial = theta - alpha * r
+        R_new = float(fr.risk(trial))
+        if math.isfinite(R_new) and R_new <= R - 1e-4 * alpha * s2 and R_new < R - noise:
+            return trial
+        alpha *= 0.5
+    return None
 
 
 def _hull_columns(pieces, theta, K, mask0, g0):

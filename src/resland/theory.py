@@ -1,6 +1,6 @@
-"""The quantities and bounds of theory.md §3–4 for a :class:`~resland.models.ResNet` at any θ.
+"""The quantities and bounds of docs/theory.md §3–4 for a :class:`~resland.models.ResNet` at any θ.
 
-Notation (theory.md §3), with ``ℓ'_i = ∂ℓ/∂p`` at ``f(x_i)`` and mean over ``i = 1..m``::
+Notation (docs/theory.md §3), with ``ℓ'_i = ∂ℓ/∂p`` at ``f(x_i)`` and mean over ``i = 1..m``::
 
     r_l = (1/m) Σ ℓ'_i h_{l,i}      (l = 0..L)        s_l = (1/m) Σ ℓ'_i φ_{l,i}    (l = 1..L)
     μ   = (1/m) Σ ℓ'_i               ε_l = (1/m) Σ |ℓ'_i| ‖E_{l,i}‖₂ ‖φ_{l,i}‖₂
@@ -80,7 +80,7 @@ def _check_resnet(model) -> ResNet:
 
 @torch.no_grad()
 def quantities(model: ResNet, X, y, loss: str | Loss = "squared") -> Quantities:
-    """Compute ``r_l, s_l, μ, ε_l`` (theory.md §3) at the model's parameters."""
+    """Compute ``r_l, s_l, μ, ε_l`` (docs/theory.md §3) at the model's parameters."""
     model = _check_resnet(model)
     fr = FlatRisk(model, X, y, loss)
     Xt, yt = fr.X, fr.y
@@ -123,7 +123,7 @@ def quantities(model: ResNet, X, y, loss: str | Loss = "squared") -> Quantities:
 
 @dataclass
 class ConvexityCheck:
-    """Both sides of theory.md §4.1 for one linear predictor ``(t, t0)``: ``lhs ≥ rhs``."""
+    """Both sides of docs/theory.md §4.1 for one linear predictor ``(t, t0)``: ``lhs ≥ rhs``."""
 
     lhs: float
     rhs: float
@@ -148,7 +148,7 @@ def convexity_inequality(model: ResNet, X, y, t, t0: float = 0.0, loss: str | Lo
 
 @dataclass
 class GapBound:
-    """Proposition A's bound on ``R(θ) − R_lin`` (theory.md §4.2).
+    """Proposition A's bound on ``R(θ) − R_lin`` (docs/theory.md §4.2).
 
     Attributes:
         G: ``‖t*‖ Σ_l ‖V_l‖₂ ε_l``, the bound at an exact critical point with ``w ≠ 0``.
@@ -197,7 +197,7 @@ def gap_bound(model: ResNet, X, y, loss: str | Loss = "squared", fit: LinearFit 
 
 @dataclass
 class NearIdentityBound:
-    """The a-priori bound of theory.md §4.3.
+    """The a-priori bound of docs/theory.md §4.3.
 
     Attributes:
         delta: ``δ = Σ_k ‖V_k‖₂ ‖U_k‖₂``.
@@ -217,7 +217,7 @@ class NearIdentityBound:
 
 def near_identity_bound(model: ResNet, X, y, loss: str | Loss = "squared", fit: LinearFit | None = None,
                         q: Quantities | None = None) -> NearIdentityBound:
-    """``δ`` and the depth-independent a-priori bound on ``G`` (theory.md §4.3)."""
+    """``δ`` and the depth-independent a-priori bound on ``G`` (docs/theory.md §4.3)."""
     model = _check_resnet(model)
     q = quantities(model, X, y, loss) if q is None else q
     fit = best_linear(X, y, loss, bias=model.out_bias) if fit is None else fit
@@ -231,7 +231,7 @@ def near_identity_bound(model: ResNet, X, y, loss: str | Loss = "squared", fit: 
 
 @torch.no_grad()
 def linear_probes(model: ResNet, X, y, loss: str | Loss = "squared") -> list[LinearFit]:
-    """Best linear fits ``R_lin^{(l)}`` on the block outputs ``h_0, …, h_L`` (theory.md §4.4)."""
+    """Best linear fits ``R_lin^{(l)}`` on the block outputs ``h_0, …, h_L`` (docs/theory.md §4.4)."""
     model = _check_resnet(model)
     fr = FlatRisk(model, X, y, loss)
     return [best_linear(h, fr.y, fr.loss, bias=model.out_bias) for h in model.hidden_states(fr.X)]

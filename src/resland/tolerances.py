@@ -84,7 +84,7 @@ def decrease_tol(m: int, risk: float, dtype: torch.dtype = torch.float64) -> flo
 def lambda_tol(n: int, lambda_abs_max: float, grad_size: float, dtype: torch.dtype = torch.float64) -> float:
     """Curvature resolution: ``max(100·n·eps·max(1, |λ|_max), 10·grad_size)``.
 
-    An eigenvalue within it of 0 is 0 as far as float64 can tell (theory §6); below ``−lambda_tol``
+    An eigenvalue within it of 0 is 0 as far as float64 can tell (docs/theory.md §6); below ``−lambda_tol``
     it is negative curvature. ``grad_size`` is the gradient threshold (certificate) or the
     gradient norm (finder): a residual gradient blurs curvature by about that much.
     """

@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 
 from .._checks import ValidationError, check_choice, check_positive_int
-from .runner import _row, run_task
+from .runner import failed_rows, run_task
 from .spec import Spec, Task
 from .store import RunStore
 
@@ -89,7 +89,7 @@ def run_census(
             on_rows(rows)
 
     def give_up(task: Task, failures: int, why: str) -> None:
-        deliver([_row(task, s, status="failed", error=why) for s in task.seeds], failures - 1)
+        deliver(failed_rows(task, why), failures - 1)
 
     if on_start:
         on_start(summary["runs"], summary["skipped"])

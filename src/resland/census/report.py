@@ -11,13 +11,11 @@ critical points; the rest are reported as not converged, never as evidence.
 from __future__ import annotations
 
 import html
-import io
 import json
 from collections import defaultdict
 from pathlib import Path
 
-from ..paper.claims import data_uri
-from ..paper.report import _CSS
+from .._html import CSS, data_uri, png
 from ..critical import OUTCOMES
 from ..replay import replay_command
 from .runner import CANDIDATES
@@ -81,7 +79,7 @@ def write_report(store: RunStore, out: str | Path) -> int:
     verdict_names = sorted({v for c in configs.values() for v in c["verdicts"]},
                            key=lambda v: (v != "violation", v))
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>resland census</title>"
-             f"<style>{_CSS}</style></head><body><h1>resland census</h1>"]
+             f"<style>{CSS}</style></head><body><h1>resland census</h1>"]
     specs = store.specs()
     parts.append("<p>" + " · ".join(f"spec <code>{html.escape(x['name'])}</code> ({x['spec_hash'][:12]}, "
                                     f"{x['n_runs']} runs)" for x in specs) + f" · {n} runs stored</p>")
@@ -131,15 +129,6 @@ def write_report(store: RunStore, out: str | Path) -> int:
     return n
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def _figure(w=7.5, h=4.0):
     import matplotlib
 
@@ -168,7 +157,7 @@ def _gap_plot(points) -> bytes | None:
     ax.set_xlabel("depth L (0 = linear model)")
     ax.set_ylabel("R − R_lin")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def _scatter(points) -> bytes | None:
@@ -190,7 +179,7 @@ def _scatter(points) -> bytes | None:
     ax.set_xlabel("R − R_lin")
     ax.set_ylabel("λ_min(∇²R)")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def _symlog(ax, axis: str, top: float, linthresh: float) -> None:
@@ -216,4 +205,4 @@ def _convergence(configs) -> bytes | None:
     ax.set_xlabel("fraction of runs converged")
     ax.tick_params(axis="y", labelsize=7)
     ax.invert_yaxis()
-    return _png(fig)
+    return png(fig)

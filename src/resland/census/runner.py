@@ -103,6 +103,11 @@ def _run(task: Task, finder: dict) -> list[dict]:
     return [_row(task, s, cp=cp, cert=cert, keep=keep) for s, cp, cert in zip(task.seeds, cps, certs)]
 
 
+def failed_rows(task: Task, reason: str) -> list[dict]:
+    """One ``failed`` row per seed of ``task`` (a worker died or the task raised), with the reason."""
+    return [_row(task, s, status="failed", error=reason) for s in task.seeds]
+
+
 def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None, error: str | None = None,
          keep: bool = False) -> dict:
     row = dict.fromkeys(ROW_FIELDS)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass, field
+
+from .._json import jsonable
 
 STATUSES = ("reproduced", "not_reproduced", "inconclusive")
 
 
 @dataclass
 class Claim:
-    """One claim of the paper (theory.md §2) with what was measured.
+    """One claim of the paper (docs/theory.md §2) with what was measured.
 
     Attributes:
         id: ``C1`` … ``C5``; title: a few words.
@@ -39,27 +39,11 @@ class Claim:
 
     def to_dict(self) -> dict:
         """The ``claims.json`` entry (figures and raw records are written separately)."""
-        from ..certificate import _jsonable
-
-        return _jsonable({
+        return jsonable({
             "id": self.id, "title": self.title, "statement": self.statement, "paper_value": self.paper_value,
             "measured": self.measured, "status": self.status, "reason": self.reason, "details": self.details,
             "figures": sorted(f"{self.id}_{name}.png" for name in self.figures), "commands": self.commands,
         })
-
-
-def png(fig) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def data_uri(png_bytes: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes).decode("ascii")
 
 
 def close(a: float, b: float, rtol: float) -> bool:

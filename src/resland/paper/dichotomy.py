@@ -1,7 +1,7 @@
 """C3 (the dichotomy on deep chain ResNets) and C5 (Shamir's single block) on real data.
 
 For each (data set, depth, seed, finder kind): initialise a smooth ResNet, find a critical
-point, certify it (theory.md §5), and count verdicts. The theorem's conclusion is tested on
+point, certify it (docs/theory.md §5), and count verdicts. The theorem's conclusion is tested on
 the critical points actually reached; a run that did not converge is counted as such and
 never as evidence. Every ``violation`` is kept with its parameters for replay.
 """
@@ -13,20 +13,20 @@ import warnings
 from collections import Counter
 
 import numpy as np
-import torch
 
 from ..certificate import certify
 from ..critical import cert_outcome, find_critical_point
 from ..data import load_dataset
 from ..linear import NotAttainedWarning
 from ..models import init_model
-from .claims import Claim, audit_fields, png
+from .._html import png
+from .claims import Claim, audit_fields
 
 EVIDENCE = ("better_than_linear", "strict_saddle")
 
 
 # Starts: PyTorch's default initialisation with every V_l multiplied by this. Near-identity
-# starts (× 0.3) land on linear-equivalent points; × 1 reaches non-trivial ones (docs: theory §7).
+# starts (× 0.3) land on linear-equivalent points; × 1 reaches non-trivial ones (docs/theory.md §7).
 V_SCALE = 1.0
 
 
@@ -99,7 +99,7 @@ def _status(records, groups, key) -> tuple[str, str]:
         return "not_reproduced", f"{sum(r['verdict'] == 'violation' for r in bad)} violation(s): see details"
     certified = [r for r in records if r.get("verdict") in EVIDENCE]
     # Linear-equivalent points satisfy the dichotomy by equality and say nothing about depth
-    # (docs: theory §7): a group needs a non-trivial certified point.
+    # (docs/theory.md §7): a group needs a non-trivial certified point.
     nontrivial = [r for r in certified if not r.get("linear_equivalent")]
     missing = [g for g in groups if not any(r[key] == g for r in certified)]
     trivial_only = [g for g in groups if g not in missing and not any(r[key] == g for r in nontrivial)]

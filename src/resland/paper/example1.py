@@ -1,4 +1,4 @@
-"""C1, Example 1 of the paper (theory.md §2): a one-unit ResNet beats linear, a one-unit ReLU net does not.
+"""C1, Example 1 of the paper (docs/theory.md §2): a one-unit ResNet beats linear, a one-unit ReLU net does not.
 
 Data ``x = 0..5``, ``y = x + ρ·(−1, −1, +1, −1, +1, +1)``, squared loss (mean, no 1/2).
 Checks, for ρ on a grid inside and outside ``(0, 3(1 + √21)/4)``:
@@ -23,7 +23,8 @@ from ..critical import find_critical_point
 from ..data import example1 as example1_data
 from ..linear import best_linear
 from ..models import ResNet
-from .claims import Claim, close, png
+from .._html import png
+from .claims import Claim, close
 from .enumeration import fc_one_unit_global_min, resnet_one_unit_global_min
 
 RTOL = 1e-9
@@ -61,7 +62,7 @@ def run(quick: bool, progress=lambda *_: None) -> Claim:
         statement=("On x = 0..5, y = x + ρ(−1,−1,+1,−1,+1,+1): R_lin = 8ρ²/15; a one-unit ReLU net never beats "
                    "R_lin; a one-block one-unit ResNet reaches R2(ρ) < 8ρ²/15 exactly when 0 < ρ < 3(1+√21)/4."),
         paper_value={"R_lin": "8ρ²/15", "R2": "ρ²(12ρ²+82ρ+215)/(21ρ²+156ρ+420)",
-                     "interval_end": RHO_STAR, "resnet_global_min": "29ρ²/57 (theory.md)"},
+                     "interval_end": RHO_STAR, "resnet_global_min": "29ρ²/57 (docs/theory.md §2)"},
         commands=["resland reproduce --only C1" + (" --quick" if quick else ""),
                   "resland certify --data example1 --rho 1 --depth 1 --width 1 --activation relu"],
     )

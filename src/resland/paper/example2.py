@@ -1,4 +1,4 @@
-"""C2, Example 2 of the paper (theory.md §2): representations need not improve block by block.
+"""C2, Example 2 of the paper (docs/theory.md §2): representations need not improve block by block.
 
 Data ``x = (1, 2.5, 3)``, ``y = (1, 3, 2)``, ``R_lin = 25/78``. A 2-block ResNet with one ReLU
 unit per block reaches ``R = 0``; at some global minima the linear probe of the block-1 output
@@ -16,7 +16,8 @@ from ..critical import find_critical_point
 from ..data import example2 as example2_data
 from ..models import ResNet
 from ..theory import linear_probes
-from .claims import Claim, close, png
+from .._html import png
+from .claims import Claim, close
 
 GLOBAL_TOL = 1e-10  # R ≤ this (mean squared loss) counts as the global minimum R = 0
 PROBE_TOL = 1e-9  # R_lin(h_1) must exceed R_lin(h_0) by more than this
@@ -28,7 +29,7 @@ def run(quick: bool, progress=lambda *_: None) -> Claim:
         id="C2", title="Example 2: per-block linear probes need not improve",
         statement=("A 2-block, one-unit-per-block ReLU ResNet on x = (1, 2.5, 3), y = (1, 3, 2) reaches R = 0, and at "
                    "some global minima R_lin(h_1) > R_lin(h_0) = 25/78."),
-        paper_value={"R_lin(h_0)": 25 / 78, "fraction_of_global_minima_with_worse_h1": "about 6% (theory.md)"},
+        paper_value={"R_lin(h_0)": 25 / 78, "fraction_of_global_minima_with_worse_h1": "about 6% (docs/theory.md §2)"},
         commands=["resland reproduce --only C2" + (" --quick" if quick else "")],
     )
     ds = example2_data()

@@ -1,4 +1,4 @@
-"""C4 (theory.md §2, §4.3): near the identity, risk bounds and complexity do not grow with depth.
+"""C4 (docs/theory.md §2, §4.3): near the identity, risk bounds and complexity do not grow with depth.
 
 Two measurements on the diabetes data with tanh ResNets without block biases (tanh is
 1-Lipschitz with |σ(z)| ≤ |z|, all the §4.3 proof uses):
@@ -24,7 +24,8 @@ from ..critical import find_critical_point
 from ..data import load_dataset
 from ..linear import NotAttainedWarning
 from ..models import ResNet
-from .claims import Claim, audit_fields, png
+from .._html import png
+from .claims import Claim, audit_fields
 
 DELTA0 = 0.5
 

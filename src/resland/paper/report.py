@@ -5,16 +5,8 @@ from __future__ import annotations
 import html
 import json
 
-from .claims import Claim, data_uri
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;color:#222;line-height:1.45}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .55em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}.reproduced{color:#17692b;font-weight:600}.not_reproduced{color:#a30d0d;font-weight:600}
-.inconclusive{color:#8a5a00;font-weight:600}code,pre{background:#f6f6f6;padding:.1em .3em;border-radius:3px}
-pre{padding:.6em;overflow-x:auto;font-size:.85em}img{max-width:100%;border:1px solid #eee}.alert{background:#fde8e8;border:1px solid #e0a0a0;padding:.6em}
-"""
-
+from .._html import CSS, data_uri
+from .claims import Claim
 
 def _fmt(v) -> str:
     if isinstance(v, float):
@@ -27,7 +19,7 @@ def _fmt(v) -> str:
 def render(claims: list[Claim], *, title: str, meta: dict) -> str:
     """Return the report as one HTML string (plots embedded as base64 PNG)."""
     out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+           f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
     out.append("<p>" + " · ".join(f"{html.escape(k)}: {_fmt(v)}" for k, v in meta.items()) + "</p>")
     violations = [c for c in claims if c.details.get("violations")]
     for c in violations:

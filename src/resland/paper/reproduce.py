@@ -1,4 +1,4 @@
-"""``resland reproduce``: re-derive every claim of the paper (theory.md §2) and write the evidence.
+"""``resland reproduce``: re-derive every claim of the paper (docs/theory.md §2) and write the evidence.
 
 Writes into ``out``: ``report.html`` (self-contained), ``claims.json`` (one entry per claim:
 id, statement, paper_value, measured, status, details), one PNG per plot and
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..certificate import _jsonable
+from .._json import jsonable
 from .claims import Claim
 from .report import render
 
@@ -52,7 +52,7 @@ def reproduce(out: str | Path = "results/reproduce", *, quick: bool = False, onl
     with open(out / "records.jsonl", "w") as fh:  # raw records first: they survive any later failure
         for c in claims:
             for r in c.records:
-                fh.write(json.dumps(_jsonable(r)) + "\n")
+                fh.write(json.dumps(jsonable(r)) + "\n")
     (out / "claims.json").write_text(json.dumps([c.to_dict() for c in claims], indent=2))
     for c in claims:
         for name, img in c.figures.items():

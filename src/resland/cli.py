@@ -106,7 +106,8 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
 def reproduce_cmd(quick, out, only):
     """Re-derive every claim of the paper and write report.html, claims.json, plots and records."""
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
     from rich.table import Table
 
     from .paper.reproduce import CLAIMS, reproduce
@@ -114,10 +115,12 @@ def reproduce_cmd(quick, out, only):
     for cid in only:
         check_choice("only", cid, CLAIMS)
     console = Console(stderr=True)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+    with Progress(SpinnerColumn(), TextColumn("claims"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"), console=console,
                   transient=True) as bar:
-        task = bar.add_task("starting", total=None)
-        claims = reproduce(out, quick=quick, only=tuple(only), progress=lambda msg: bar.update(task, description=msg))
+        task = bar.add_task("starting", total=len(only or CLAIMS))
+        claims = reproduce(out, quick=quick, only=tuple(only), progress=lambda msg: bar.update(task, description=msg),
+                           claim_done=lambda _: bar.advance(task))
     table = Table(title=f"Claims ({'quick' if quick else 'full'} run) · report: {out}/report.html")
     for col in ("id", "claim", "status", "why"):
         table.add_column(col)

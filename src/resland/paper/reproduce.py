@@ -30,8 +30,11 @@ def _runner(cid: str):
 
 
 def reproduce(out: str | Path = "results/reproduce", *, quick: bool = False, only: tuple[str, ...] = (),
-              progress=lambda *_: None) -> list[Claim]:
-    """Run the claims (all, or ``only``), write the report files, and return the claims."""
+              progress=lambda *_: None, claim_done=lambda *_: None) -> list[Claim]:
+    """Run the claims (all, or ``only``), write the report files, and return the claims.
+
+    ``progress(message)`` is called as runs go; ``claim_done(claim)`` after each claim.
+    """
     from .. import __version__
     from .._checks import check_choice
 
@@ -47,6 +50,7 @@ def reproduce(out: str | Path = "results/reproduce", *, quick: bool = False, onl
         claims.append(_runner(cid)(quick, progress))
         timing[cid] = time.perf_counter() - t
         progress(f"{cid}: {claims[-1].status}")
+        claim_done(claims[-1])
     meta = {"resland": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "mode": "quick" if quick else "full", "seconds": round(time.perf_counter() - start, 1)}
     with open(out / "records.jsonl", "w") as fh:  # raw records first: they survive any later failure

@@ -217,7 +217,8 @@ def replay_cmd(cert_file, store_path, run, as_json):
     """Rebuild a stored run (or a `certify --json` file) from its parameters and certify it again."""
     from .replay import replay_file, replay_run
 
-    if (cert_file is None) == (store_path is None or run is None) or (cert_file and (store_path or run)):
+    from_file, from_store = cert_file is not None, store_path is not None or run is not None
+    if from_file == from_store or (from_store and (store_path is None or run is None)):
         raise ValidationError("Give either a certificate file or both --store and --run CONFIG_ID:SEED.")
     rep = replay_file(cert_file) if cert_file else replay_run(store_path, run)
     cert = rep.certificate

@@ -100,11 +100,6 @@ class LinearFit:
         """``‖t*‖`` (inf when not attained)."""
         return float("inf") if self.coef is None else float(np.linalg.norm(self.coef))
 
-    @property
-    def width(self) -> float:
-        """``risk_upper − risk_lower``."""
-        return self.risk_upper - self.risk_lower
-
     def to_dict(self) -> dict:
         return {
             "risk": self.risk,
@@ -152,8 +147,8 @@ def best_linear(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_it
                 NotAttainedWarning,
                 stacklevel=2,
             )
-            return LinearFit(0.0, None, None, False, 0.0, 0, "separable", 0.0, 0.0, "separable", 0.0,
-                             _rank(A))
+            return LinearFit(risk=0.0, coef=None, intercept=None, attained=False, grad_norm=0.0, iterations=0,
+                             method="separable", risk_lower=0.0, risk_upper=0.0, bound="separable", rank=_rank(A))
     if isinstance(loss, SquaredLoss):
         z, iterations, method = _least_squares(Xn, yn, bias, A), 2, "lstsq"
     else:
@@ -162,8 +157,9 @@ def best_linear(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_it
     return _certify_fit(A, yn, loss, z, bias, iterations, method, recedes)
 
 
-def _rank(A: np.ndarray) -> int:
-    s = scipy.linalg.svdvals(A) if A.size else np.zeros(0)
+def _rank(A: np.ndarray, s: np.ndarray | None = None) -> int:
+    """Numerical rank by the LAPACK convention; ``s`` the singular values of ``A`` if already known."""
+    s = (scipy.linalg.svdvals(A) if A.size else np.zeros(0)) if s is None else s
     return int(np.sum(s > max(A.shape) * T.EPS64 * s.max())) if s.size and s.max() > 0 else 0
 
 
@@ -209,10 +205,7 @@ def _separating(A: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     if res.status != 0:
         return None
     z = np.asarray(res.x, dtype=np.float64)
-    Ai, _ = _dyadic(A)
-    zi, _ = _dyadic(z)
-    margins = Ai.dot(zi) * np.sign(y).astype(np.int64).astype(object)
-    return z if all(v > 0 for v in margins) else None
+    return z if all(v > 0 for v in _exact_margins(A, y, z)) else None
 
 
 def _recession(A: np.ndarray, y: np.ndarray) -> bool:
@@ -225,10 +218,15 @@ def _recession(A: np.ndarray, y: np.ndarray) -> bool:
     res = scipy.optimize.linprog(-B.sum(axis=0), A_ub=-B, b_ub=np.zeros(len(y)), bounds=(-1, 1), method="highs")
     if res.status != 0 or -res.fun <= 1e-9 * max(1.0, np.abs(B).sum()):
         return False
-    Ai, _ = _dyadic(A)
-    di, _ = _dyadic(np.asarray(res.x, dtype=np.float64))
-    s = Ai.dot(di) * np.sign(y).astype(np.int64).astype(object)
+    s = _exact_margins(A, y, np.asarray(res.x, dtype=np.float64))
     return all(v >= 0 for v in s) and any(v > 0 for v in s)
+
+
+def _exact_margins(A: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``y_i a_iᵀz`` in exact integer arithmetic, up to one positive power of 2 (only signs are read)."""
+    Ai, _ = _dyadic(A)
+    zi, _ = _dyadic(z)
+    return Ai.dot(zi) * np.sign(y).astype(np.int64).astype(object)
 
 
 def _newton(A: np.ndarray, y: np.ndarray, loss: Loss, max_iter: int) -> tuple[int, np.ndarray]:
@@ -275,6 +273,7 @@ def _newton_scaled(A: np.ndarray, y: np.ndarray, loss: Loss, max_iter: int) -> t
 def _certify_fit(A, y, loss: Loss, z, bias: bool, iterations: int, method: str, recedes: bool = False) -> LinearFit:
     """The interval, the reported risk and the optimality test at ``z = (t, t0)``."""
     m, k = A.shape
+    sv = scipy.linalg.svdvals(A) if A.size else np.zeros(0)
     p = A @ z
     pt, yt = torch.as_tensor(p), torch.as_tensor(y)
     d1, d2 = loss.d1(pt, yt).numpy(), loss.d2(pt, yt).numpy()
@@ -296,7 +295,7 @@ def _certify_fit(A, y, loss: Loss, z, bias: bool, iterations: int, method: str, 
         # rounding of Az (γ_k |A||z|) through a loss of slope |ℓ'| + ℓ''·err, plus the mean's rounding
         err = (k + 2) * T.EPS64 * (np.abs(A) @ np.abs(z) + np.abs(y))
         upper = float(np.mean(terms + (np.abs(d1) + d2 * err) * err)) * (1 + 4 * m * T.EPS64) + 1e-300
-        lower, bound = _float_lower(A, y, loss, p, upper, err)
+        lower, bound = _float_lower(A, y, loss, p, err, sv)
     if recedes:
         warnings.warn("the data are quasi-separable: the logistic linear risk keeps falling along a direction "
                       "that separates all but the points on its boundary; the infimum is not attained",
@@ -311,12 +310,12 @@ def _certify_fit(A, y, loss: Loss, z, bias: bool, iterations: int, method: str, 
         )
     lower, upper = min(lower, risk), max(upper, risk)
     t, t0 = (z[:-1], float(z[-1])) if bias else (z, 0.0)
-    rank = _rank(A)
+    rank = _rank(A, sv)
     return LinearFit(risk, t if attained else None, t0 if attained else None, attained, gnorm, iterations, method,
-                     lower, upper, bound, gscale, rank, _why_wide(A, rank, lower, upper, bound, recedes))
+                     lower, upper, bound, gscale, rank, _why_wide(A, sv, rank, lower, upper, bound, recedes))
 
 
-def _why_wide(A, rank: int, lower: float, upper: float, bound: str, recedes: bool) -> str:
+def _why_wide(A, sv, rank: int, lower: float, upper: float, bound: str, recedes: bool) -> str:
     """One line on why the interval is wider than ``WIDE_INTERVAL`` relative (empty when it is not)."""
     if upper - lower <= T.WIDE_INTERVAL * max(1.0, abs(upper)):
         return ""
@@ -326,9 +325,8 @@ def _why_wide(A, rank: int, lower: float, upper: float, bound: str, recedes: boo
     if recedes:
         return "quasi-separable data: the infimum is approached only as ‖t‖ → ∞"
     if rank < A.shape[1]:
-        s = scipy.linalg.svdvals(A)
         return (f"[X, 1] has numerical rank {rank} of {A.shape[1]} by the LAPACK cutoff, but its smallest singular "
-                f"value is {s.min() / s.max():.1e}·σ_max, not 0: that direction, unresolvable in float64, can still "
+                f"value is {sv.min() / sv.max():.1e}·σ_max, not 0: that direction, unresolvable in float64, can still "
                 f"lower the exact infimum by up to {upper - lower:.3e}")
     return "the returned (t, t0) is not optimal to rounding (ill-conditioned design)"
 
@@ -420,7 +418,7 @@ def _round_down(v: mpmath.mpf) -> float:
     return f if mpmath.mpf(f) <= v else float(np.nextafter(f, -math.inf))
 
 
-def _float_lower(A, y, loss: Loss, p, upper: float, err) -> tuple[float, str]:
+def _float_lower(A, y, loss: Loss, p, err, s) -> tuple[float, str]:
     """Above ``EXACT_MAX_WORK``: the least-squares perturbation bound, else the trivial 0.
 
     For squared loss ``R(z) − R_lin = ‖P_A r‖²/m ≤ ‖Aᵀr‖²/(m σ_min²)`` with ``σ_min`` lowered by
@@ -429,7 +427,6 @@ def _float_lower(A, y, loss: Loss, p, upper: float, err) -> tuple[float, str]:
     if not isinstance(loss, SquaredLoss):
         return 0.0, "trivial"
     m, k = A.shape
-    s = scipy.linalg.svdvals(A)
     smin = s.min() - 10 * max(m, k) * T.EPS64 * s.max()
     if k > m or smin <= 0:
         return 0.0, "trivial"

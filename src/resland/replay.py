@@ -14,7 +14,6 @@ the stored one. The replay certifies with the shared definition of "critical"
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from torch.nn.utils import vector_to_parameters
 
 from ._checks import ValidationError
+from .census.store import RunStore
 from .certificate import Certificate, certify
 from .data import load_dataset
 from .models import build_model
@@ -57,17 +57,11 @@ def replay_run(store: str | Path, run: str) -> Replay:
     config_id, sep, seed = run.rpartition(":")
     if not sep or not config_id or not seed.lstrip("-").isdigit():
         raise ValidationError(f"The 'run' parameter must be CONFIG_ID:SEED. Got {run!r}.")
-    if not Path(store).is_file():
-        raise ValidationError(f"The 'store' file must exist. Got {str(store)!r}, which is not a file.")
-    with sqlite3.connect(store) as conn:
-        try:
-            rec = conn.execute("SELECT config, verdict, certificate, parameters FROM runs WHERE config_id = ? AND "
-                               "seed = ?", (config_id, int(seed))).fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise ValidationError(f"The 'store' file {str(store)!r} is not a resland SQLite store: {exc}.") from None
-    if rec is None:
+    with RunStore(store, create=False) as s:
+        row = s.run(config_id, int(seed))
+    if row is None:
         raise ValidationError(f"The store {str(store)!r} has no run {run!r}.")
-    config, verdict, cert_json, params = rec
+    config, verdict, cert_json, params = row["config"], row["verdict"], row["certificate"], row["parameters"]
     if not params or not cert_json:
         raise ValidationError(f"Run {run!r} has no stored parameters: only candidates keep them by default; set "
                               '[store] parameters = "all" in the spec to keep every run\'s.')

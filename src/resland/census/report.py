@@ -38,11 +38,13 @@ def _label(c: dict) -> str:
 
 
 def summarise(store: RunStore) -> dict:
-    """Per-config counts and the points of the plots, streamed from the store."""
+    """Per-config counts, the points of the plots and the candidates to replay, in one pass over the store."""
     per = defaultdict(lambda: {"runs": 0, "converged": 0, "seconds": 0.0, "verdicts": defaultdict(int),
                                "outcomes": defaultdict(int), "linear_equivalent": 0, "failed": 0, "config": None})
-    points = []
+    points, cands = [], []
     for r in store.rows():
+        if (cand := _candidate(r)) is not None:
+            cands.append(cand)
         c = json.loads(r["config"])
         if c["loss"] == "auto" and r["certificate"]:  # show the loss actually used
             c["loss"] = json.loads(r["certificate"])["loss"]
@@ -60,15 +62,23 @@ def summarise(store: RunStore) -> dict:
             points.append({"depth": c["depth"] if c["model"] != "linear" else 0, "gap": r["gap"],
                            "lambda_min": r["lambda_min"], "verdict": r["verdict"], "data": c["data"],
                            "trivial": trivial})
-    return {"configs": dict(per), "points": points}
+    return {"configs": dict(per), "points": points, "candidates": _sorted_candidates(cands)}
 
 
 def candidates(store: RunStore) -> list[dict]:
     """Stored runs with parameters whose verdict or outcome makes them candidates (violations first)."""
-    out = [{"config_id": r["config_id"], "seed": r["seed"], "verdict": r["verdict"], "outcome": r["outcome"]}
-           for r in store.rows() if r["parameters"] and (r["verdict"] in CANDIDATES["verdicts"]
-                                                         or r["outcome"] in CANDIDATES["outcomes"])]
-    return sorted(out, key=lambda r: (r["verdict"] != "violation", r["config_id"], r["seed"]))
+    return _sorted_candidates(_candidate(r) for r in store.rows())
+
+
+def _candidate(r: dict) -> dict | None:
+    """The replay key of a stored row that is a candidate with parameters, else None."""
+    if r["parameters"] and (r["verdict"] in CANDIDATES["verdicts"] or r["outcome"] in CANDIDATES["outcomes"]):
+        return {"config_id": r["config_id"], "seed": r["seed"], "verdict": r["verdict"], "outcome": r["outcome"]}
+    return None
+
+
+def _sorted_candidates(cands) -> list[dict]:
+    return sorted((c for c in cands if c), key=lambda r: (r["verdict"] != "violation", r["config_id"], r["seed"]))
 
 
 def write_report(store: RunStore, out: str | Path) -> int:
@@ -87,7 +97,7 @@ def write_report(store: RunStore, out: str | Path) -> int:
     if n_viol:
         parts.append(f"<p class='alert'><b>{n_viol} violation(s) of the dichotomy.</b> Each replays from its stored "
                      "parameters with the command below.</p>")
-    cands = candidates(store)
+    cands = s["candidates"]
     if cands:
         parts.append("<h2 id='replay'>Candidates to replay</h2><table><tr><th>verdict / outcome</th><th>command</th>"
                      "</tr>" + "".join(f"<tr><td>{html.escape(c['verdict'] or c['outcome'])}</td><td><code>"

@@ -80,6 +80,12 @@ class RunStore:
         for rec in self.conn.execute(sql + " ORDER BY spec_hash, config_id, seed", args):
             yield dict(zip(ROW_FIELDS, rec))
 
+    def run(self, config_id: str, seed: int) -> dict | None:
+        """The stored row of run ``config_id:seed`` (the first spec that has it), or None."""
+        rec = self.conn.execute(f"SELECT {', '.join(ROW_FIELDS)} FROM runs WHERE config_id = ? AND seed = ? "
+                                "ORDER BY spec_hash LIMIT 1", (config_id, int(seed))).fetchone()
+        return None if rec is None else dict(zip(ROW_FIELDS, rec))
+
     def count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 

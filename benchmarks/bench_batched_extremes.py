@@ -4,8 +4,8 @@
 data (m = 442), softplus; both extremes to tol 1e-8 (the certificate's default), honest
 residuals included. A/B in one process, median of --repeats:
 
-* ``ensemble.batched_extremes(method="lanczos")`` on all members at once;
-* ``curvature.extremes_at(method="lanczos")`` once per member (each with its own cached graph).
+* ``HessianOperator(ens, Θ).extremes(method="lanczos")`` on all members at once;
+* ``HessianOperator(fr, θ).extremes(method="lanczos")`` once per member (each with its own graph).
 
 Throughput ratio = sequential time / batched time. Run:
 .venv/bin/python benchmarks/bench_batched_extremes.py
@@ -24,8 +24,8 @@ import torch
 
 import resland
 from _timing import median_time
-from resland.curvature import extremes_at
-from resland.ensemble import Ensemble, batched_extremes
+from resland.curvature import HessianOperator
+from resland.ensemble import Ensemble
 from resland.functional import FlatRisk
 from resland.models import init_model
 
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--members", type=int, default=64)
     ap.add_argument("--configs", default="1:1,4:1,4:4,4:16", help="depth:width pairs")
-    ap.add_argument("--chunk-sizes", default="64,16", help="batched_extremes chunk_size values to time")
+    ap.add_argument("--chunk-sizes", default="64,16", help="HessianOperator.extremes chunk_size values to time")
     ap.add_argument("--out", default="benchmarks/results/batched_extremes.json")
     args = ap.parse_args()
     ds = resland.load_dataset("diabetes")
@@ -47,14 +47,14 @@ def main() -> None:
         seeds = list(range(args.members))
 
         def sequential():
-            return [extremes_at(fr, fr.theta0, method="lanczos", seed=s) for fr, s in zip(frs, seeds)]
+            return [HessianOperator(fr, fr.theta0).extremes(method="lanczos", seed=s) for fr, s in zip(frs, seeds)]
 
         ref = sequential()
         t_seq = median_time(sequential, args.repeats)
         row = {"depth": depth, "width": width, "n": ens.n, "sequential_s": t_seq,
                "matvecs_median": statistics.median(r.matvecs for r in ref), "batched": {}}
         for chunk in map(int, args.chunk_sizes.split(",")):
-            run = lambda: batched_extremes(ens, ens.theta, seeds, method="lanczos", chunk_size=chunk)  # noqa: E731
+            run = lambda: HessianOperator(ens, ens.theta).extremes(seed=seeds, method="lanczos", chunk_size=chunk)  # noqa: E731
             out = run()
             diff = max(abs(a.lambda_min - b.lambda_min) for a, b in zip(out, ref))
             t_b = median_time(run, args.repeats)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 import resland
 from _timing import run_times
-from resland.curvature import extremes_at, lanczos
+from resland.curvature import HessianOperator, lanczos
 from resland.functional import FlatRisk
 from resland.models import init_model
 
@@ -53,9 +53,9 @@ def problems(quick: bool):
 
 def reference(fr):
     if fr.n <= 2000:
-        e = extremes_at(fr, fr.theta0, method="dense")
+        e = HessianOperator(fr, fr.theta0).extremes(method="dense")
         return e.lambda_min, e.lambda_max, "dense eigh"
-    e = extremes_at(fr, fr.theta0, method="lanczos", tol=1e-12, maxiter=1500)
+    e = HessianOperator(fr, fr.theta0).extremes(method="lanczos", tol=1e-12, max_steps=1500)
     return e.lambda_min, e.lambda_max, f"resland Lanczos tol 1e-12 (residual {max(e.residual, e.residual_max):.1e})"
 
 
@@ -68,11 +68,11 @@ STEPS = [8, 10, 12, 15, 18, 22, 27, 33, 40, 50, 60, 80, 100, 160, 320, 640]
 def tool_resland(fr, which):
     def run(tol):
         calls = [0]
-        hv = fr.hvp_at(fr.theta0)
+        H = HessianOperator(fr, fr.theta0)
 
         def mv(idx, V):
             calls[0] += 1
-            return hv(V[0])[None]
+            return (H @ V[0])[None]
 
         lam, _, _, _ = lanczos(mv, fr.n, seeds=[0], which=which, tol=tol, max_steps=1500, device=fr.theta0.device)
         return float(lam[0, 0]), float(lam[0, 1]) if which == "both" else float("nan"), calls[0]
@@ -81,7 +81,7 @@ def tool_resland(fr, which):
 
 def tool_resland_arpack(fr, which):
     def run(tol):
-        e = extremes_at(fr, fr.theta0, method="arpack", tol=tol)
+        e = HessianOperator(fr, fr.theta0).extremes(method="arpack", tol=tol)
         return e.lambda_min, e.lambda_max, e.matvecs - 2
     return run, TOLS
 

@@ -3,11 +3,11 @@
 ResNets d = 10, L = 1 and 4, widths 1..24 (n = 32..2027) at their seeded initialisation on the
 diabetes data (m = 442), softplus. For each n, median of --repeats runs, one process:
 
-* single model: ``extremes_at(method="dense")`` against ``extremes_at(method="lanczos")``
+* single model: ``HessianOperator(fr, θ).extremes`` dense against Lanczos
   (tol 1e-8, the certificate's default; both with their honest residual checks);
-* ensemble of --members models: ``batched_extremes`` dense against Lanczos.
+* ensemble of --members models: ``HessianOperator(ens, Θ).extremes`` dense against Lanczos.
 
-The crossover sets ``curvature.DENSE_EIG_MAX`` and ``ensemble.BATCHED_DENSE_MAX``
+The crossover sets ``tolerances.DENSE_EIG_MAX`` and ``tolerances.BATCHED_DENSE_MAX``
 (docs/performance.md). Run: .venv/bin/python benchmarks/bench_dense_threshold.py
 """
 
@@ -23,8 +23,8 @@ import torch
 
 import resland
 from _timing import median_time
-from resland.curvature import extremes_at
-from resland.ensemble import Ensemble, batched_extremes
+from resland.curvature import HessianOperator
+from resland.ensemble import Ensemble
 from resland.functional import FlatRisk
 from resland.models import init_model
 
@@ -43,14 +43,15 @@ def main() -> None:
     for depth, width in (map(int, c.split(":")) for c in args.configs.split(",")):
         models = [init_model("resnet", 10, width=width, depth=depth, seed=s) for s in range(args.members)]
         fr = FlatRisk(models[0], ds.X, ds.y)
-        d = extremes_at(fr, fr.theta0, method="dense")
-        lz = extremes_at(fr, fr.theta0, method="lanczos")
-        t_d = median_time(lambda: extremes_at(fr, fr.theta0, method="dense"), args.repeats, warmup=True)
-        t_l = median_time(lambda: extremes_at(fr, fr.theta0, method="lanczos"), args.repeats, warmup=True)
+        H = lambda: HessianOperator(fr, fr.theta0)  # noqa: E731  (a fresh graph per timing)
+        d, lz = H().extremes(method="dense"), H().extremes(method="lanczos")
+        t_d = median_time(lambda: H().extremes(method="dense"), args.repeats, warmup=True)
+        t_l = median_time(lambda: H().extremes(method="lanczos"), args.repeats, warmup=True)
         ens = Ensemble(models, ds.X, ds.y)
         seeds = list(range(args.members))
-        t_bd = median_time(lambda: batched_extremes(ens, ens.theta, seeds, method="dense"), max(1, args.repeats // 2), warmup=True)
-        t_bl = median_time(lambda: batched_extremes(ens, ens.theta, seeds, method="lanczos"), max(1, args.repeats // 2), warmup=True)
+        Hs = lambda: HessianOperator(ens, ens.theta)  # noqa: E731
+        t_bd = median_time(lambda: Hs().extremes(seed=seeds, method="dense"), max(1, args.repeats // 2), warmup=True)
+        t_bl = median_time(lambda: Hs().extremes(seed=seeds, method="lanczos"), max(1, args.repeats // 2), warmup=True)
         row = {"depth": depth, "width": width, "n": fr.n, "dense_s": t_d, "lanczos_s": t_l, "lanczos_matvecs": lz.matvecs,
                "dlambda_min": abs(d.lambda_min - lz.lambda_min), "batched_dense_s": t_bd, "batched_lanczos_s": t_bl}
         rows.append(row)

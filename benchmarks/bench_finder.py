@@ -35,6 +35,7 @@ import torch
 
 import resland
 from resland.critical import cert_outcome, find_critical_point
+from resland.curvature import HessianOperator
 from resland.functional import FlatRisk
 from resland.linear import NotAttainedWarning
 from resland.models import ResNet, init_model
@@ -104,8 +105,8 @@ def run_scipy(model, ds, method, iters):
         R, g = fr.risk_and_grad(t(x))
         return (R, g.numpy()) if math.isfinite(R) else (np.inf, np.zeros_like(x))
 
-    kw = {"hessp": lambda x, p: fr.hvp(t(x), t(p)).numpy()} if method == "trust-krylov" else \
-         {"hess": lambda x: fr.hessian(t(x)).numpy()}
+    kw = {"hessp": lambda x, p: (HessianOperator(fr, t(x)) @ t(p)).numpy()} if method == "trust-krylov" else \
+         {"hess": lambda x: HessianOperator(fr, t(x)).dense().numpy()}
     res = scipy.optimize.minimize(fun, fr.theta0.numpy(), jac=True, method=method,
                                   options={"maxiter": iters, "gtol": 1e-12}, **kw)
     return fr.model_at(t(res.x))

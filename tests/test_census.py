@@ -67,10 +67,10 @@ def test_spec_expands_the_grid_and_hashes_stably(tmp_path):
      "v_scale, kind."),
     ({"grid": [{"data": "diabetes", "activation": "rellu"}]},
      "The 'grid[1].activation' key must be one of 'auto', 'relu', 'softplus', 'tanh', 'gelu', 'leaky_relu'. "
-     "Got 'rellu'."),
+     "Got 'rellu' instead."),
     ({"grid": [{"data": "diabetes"}], "finder": {"kind": "saddle"}},
-     "The 'finder.kind' key must be one of 'minimum', 'any'. Got 'saddle'."),
-    ({"grid": [{"data": "diabetes", "depth": [1, 0]}]}, "The 'grid[1].depth' key must be an integer in [1, 256]. Got 0."),
+     "The 'finder.kind' key must be one of 'minimum', 'any'. Got 'saddle' instead."),
+    ({"grid": [{"data": "diabetes", "depth": [1, 0]}]}, "The 'grid[1].depth' key must be an int in the range [1, 256]. Got 0 instead."),
     ({"grid": [{"data": "mnist"}]},
      "The 'grid[1].data' value must be one of 'example1', 'example2', 'diabetes', 'breast-cancer', 'wine', 'iris' "
      "or a .csv/.npz path. Got 'mnist'."),
@@ -78,7 +78,7 @@ def test_spec_expands_the_grid_and_hashes_stably(tmp_path):
     ({"grid": [{"data": "example1"}]}, "The 'grid[1].rho' key is required for example1: a float in (0, inf)."),
     ({"seeds": 2}, "The 'grid' key must hold at least one [[grid]] table. Got none."),
     ({"grid": [{"data": "diabetes"}], "engine": "gpu"},
-     "The 'engine' key must be one of 'batched', 'sequential'. Got 'gpu'."),
+     "The 'engine' key must be one of 'batched', 'sequential'. Got 'gpu' instead."),
 ])
 def test_bad_specs_name_the_key_and_the_allowed_values(raw, message):
     with pytest.raises(ValidationError) as err:
@@ -92,7 +92,7 @@ def test_cli_refuses_a_bad_spec_in_one_line_and_runs_nothing(tmp_path):
     res = cli("census", bad, "--store", tmp_path / "runs.db")
     assert res.returncode == 2
     assert res.stderr.strip() == ("error: The 'grid[1].model' key must be one of 'resnet', 'fc', 'linear'. "
-                                  "Got 'transformer'.")
+                                  "Got 'transformer' instead.")
     assert not (tmp_path / "runs.db").exists()
     broken = tmp_path / "broken.toml"
     broken.write_text("seeds = [1, 2\n")
@@ -246,3 +246,18 @@ def test_census_report_renders(census_db, tmp_path):
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'p'}",
                           "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert dom.count("<img") == 3 and "Slowest configs" in dom
+
+
+def test_census_summary_counts_every_run_and_renders_in_jupyter(census_db):
+    """The summary's counts equal the store's rows; its HTML is the report's verdict table."""
+    from resland.census import RunStore
+    from resland.census.report import summarise
+
+    with RunStore(census_db, create=False) as store:
+        rows = list(store.rows())
+        s = summarise(store)
+    assert s.runs == len(rows) and sum(c["converged"] for c in s.configs.values()) == sum(r["converged"] for r in rows)
+    for v in {r["verdict"] for r in rows}:
+        assert sum(c["verdicts"].get(v, 0) for c in s.configs.values()) == sum(r["verdict"] == v for r in rows)
+    page = s._repr_html_()
+    assert page.startswith(f"<p>{len(rows)} runs in {len(s.configs)} configs") and page.count("<tr>") == 1 + len(s.configs)

@@ -1,4 +1,4 @@
-"""HVPs and hessian_extremes against a dense reverse-over-reverse Hessian + numpy eigh (float64)."""
+"""HessianOperator and hessian_extremes against a dense reverse-over-reverse Hessian + numpy eigh (float64)."""
 
 import numpy as np
 import pytest
@@ -34,11 +34,15 @@ def test_hvp_matches_dense_reference(name, model, loss, small_data, binary_data)
     H = reference_hessian(model, X, y, loss)
     n = H.shape[0]
     V = torch.randn(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    op = resland.HessianOperator.from_model(model, X, y, loss)
+    atol = 1e-12 * float(H.abs().max())
+    assert op.shape == (n, n)
     for j in range(3):
-        Hv = resland.hvp(model, X, y, V[:, j], loss=loss)
-        assert_close(Hv, H @ V[:, j], rtol=RTOL, atol=1e-12 * float(H.abs().max()), what=f"HVP {name}")
-    assert_close(resland.dense_hessian(model, X, y, loss), H, rtol=RTOL, atol=1e-12 * float(H.abs().max()),
-                 what=f"dense Hessian {name}")
+        assert_close(op @ V[:, j], H @ V[:, j], rtol=RTOL, atol=atol, what=f"HVP {name}")
+    assert_close(op @ V, H @ V, rtol=RTOL, atol=atol, what=f"block product {name}")
+    assert_close(op.dense(), H, rtol=RTOL, atol=atol, what=f"dense Hessian {name}")
+    assert_close(torch.as_tensor(op.to_scipy() @ V[:, 0].numpy()), H @ V[:, 0], rtol=RTOL, atol=atol,
+                 what=f"SciPy operator {name}")
 
 
 @pytest.mark.parametrize("method", ["dense", "lanczos", "arpack"])
@@ -110,20 +114,28 @@ def test_native_lanczos_on_known_spectra(name, which):
         assert res <= 1e-10 * np.abs(lam).max()
 
 
-def test_hvp_variants_agree_with_the_reference(small_data):
-    """Double backward, the cached-graph operator and forward-over-reverse: the same products."""
+def test_operator_products_agree_with_the_reference(small_data):
+    """The cached-graph product (vectors) and forward-over-reverse (blocks): the same values, the
+    graph reused, under no_grad too; a product of the wrong shape is refused."""
     torch.manual_seed(5)
     model = resland.ResNet(3, 4, 2, "tanh")
     X, y = small_data
     fr = resland.FlatRisk(model, X, y)
     H = reference_hessian(model, X, y)
-    op = fr.hvp_at(fr.theta0)
+    op = resland.HessianOperator(fr, fr.theta0)
     for seed in range(3):
         v = torch.randn(fr.n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-        for got in (fr.hvp(fr.theta0, v), op(v), fr.hvp_jvp(fr.theta0, v)):
-            assert_close(got, H @ v, rtol=1e-10, atol=1e-13, what="HVP")
+        assert_close(op @ v, H @ v, rtol=1e-10, atol=1e-13, what="HVP")
+        assert_close((op @ v[:, None])[:, 0], H @ v, rtol=1e-10, atol=1e-13, what="block HVP")
+    assert op.products == 6  # one per vector, per column of a block
     with torch.no_grad():  # works under no_grad too
-        assert_close(fr.hvp(fr.theta0, v), H @ v, rtol=1e-10, atol=1e-13, what="HVP under no_grad")
+        assert_close(op @ v, H @ v, rtol=1e-10, atol=1e-13, what="HVP under no_grad")
+    with pytest.raises(resland.ValidationError, match="H @ V"):
+        op @ torch.ones(fr.n + 1, dtype=torch.float64)
+    with pytest.raises(resland.ValidationError, match="'theta' parameter"):
+        resland.HessianOperator(fr, torch.ones(2, 3, fr.n, dtype=torch.float64))
+    with pytest.raises(resland.ValidationError, match="one member"):
+        resland.HessianOperator(fr, torch.stack([fr.theta0, fr.theta0])).to_scipy()
 
 
 @pytest.mark.parametrize("which", ["smallest", "largest", "both"])

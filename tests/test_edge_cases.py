@@ -189,3 +189,32 @@ def test_nan_during_optimisation_marks_the_run_and_the_census_goes_on(tmp_path):
     assert all(r["status"] in ("nan", "failed") for r in bad)
     assert all(r["verdict"] in (None, "not_critical") for r in bad)
     assert all(r["status"] not in ("nan", "failed") for r in good)
+
+
+@pytest.mark.parametrize("value, kw, message", [
+    (0, {"target_type": int, "min_val": 1}, "The 'x' parameter must be an int in the range [1, inf). Got 0 instead."),
+    (True, {"target_type": int, "min_val": 1}, "The 'x' parameter must be an int in the range [1, inf). Got True instead."),
+    (2.0, {"target_type": int}, "The 'x' parameter must be an int in the range (-inf, inf). Got 2.0 instead."),
+    (0.0, {"target_type": float, "min_val": 0, "include_boundaries": "neither"},
+     "The 'x' parameter must be a float in the range (0, inf). Got 0.0 instead."),
+    (float("nan"), {"target_type": float}, "The 'x' parameter must be a float in the range (-inf, inf). Got nan instead."),
+    (5, {"target_type": int, "min_val": 1, "max_val": 4, "kind": "key"},
+     "The 'x' key must be an int in the range [1, 4]. Got 5 instead."),
+])
+def test_check_scalar_is_the_one_validator(value, kw, message):
+    """API (check_positive_*), spec keys and CLI options share check_scalar's message."""
+    from resland._checks import check_scalar
+
+    with pytest.raises(resland.ValidationError) as err:
+        check_scalar(value, "x", **kw)
+    assert str(err.value) == message
+    assert check_scalar(np.int64(3), "x", int, min_val=1) == 3 and isinstance(check_scalar(1, "x", float), float)
+
+
+def test_lanczos_basis_follows_the_memory_budget():
+    from resland import tolerances as T
+
+    assert T.lanczos_basis(1, 1000) == T.LANCZOS_BASIS_MAX
+    assert T.lanczos_basis(32, 10**6) == T.LANCZOS_BASIS_MIN
+    mid = T.lanczos_basis(32, 20000)
+    assert T.LANCZOS_BASIS_MIN < mid < T.LANCZOS_BASIS_MAX and 8 * 32 * 20000 * (mid + 1) <= T.LANCZOS_MEMORY

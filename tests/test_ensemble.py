@@ -11,7 +11,8 @@ import torch
 
 import resland
 from resland.critical import find_critical_points
-from resland.ensemble import Ensemble, batched_extremes, certify_ensemble
+from resland.curvature import HessianOperator
+from resland.ensemble import Ensemble, certify_ensemble
 from resland.functional import flat_parameters
 from resland.models import init_model
 
@@ -31,12 +32,16 @@ def test_vmapped_quantities_equal_per_member_ones(small_data):
     models = _members(3, [0, 1, 2], width=3, depth=2, activation="tanh")
     ens = Ensemble(models, X, y)
     V = torch.randn(3, ens.n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    R, G, HV, H = ens.risk(ens.theta), ens.grad(ens.theta), ens.hvp(ens.theta, V), ens.hessian(ens.theta)
+    op = HessianOperator(ens, ens.theta)
+    R, G, HV, H = ens.risk(ens.theta), ens.grad(ens.theta), op @ V, op.dense()
+    B = op @ torch.stack([V, 2 * V], 2)  # blocks (k, n, 2)
     for j, model in enumerate(models):
         fr = resland.FlatRisk(model, X, y)
         assert_close(R[j], fr.risk(fr.theta0), rtol=1e-12, what="risk")
         assert_close(G[j], fr.grad(fr.theta0), rtol=1e-12, atol=1e-15, what="gradient")
-        assert_close(HV[j], fr.hvp(fr.theta0, V[j]), rtol=1e-10, atol=1e-13, what="HVP")
+        one = HessianOperator(fr, fr.theta0)
+        assert_close(HV[j], one @ V[j], rtol=1e-10, atol=1e-13, what="HVP")
+        assert_close(B[j, :, 1], 2 * (one @ V[j]), rtol=1e-10, atol=1e-13, what="block HVP")
         assert_close(H[j], reference_hessian(model, X, y), rtol=1e-8, atol=1e-12, what="Hessian")
         J = ens.jacobian(ens.theta[j : j + 1])[0]
         ref = torch.stack([_per_sample_grad(model, X[i : i + 1]) for i in range(5)])  # autograd, one sample
@@ -99,7 +104,7 @@ def test_batched_extremes_match_dense_eigh_with_honest_residuals(small_data, met
     X, y = small_data
     models = _members(3, [3, 4, 5], width=6, depth=3, activation="tanh")
     ens = Ensemble(models, X, y)
-    res = batched_extremes(ens, ens.theta, [3, 4, 5], method=method, tol=1e-10)
+    res = HessianOperator(ens, ens.theta).extremes(seed=[3, 4, 5], method=method, tol=1e-10)
     for j, model in enumerate(models):
         ev, evec = np.linalg.eigh(reference_hessian(model, X, y).numpy())
         r = res[j]
@@ -108,7 +113,7 @@ def test_batched_extremes_match_dense_eigh_with_honest_residuals(small_data, met
         assert abs(r.lambda_min - ev[0]) <= max(r.residual, 1e-12) + 1e-12
         assert abs(r.lambda_max - ev[-1]) <= max(r.residual_max, 1e-12) + 1e-12
         fr = resland.FlatRisk(model, X, y)
-        recomputed = float(torch.linalg.norm(fr.hvp(fr.theta0, r.vec_min) - r.lambda_min * r.vec_min))
+        recomputed = float(torch.linalg.norm(HessianOperator(fr, fr.theta0) @ r.vec_min - r.lambda_min * r.vec_min))
         assert r.residual == pytest.approx(recomputed, rel=1e-6, abs=1e-14)
 
 
@@ -119,11 +124,12 @@ def test_batched_lanczos_does_not_depend_on_chunks_or_on_who_finishes_first(smal
     seeds = [10, 11, 12, 13, 14]
     models = _members(3, seeds, width=6, depth=3, activation="tanh")
     ens = Ensemble(models, X, y)
-    runs = {c: batched_extremes(ens, ens.theta, seeds, method="lanczos", tol=1e-10, chunk_size=c) for c in (1, 2, 5)}
+    op = HessianOperator(ens, ens.theta)
+    runs = {c: op.extremes(seed=seeds, method="lanczos", tol=1e-10, chunk_size=c) for c in (1, 2, 5)}
     assert len({r.matvecs for r in runs[5]}) > 1  # members finished at different steps
     for j, model in enumerate(models):
         fr = resland.FlatRisk(model, X, y)
-        single = resland.curvature.extremes_at(fr, fr.theta0, method="lanczos", tol=1e-10, seed=seeds[j])
+        single = HessianOperator(fr, fr.theta0).extremes(method="lanczos", tol=1e-10, seed=seeds[j])
         for c, out in runs.items():
             assert out[j].matvecs == single.matvecs
             assert out[j].lambda_min == pytest.approx(single.lambda_min, rel=1e-12, abs=1e-14)
@@ -133,7 +139,7 @@ def test_batched_lanczos_does_not_depend_on_chunks_or_on_who_finishes_first(smal
 def test_lanczos_reports_not_converged_when_steps_run_out(small_data):
     X, y = small_data
     ens = Ensemble(_members(3, [0], width=6, depth=3, activation="tanh"), X, y)
-    (r,) = batched_extremes(ens, ens.theta, [0], method="lanczos", max_steps=3, tol=1e-12)
+    (r,) = HessianOperator(ens, ens.theta).extremes(seed=[0], method="lanczos", max_steps=3, tol=1e-12)
     assert not r.converged
 
 
@@ -145,7 +151,7 @@ def test_lanczos_on_a_matrix_with_a_known_clustered_spectrum():
     y = g.standard_normal(200)
     model = resland.LinearModel(40)
     ens = Ensemble([model], X, y)
-    (r,) = batched_extremes(ens, ens.theta, [1], method="lanczos", tol=1e-12)
+    (r,) = HessianOperator(ens, ens.theta).extremes(seed=[1], method="lanczos", tol=1e-12)
     A = np.c_[X, np.ones(200)]
     ev = np.linalg.eigvalsh(2 / 200 * A.T @ A)
     assert r.converged
@@ -168,8 +174,8 @@ def test_cached_batched_hvp_equals_per_member_products(small_data):
     models = _members(3, [0, 1, 2], width=3, depth=2, activation="tanh")
     ens = Ensemble(models, X, y)
     V = torch.randn(3, ens.n, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    op = ens.hvp_at(ens.theta)
+    op = HessianOperator(ens, ens.theta)
     for _ in range(2):  # the graph is reused
-        HV = op(V)
+        HV = op @ V
         for j, model in enumerate(models):
             assert_close(HV[j], reference_hessian(model, X, y) @ V[j], rtol=1e-10, atol=1e-13, what="batched HVP")

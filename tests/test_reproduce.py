@@ -129,3 +129,23 @@ def test_rerun_command_of_a_census_row_reproduces_it(quick_run):
     assert out["finder"]["status"] == rec["status"]
     assert out["certificate"]["verdict"] == rec["verdict"]
     assert out["certificate"]["risk"] == pytest.approx(rec["risk"], rel=1e-12)
+
+
+def test_c3_and_c5_run_as_census_specs_and_replay_from_their_store(quick_run):
+    """C3 and C5 go through the census runner: their runs are in ``census.db`` (one spec per data set
+    and finder kind, every run with its parameters), and a certified record replays to its verdict."""
+    from resland.census import RunStore
+
+    recs = [json.loads(l) for l in (quick_run / "records.jsonl").read_text().splitlines()]
+    ours = [r for r in recs if r.get("claim") in ("C3", "C5")]
+    with RunStore(quick_run / "census.db", create=False) as store:
+        rows = list(store.rows())
+        assert {s["name"].split("-")[0] for s in store.specs()} == {"C3", "C5"}
+    assert len(rows) == len(ours) and all(r["parameters"] for r in rows)
+    rec = next(r for r in ours if r["verdict"])
+    res = subprocess.run([sys.executable, "-m", "resland.cli", *rec["replay"].split()[1:], "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["agrees"] and out["certificate"]["verdict"] == rec["verdict"]
+    assert out["certificate"]["risk"] == pytest.approx(rec["risk"], rel=1e-12)

@@ -10,8 +10,8 @@ from ._checks import ValidationError
 from .certificate import VERDICTS, Certificate, certify
 from .critical import OUTCOMES, CriticalPoint, find_critical_point, find_critical_points
 from .checkpoint import load_parameters
-from .curvature import EigResult, dense_hessian, hessian_extremes, hvp, lanczos
-from .ensemble import Ensemble, batched_extremes, certify_ensemble
+from .curvature import EigResult, HessianOperator, hessian_extremes, lanczos
+from .ensemble import Ensemble, certify_ensemble
 from .data import Dataset, load_dataset
 from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear
@@ -33,11 +33,11 @@ __all__ = [
     # linear baseline
     "best_linear", "LinearFit", "NotAttainedWarning",
     # curvature
-    "FlatRisk", "hvp", "dense_hessian", "hessian_extremes", "lanczos", "EigResult",
+    "FlatRisk", "HessianOperator", "hessian_extremes", "lanczos", "EigResult",
     # critical points
     "find_critical_point", "CriticalPoint",
     # ensembles (batched over seeds)
-    "Ensemble", "find_critical_points", "batched_extremes", "certify_ensemble",
+    "Ensemble", "find_critical_points", "certify_ensemble",
     # checkpoints
     "load_parameters",
     # theory and certificate

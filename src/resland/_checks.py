@@ -18,37 +18,65 @@ class ValidationError(ValueError):
     value and the value received. The CLI prints it as one line and exits 2."""
 
 
-def check_choice(name: str, value, choices: Iterable[str]) -> str:
-    """Return ``value`` if it is one of ``choices``."""
+def check_scalar(value, name: str, target_type: type, *, min_val=None, max_val=None,
+                 include_boundaries: str = "both", kind: str = "parameter"):
+    """Return ``value`` as ``target_type`` (``int`` or ``float``) if it lies in the given range.
+
+    The one scalar validator (scikit-learn's ``check_scalar``), used by the API, the spec parser
+    (``kind="key"``) and the CLI. Booleans are never numbers; a float must be finite; an int
+    must be integral (a NumPy integer is accepted, a float is not).
+
+    Args:
+        value: the value to check; name: its name in the message.
+        target_type: ``int`` or ``float``.
+        min_val, max_val: bounds (None: unbounded).
+        include_boundaries: ``both``, ``left``, ``right`` or ``neither``.
+        kind: ``parameter`` (API, CLI) or ``key`` (spec files), for the message.
+
+    Raises:
+        ValidationError: the value has the wrong type or lies outside the range.
+    """
+    closed_left = include_boundaries in ("both", "left") and min_val is not None
+    closed_right = include_boundaries in ("both", "right") and max_val is not None
+    lo = "-inf" if min_val is None else min_val
+    hi = "inf" if max_val is None else max_val
+    what = "an int" if target_type is int else "a float"
+    where = f"{'[' if closed_left else '('}{lo}, {hi}{']' if closed_right else ')'}"
+    ok = not isinstance(value, bool)
+    if target_type is int:
+        ok = ok and isinstance(value, (int, np.integer))
+    else:
+        ok = ok and isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(float(value))
+    if ok:
+        v = target_type(value)
+        ok = not (min_val is not None and (v < min_val or (v == min_val and not closed_left))) and \
+            not (max_val is not None and (v > max_val or (v == max_val and not closed_right)))
+    if not ok:
+        raise ValidationError(f"The '{name}' {kind} must be {what} in the range {where}. Got {value!r} instead.")
+    return v
+
+
+def check_choice(name: str, value, choices: Iterable[str], kind: str = "parameter") -> str:
+    """Return ``value`` if it is one of ``choices``.
+
+    Raises:
+        ValidationError: it is not.
+    """
     choices = list(choices)
     if not isinstance(value, str) or value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
-        raise ValidationError(
-            f"The '{name}' parameter must be one of {allowed}. Got {value!r} instead."
-        )
+        raise ValidationError(f"The '{name}' {kind} must be one of {allowed}. Got {value!r} instead.")
     return value
 
 
 def check_positive_int(name: str, value) -> int:
-    """Return ``value`` as an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValidationError(
-            f"The '{name}' parameter must be an int in the range [1, inf). Got {value!r} instead."
-        )
-    return int(value)
+    """Return ``value`` as an int >= 1 (:func:`check_scalar`)."""
+    return check_scalar(value, name, int, min_val=1)
 
 
 def check_positive_float(name: str, value) -> float:
-    """Return ``value`` as a finite float > 0."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if isinstance(value, bool) or not math.isfinite(v) or v <= 0:
-        raise ValidationError(
-            f"The '{name}' parameter must be a float in the range (0, inf). Got {value!r} instead."
-        )
-    return v
+    """Return ``value`` as a finite float > 0 (:func:`check_scalar`)."""
+    return check_scalar(value, name, float, min_val=0, include_boundaries="neither")
 
 
 def check_data(X, y, *, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:

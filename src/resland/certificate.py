@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .curvature import DENSE_EIG_MAX, DENSE_MAX_PARAMS, EigResult, extremes_at
+from .curvature import EigResult, HessianOperator
 from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
@@ -162,7 +162,7 @@ def certify(
     loss: str | Loss = "squared",
     tol: float | None = None,
     *,
-    dense_max_params: int = DENSE_MAX_PARAMS,
+    dense_max_params: int = T.DENSE_MAX_PARAMS,
     seed: int = 0,
     keep_parameters: bool = False,
     fit: LinearFit | None = None,
@@ -173,7 +173,7 @@ def certify(
     Args:
         model: any ``nn.Module`` with a scalar output; theory fields are filled for
             :class:`~resland.models.ResNet` only.
-        X, y: data; loss: loss name or instance.
+        X, y: data, shapes (m, d) and (m,) (NumPy or torch); loss: loss name or instance.
         tol: gradient tolerance ``grad_tol`` (default ``GRAD_TOL · max(1, |R|)``, 1e-10).
         dense_max_params: largest ``n`` for which a dense Hessian is allowed (a memory guard).
             The extremes come from the dense spectrum when ``n ≤ min(DENSE_EIG_MAX,
@@ -184,7 +184,15 @@ def certify(
         keep_parameters: store the flat parameters in the certificate for any verdict.
         fit: the best linear predictor of ``(X, y, loss)`` if already computed (one per data set).
         eig: Hessian extremes already computed at exactly these parameters (e.g. by
-            :func:`resland.ensemble.batched_extremes`); used instead of a fresh eigensolve.
+            :meth:`HessianOperator.extremes <resland.curvature.HessianOperator.extremes>` on a stack);
+            used instead of a fresh eigensolve.
+
+    Returns:
+        A frozen :class:`Certificate`: the verdict, its one-line reason and the evidence.
+
+    Raises:
+        ValidationError: bad data (shapes, non-finite values), an unknown loss, a model whose
+            output is not one scalar per sample, or a non-positive ``tol``.
     """
     fr = FlatRisk(model, X, y, loss)
     theta = fr.theta0
@@ -265,7 +273,7 @@ class Evidence:
 
 def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol: float | None = None,
                     fit: LinearFit | None = None, eig: EigResult | None = None,
-                    dense_max_params: int = DENSE_MAX_PARAMS, seed: int = 0) -> Evidence:
+                    dense_max_params: int = T.DENSE_MAX_PARAMS, seed: int = 0) -> Evidence:
     """Collect the evidence for a verdict at ``theta``, computing only what the verdict will read."""
     R, g = fr.risk_and_grad(theta)
     gnorm = float(torch.linalg.norm(g))
@@ -289,14 +297,16 @@ def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol:
     if extent is not None:
         ev.kink, ev.kink_margin = extent[0], extent[0] / max(1.0, extent[1])
     if ev.needs() == "eig":
-        ev.eig = eig if eig is not None else extremes_at(
-            fr, theta, method="auto", dense_max_params=min(DENSE_EIG_MAX, dense_max_params), seed=seed)
+        H = HessianOperator(fr, theta)
+        ev.eig = eig if eig is not None else H.extremes(
+            dense_max_params=min(T.DENSE_EIG_MAX, dense_max_params), seed=seed)
         _set_lambda_tol(ev, fr.n)
-        if not ev.negative and not ev.eig.method.startswith("dense"):
+        better = R <= fit.risk_lower + tols["risk_tol"]  # then the verdict never reads λ_min
+        if not (better or ev.negative or ev.eig.method.startswith("dense")):
             if fr.n <= dense_max_params:
                 # `violation` claims no negative curvature, which a Krylov method cannot prove (it could
                 # miss an eigenvalue): decide it, or an unconverged solve, on the full dense spectrum.
-                ev.eig = extremes_at(fr, theta, method="dense")
+                ev.eig = H.extremes(method="dense")
                 _set_lambda_tol(ev, fr.n)
             else:
                 ev.krylov_note = (f" (λ_min by {ev.eig.method}: a dense spectrum exceeds dense_max_params = "
@@ -452,7 +462,7 @@ def _escape(fr, theta, g, v, R, decrease_tol, hv=None) -> Escape:
     """
     scale = torch.linalg.norm(v)
     v = v / scale
-    hv = fr.hvp(theta, v) if hv is None else hv / scale
+    hv = HessianOperator(fr, theta) @ v if hv is None else hv / scale
     if float(g @ v) > 0:
         v, hv = -v, -hv
     esc = Escape(v, float(v @ hv))

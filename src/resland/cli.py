@@ -14,8 +14,8 @@ import click
 from ._checks import ValidationError, check_choice, check_positive_int
 from .certificate import certify
 from .checkpoint import load_parameters
-from .critical import FINDER_DENSE_MAX, cert_outcome, find_critical_point
-from .curvature import DENSE_MAX_PARAMS
+from .critical import cert_outcome, find_critical_point
+from .tolerances import DENSE_MAX_PARAMS, FINDER_DENSE_MAX
 from .tolerances import GRAD_TOL
 from .resources import dense_limit, parse_memory
 from .data import load_dataset

@@ -23,10 +23,10 @@ chosen per member and per iteration):
   ``p = −(H² + μ‖g‖I)⁻¹Hg``, and Newton-MR ``−H⁺g``; these reach saddles as well as minima.
 
 Backends by size: the dense Hessian and a batched ``eigh`` up to ``dense_max_params``
-(:data:`FINDER_DENSE_MAX`); above it, Krylov solves on exact Hessian-vector products
+(:data:`~resland.tolerances.FINDER_DENSE_MAX`); above it, Krylov solves on exact Hessian-vector products
 (SciPy MINRES for ``(H + σI)p = −g`` and ``Hp = −g``, CG for LM; at most
 :data:`KRYLOV_MAX_PRODUCTS` products), member by member. Members with more than
-:data:`NEWTON_ALWAYS_MAX` parameters take GGN steps alone until they are near a critical point.
+:data:`~resland.tolerances.NEWTON_ALWAYS_MAX` parameters take GGN steps alone until they are near a critical point.
 
 **Critical** has one definition, shared with :func:`~resland.certificate.certify`
 (:mod:`resland.tolerances`): ``‖∇R‖ ≤ tol·max(1, |R|)``. A run is ``converged`` when its
@@ -77,11 +77,10 @@ from .ensemble import Ensemble
 from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
-from .regions import KINK_POLISH_MAX_PARAMS, analyse_kink, kink_margin, kinked_modules
+from .curvature import HessianOperator
+from .regions import analyse_kink, kink_margin, kinked_modules
 
 OUTCOMES = ("critical", "kink", "below_linear", "diverging", "unresolved", "failed")
-#: Dense Hessian backend up to this many parameters (a batched ``eigh`` per iteration); Krylov above.
-FINDER_DENSE_MAX = 500
 #: Hessian-vector products per Krylov solve (an inexact Newton step; the ratio test guards it).
 KRYLOV_MAX_PRODUCTS = 200
 #: A member whose damping passes this stops as ``stalled``: no step lowers its merit.
@@ -90,8 +89,6 @@ MU_MAX = 1e12
 #: ``‖∇R‖ ≤ NEWTON_SWITCH·max(1, |R|)``, or where GGN's damping shows it failing (either backend):
 #: a dense Hessian costs ~n gradients.
 NEWTON_SWITCH = 1e-3
-#: Up to this many parameters the Hessian steps are always offered (their cost is a few gradients).
-NEWTON_ALWAYS_MAX = 150
 #: Minimum accepted steps before the ‖θ‖ trend is read as divergence.
 DIVERGENCE_MIN_STEPS = 20
 #: Newton iterations of the kink polish (an active-set SQP that crosses one kink or a few per
@@ -168,7 +165,7 @@ def find_critical_point(
     seed: int | None = None,
     *,
     xtol: float = T.XTOL,
-    dense_max_params: int = FINDER_DENSE_MAX,
+    dense_max_params: int = T.FINDER_DENSE_MAX,
     max_norm: float = 1e6,
     fit: LinearFit | None = None,
 ) -> CriticalPoint:
@@ -205,7 +202,7 @@ def find_critical_points(
     *,
     xtol: float = T.XTOL,
     max_norm: float = 1e6,
-    dense_max_params: int = FINDER_DENSE_MAX,
+    dense_max_params: int = T.FINDER_DENSE_MAX,
     fit: LinearFit | None = None,
     batched: bool = True,
 ) -> list[CriticalPoint]:
@@ -274,7 +271,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         # Second-order curvature only where it pays: near a critical point, for saddle search, or
         # where the Gauss–Newton damping shows GGN steps failing; elsewhere GGN alone.
         near = gn <= NEWTON_SWITCH * torch.clamp(R.abs(), min=1.0)
-        need = (mu_g[idx] > 1e4) | (kind == "any") | (n <= NEWTON_ALWAYS_MAX) | (near & dense)
+        need = (mu_g[idx] > 1e4) | (kind == "any") | (n <= T.NEWTON_ALWAYS_MAX) | (near & dense)
         curv = _Mixed(ens, th, R, g, gn, need, _Dense if dense else _Krylov)
         dist = curv.distance()
         for a, j in enumerate(idx.tolist()):
@@ -427,7 +424,7 @@ class _Dense:
 
     def __init__(self, ens, th, R, g, gn):
         self.ens, self.th, self.g, self.gn = ens, th, g, gn
-        H = ens.hessian(th)
+        H = HessianOperator(ens, th).dense()
         self.lam, self.Q = torch.linalg.eigh(H)
         self.gh = torch.einsum("kji,kj->ki", self.Q, g)                      # Qᵀg
         n = th.shape[1]
@@ -488,14 +485,10 @@ class _Krylov:
         self._ops = {}
 
     def _op(self, a: int):
+        """Member ``a``'s Hessian: ``(SciPy operator, HessianOperator)``, one gradient graph for both."""
         if a not in self._ops:
-            hv = self.ens.hvp_at(self.th[a:a + 1])
-            n = self.th.shape[1]
-
-            def mv(x):
-                v = torch.as_tensor(np.ravel(x), dtype=self.th.dtype)[None]
-                return hv(v)[0].numpy()
-            self._ops[a] = (spla.LinearOperator((n, n), matvec=mv, dtype=np.float64), hv)
+            H = HessianOperator(self.ens, self.th[a])
+            self._ops[a] = (H.to_scipy(), H)
         return self._ops[a]
 
     def _solve(self, a: int, shift: float) -> np.ndarray:
@@ -522,9 +515,7 @@ class _Krylov:
         return torch.tensor(out, dtype=self.th.dtype)
 
     def escape(self, a: int, R: float) -> torch.Tensor | None:
-        from .curvature import extremes_at
-
-        eig = extremes_at(self.ens.fr, self.th[a], method="lanczos")
+        eig = self._op(a)[1].extremes(method="lanczos")
         lam_tol = T.lambda_tol(self.th.shape[1], max(abs(eig.lambda_min), abs(eig.lambda_max)), float(self.gn[a]))
         if eig.lambda_min >= -lam_tol:
             return None
@@ -535,7 +526,7 @@ class _Krylov:
         rows = torch.nonzero(live).flatten().tolist()
         steps, preds = [], []
         for b, a in enumerate(rows):
-            _, hv = self._op(a)
+            _, H = self._op(a)
             g = self.g[a]
             if kind == "minimum":
                 cand = [self._solve(a, float(mu_h[b] * self.gn[a])), self._solve(a, 0.0)]
@@ -544,7 +535,7 @@ class _Krylov:
             s_list, p_list = [], []
             for x in cand:
                 p = torch.as_tensor(x, dtype=g.dtype)
-                Hp = hv(p[None])[0]
+                Hp = H @ p
                 s_list.append(p)
                 p_list.append(-(g @ p + 0.5 * p @ Hp) if kind == "minimum"
                               else 0.5 * (g @ g) - 0.5 * ((g + Hp) @ (g + Hp)))
@@ -686,7 +677,7 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
     R = float(ens.risk(theta[None])[0])
     gn = float(torch.linalg.norm(ens.grad(theta[None])[0]))
     near_kink = margin is not None and margin <= T.KINK_CAPTURE
-    if margin is not None and status != "nan" and near_kink and ens.n <= KINK_POLISH_MAX_PARAMS:
+    if margin is not None and status != "nan" and near_kink and ens.n <= T.KINK_POLISH_MAX_PARAMS:
         fr = FlatRisk(model, ens.fr.X, ens.fr.y, ens.fr.loss)
         try:
             polished, an = analyse_kink(fr, theta, grad_tol=T.grad_tol(R, tol), kind=kind,

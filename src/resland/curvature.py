@@ -1,22 +1,26 @@
-"""Curvature of the risk: Hessian-vector products, dense Hessians and extreme eigenvalues.
+"""Curvature of the risk: the Hessian as an operator, and its extreme eigenvalues.
 
-All products are exact Hessian-vector products of the flat parameter vector of
-:class:`~resland.functional.FlatRisk` (double backward, or forward-over-reverse where ``vmap``
-is needed), in the model's dtype (float64 by default).
+:class:`HessianOperator` is the one way resland touches ``H = ∇²R(θ)`` (in the style of
+curvlinops' ``HessianLinearOperator``): exact Hessian-vector products of the flat parameter
+vector of :class:`~resland.functional.FlatRisk`, for one model or for a stack of members of
+one architecture (then ``H`` is block diagonal, one block per member), with ``@`` on vectors
+and blocks, :meth:`~HessianOperator.to_scipy`, :meth:`~HessianOperator.dense` and
+:meth:`~HessianOperator.extremes`. Products are in the model's dtype (float64 by default).
 
-:func:`hessian_extremes` returns ``λ_min`` (most negative, first-class) and ``λ_max`` of
-``∇²R(θ)``:
+:meth:`HessianOperator.extremes` returns ``λ_min`` (most negative, first-class) and ``λ_max``:
 
 * ``dense``: the dense Hessian and ``eigh`` (the whole spectrum); the default when
-  ``n ≤ dense_max_params`` (default :data:`DENSE_EIG_MAX`, the measured crossover);
+  ``n ≤ dense_max_params`` (:data:`~resland.tolerances.DENSE_EIG_MAX` for one model,
+  :data:`~resland.tolerances.BATCHED_DENSE_MAX` for a stack: the measured crossovers);
 * ``lanczos``: :func:`lanczos`, resland's thick-restart Lanczos in torch, the default above:
   float64, on the model's device, full reorthogonalisation, both ends from one Krylov
-  space, memory bounded by the basis size, batched over the members of an ensemble;
-* ``arpack``: SciPy's ``eigsh`` (implicitly restarted Lanczos) on a ``LinearOperator`` of HVPs,
+  space, memory bounded by the basis size, batched over the members;
+* ``arpack``: SciPy's ``eigsh`` (implicitly restarted Lanczos) on :meth:`~HessianOperator.to_scipy`,
   smallest- and largest-algebraic ends (a NumPy round trip per product).
 
-Every reported residual ``‖Hv − λv‖`` is recomputed with a fresh HVP, so it honestly bounds
-the distance from ``λ`` to the spectrum.
+Every reported residual ``‖Hv − λv‖`` is recomputed with a fresh product, so it honestly
+bounds the distance from ``λ`` to the spectrum. Conventions: mean risk, squared loss
+``(p − y)²`` without 1/2 (docs/theory.md §1).
 """
 
 from __future__ import annotations
@@ -27,31 +31,28 @@ import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 from torch import nn
+from torch.func import grad, jvp
 
+from .tolerances import BATCHED_DENSE_MAX, DENSE_EIG_MAX, lanczos_basis
+from ._checks import ValidationError, check_choice, check_positive_int
 from .functional import FlatRisk
 from .losses import Loss
-
-#: Largest parameter count for which a dense Hessian is built by default (memory and time guard).
-DENSE_MAX_PARAMS = 2000
-#: Up to this parameter count the dense Hessian + ``eigh`` is faster than Lanczos for the two
-#: extremes (measured by benchmarks/bench_dense_threshold.py, docs/performance.md).
-DENSE_EIG_MAX = 100
 
 
 @dataclass
 class EigResult:
-    """Extreme eigenpairs of the Hessian ``H = ∇²R(θ)``.
+    """Extreme eigenpairs of the Hessian ``H = ∇²R(θ)`` of one model (``n`` parameters).
 
     Attributes:
         lambda_min, lambda_max: smallest and largest eigenvalues.
-        vec_min, vec_max: unit eigenvectors (flat, float64 tensors).
+        vec_min, vec_max: unit eigenvectors, shape (n,).
         residual: ``‖H v_min − λ_min v_min‖`` (bounds the error of ``λ_min``).
         residual_max: the same for ``λ_max``.
         matvecs: Hessian-vector products used (the dense path counts ``n`` plus residual checks).
-        method: ``dense`` or ``lanczos``.
-        eigenvalues: full ascending spectrum (dense path only, else None).
+        method: ``dense``, ``lanczos`` or ``arpack`` (``-batched`` when computed for a stack).
+        eigenvalues: full ascending spectrum, shape (n,) (dense path only, else None).
         converged: whether the eigensolver met its tolerance.
-        hv_min: ``H v_min`` from the residual check, reused by the escape test of ``certify``.
+        hv_min: ``H v_min``, shape (n,), from the residual check (reused by the escape test of ``certify``).
     """
 
     lambda_min: float
@@ -71,16 +72,238 @@ class EigResult:
         return None if self.eigenvalues is None else int(np.sum(self.eigenvalues < threshold))
 
 
-def hvp(model: nn.Module, X, y, v: torch.Tensor, loss: str | Loss = "squared") -> torch.Tensor:
-    """Exact ``∇²R(θ) v`` at the model's parameters, ``v`` flat in ``named_parameters`` order."""
-    fr = FlatRisk(model, X, y, loss)
-    return fr.hvp(fr.theta0, v.to(fr.theta0))
+class HessianOperator:
+    """``H = ∇²R(θ)`` of the mean risk as a linear operator, for one model or a stack of members.
 
+    Args:
+        risk: a :class:`~resland.functional.FlatRisk` or an :class:`~resland.ensemble.Ensemble`
+            (its shared ``FlatRisk``).
+        theta: shape (n,) for one model, or (k, n) for k members (rows); in the risk's dtype.
 
-def dense_hessian(model: nn.Module, X, y, loss: str | Loss = "squared") -> torch.Tensor:
-    """Dense ``∇²R(θ)`` (n × n) at the model's parameters."""
-    fr = FlatRisk(model, X, y, loss)
-    return fr.hessian(fr.theta0)
+    Shapes: one model, ``H`` is (n, n) and ``H @ v`` takes ``v`` of shape (n,) or a block (n, b).
+    A stack, ``H`` is block diagonal with blocks ``H_j = ∇²R(θ_j)`` (``shape = (k, n, n)``) and
+    ``H @ V`` takes one vector per member, (k, n) → (k, n), or blocks, (k, n, b) → (k, n, b).
+
+    Single vectors go through one gradient graph of ``Σ_j R(θ_j)``, built on the first product
+    and kept (the Hessian of the sum is block diagonal, so one double backward gives every
+    member's product; each further product is one backward pass: docs/performance.md).
+    Blocks use forward-over-reverse ``jvp(grad)`` under ``vmap``. ``products`` counts the
+    Hessian-vector products applied, per member.
+
+    Raises:
+        ValidationError: ``theta`` is not (n,) or (k, n) for the risk's n, or a product's
+            argument has the wrong shape.
+
+    Example:
+        >>> import torch, resland
+        >>> X, y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, dtype=torch.float64)
+        >>> H = resland.HessianOperator.from_model(resland.ResNet(3, 2, 1), X, y)
+        >>> H.shape, (H @ torch.ones(H.n)).shape
+        ((17, 17), torch.Size([17]))
+        >>> bool(torch.allclose(H.dense() @ torch.ones(H.n), H @ torch.ones(H.n)))
+        True
+    """
+
+    def __init__(self, risk, theta: torch.Tensor):
+        fr = getattr(risk, "fr", risk)
+        if not isinstance(fr, FlatRisk):
+            raise ValidationError(f"The 'risk' parameter must be a FlatRisk or an Ensemble. Got {type(risk).__name__}.")
+        theta = torch.as_tensor(theta)
+        if theta.ndim not in (1, 2) or theta.shape[-1] != fr.n:
+            raise ValidationError(f"The 'theta' parameter must have shape ({fr.n},) or (k, {fr.n}). "
+                                  f"Got {tuple(theta.shape)}.")
+        self.fr = fr
+        self.stacked = theta.ndim == 2
+        self.theta = theta.detach().to(device=fr.device, dtype=fr.dtype)
+        self._rows = self.theta if self.stacked else self.theta[None]
+        self.k, self.n = self._rows.shape
+        self.shape = (self.k, self.n, self.n) if self.stacked else (self.n, self.n)
+        self.dtype, self.device = fr.dtype, fr.device
+        self.products = 0
+        self._graph = None
+
+    @classmethod
+    def from_model(cls, model: nn.Module, X, y, loss: str | Loss = "squared") -> "HessianOperator":
+        """The Hessian at ``model``'s current parameters on data ``X`` (m, d), ``y`` (m,)."""
+        fr = FlatRisk(model, X, y, loss)
+        return cls(fr, fr.theta0)
+
+    def restrict(self, idx) -> "HessianOperator":
+        """The stacked operator of the members ``idx`` (a fresh graph: finished members cost nothing)."""
+        return HessianOperator(self.fr, self._rows[torch.as_tensor(idx, dtype=torch.long)])
+
+    # Products.
+    def _vector(self, V: torch.Tensor) -> torch.Tensor:
+        """``(H_j v_j)_j`` for ``V`` of shape (k, n), through the cached gradient graph."""
+        if self._graph is None:
+            with torch.enable_grad():
+                t = self._rows.detach().requires_grad_(True)
+                total = torch.vmap(self.fr.risk)(t).sum() if self.stacked else self.fr.risk(t[0])
+                self._graph = (t, torch.autograd.grad(total, t, create_graph=True)[0])
+        t, G = self._graph
+        self.products += 1
+        with torch.enable_grad():
+            return torch.autograd.grad(G, t, grad_outputs=V.detach().to(G), retain_graph=True)[0]
+
+    def _block_one(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        return torch.vmap(lambda v: jvp(grad(self.fr.risk), (theta,), (v,))[1], in_dims=1, out_dims=1)(V)
+
+    def _block(self, V: torch.Tensor) -> torch.Tensor:
+        """``H_j V_j`` for blocks ``V`` of shape (k, n, b), forward-over-reverse under ``vmap``."""
+        self.products += V.shape[-1]
+        return torch.vmap(self._block_one)(self._rows, V.to(self.dtype))
+
+    def __matmul__(self, V: torch.Tensor) -> torch.Tensor:
+        V = torch.as_tensor(V)
+        lead = (self.k,) if self.stacked else ()
+        if V.shape[: len(lead) + 1] != lead + (self.n,) or V.ndim - len(lead) not in (1, 2):
+            raise ValidationError(f"H @ V needs V of shape {lead + (self.n,)} or {lead + (self.n,)} + (b,). "
+                                  f"Got {tuple(V.shape)}.")
+        if V.ndim == len(lead) + 1:
+            out = self._vector(V if self.stacked else V[None])
+        else:
+            out = self._block(V if self.stacked else V[None])
+        return out if self.stacked else out[0]
+
+    def dense(self, chunk_size: int = 128) -> torch.Tensor:
+        """The dense Hessian, symmetrised: (n, n), or (k, n, n) for a stack.
+
+        Built from products against blocks of ``chunk_size`` unit vectors (faster than
+        ``torch.func.hessian`` for large n, same values: docs/performance.md).
+        """
+        eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
+
+        def one(theta):
+            H = torch.cat([self._block_one(theta, eye[:, i : i + chunk_size]) for i in range(0, self.n, chunk_size)], 1)
+            return 0.5 * (H + H.T)
+        self.products += self.n
+        H = torch.vmap(one)(self._rows)
+        return H if self.stacked else H[0]
+
+    def to_scipy(self) -> spla.LinearOperator:
+        """A SciPy ``LinearOperator`` (n × n, float64 NumPy in and out) of a single model's ``H``.
+
+        Raises:
+            ValidationError: the operator holds more than one member.
+        """
+        if self.k != 1:
+            raise ValidationError(f"to_scipy() needs one member. Got {self.k}; use restrict([j]).")
+
+        def matvec(x):
+            v = torch.as_tensor(np.asarray(x, dtype=np.float64).reshape(-1), dtype=self.dtype, device=self.device)
+            return self._vector(v[None])[0].cpu().numpy()
+        return spla.LinearOperator((self.n, self.n), matvec=matvec, dtype=np.float64)
+
+    # Extreme eigenpairs.
+    def extremes(self, *, which: str = "both", method: str = "auto", tol: float = 1e-8, seed=0,
+                 dense_max_params: int | None = None, max_steps: int | None = None, max_basis: int | None = None,
+                 check_every: int = 10, chunk_size: int = 32, ncv: int | None = None):
+        """``λ_min`` and ``λ_max`` of every member's ``H_j``, with honest residuals.
+
+        Args:
+            which: ``smallest``, ``largest`` or ``both``: the end(s) Lanczos must converge (both
+                ends are always reported).
+            method: ``auto`` (dense when ``n ≤ dense_max_params``, else ``lanczos``), ``dense``,
+                ``lanczos`` or ``arpack``.
+            tol: Lanczos stops once each required Ritz residual estimate ``|β s|`` is
+                ``≤ tol·max(1, |θ_max|)``; ARPACK's relative accuracy.
+            seed: the start vector's seed: one int, or one per member (a member's result does
+                not depend on the stack or the chunking).
+            dense_max_params: the ``auto`` crossover (default ``DENSE_EIG_MAX`` for one model,
+                ``BATCHED_DENSE_MAX`` for a stack).
+            max_steps: products per member (Lanczos, default 1000), or ARPACK restarts (default ``10 n``).
+            max_basis: Lanczos basis size (default :func:`~resland.tolerances.lanczos_basis`).
+            chunk_size: members per batched Lanczos (benchmarks/bench_batched_extremes.py); ncv: ARPACK basis (default ``min(n, 40)``).
+
+        Returns:
+            An :class:`EigResult` for one model; a list of them (one per row) for a stack.
+
+        Raises:
+            ValidationError: an unknown ``method`` or ``which``, or a seed list of the wrong length.
+        """
+        check_choice("method", method, ("auto", "dense", "lanczos", "arpack"))
+        check_choice("which", which, ("smallest", "largest", "both"))
+        chunk_size = check_positive_int("chunk_size", chunk_size)
+        k, n = self.k, self.n
+        seeds = [int(seed)] * k if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+        if len(seeds) != k:
+            raise ValidationError(f"The 'seed' parameter must be one int or one seed per member ({k}). Got {len(seeds)}.")
+        if dense_max_params is None:
+            dense_max_params = BATCHED_DENSE_MAX if self.stacked else DENSE_EIG_MAX
+        if method == "auto":
+            method = "dense" if n <= dense_max_params else "lanczos"
+        spectra = [None] * k
+        if method == "dense":
+            evals, evecs = torch.linalg.eigh(self.dense() if self.stacked else self.dense()[None])
+            lam = torch.stack([evals[:, 0], evals[:, -1]], 1)
+            vecs = torch.stack([evecs[:, :, 0], evecs[:, :, -1]], 1)
+            matvecs, converged = [n] * k, [True] * k
+            spectra = [e.cpu().numpy() for e in evals]
+        elif method == "arpack":
+            found = [self.restrict([a])._arpack(tol, seeds[a], max_steps, ncv)
+                     for a in range(k)]
+            lam = torch.tensor([[f[0][0], f[0][1]] for f in found], dtype=self.dtype, device=self.device)
+            vecs = torch.stack([f[1] for f in found])
+            matvecs, converged = [f[2] for f in found], [f[3] for f in found]
+        else:
+            chunks = [self.restrict(range(s, min(k, s + chunk_size)))._lanczos(
+                      seeds[s : s + chunk_size], which=which, tol=tol, max_steps=max_steps or 1000, max_basis=max_basis,
+                      check_every=check_every) for s in range(0, k, chunk_size)]
+            lam, vecs = torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
+            matvecs, converged = [m for c in chunks for m in c[2]], [v for c in chunks for v in c[3]]
+        # Honest residuals: a fresh exact product for each of the two vectors of every member.
+        Hv = torch.empty_like(vecs)
+        for s in range(0, k, chunk_size):
+            rows = slice(s, s + chunk_size)
+            op = self.restrict(range(s, min(k, s + chunk_size)))
+            Hv[rows, 0], Hv[rows, 1] = op._vector(vecs[rows, 0]), op._vector(vecs[rows, 1])
+        res = torch.linalg.norm(Hv - lam[..., None] * vecs, dim=2)
+        label = f"{method}-batched" if self.stacked else method
+        out = [EigResult(lambda_min=float(lam[j, 0]), lambda_max=float(lam[j, 1]), vec_min=vecs[j, 0].clone(),
+                         vec_max=vecs[j, 1].clone(), residual=float(res[j, 0]), residual_max=float(res[j, 1]),
+                         matvecs=matvecs[j] + 2, method=label, eigenvalues=spectra[j], converged=converged[j],
+                         hv_min=Hv[j, 0].clone())
+               for j in range(k)]
+        return out if self.stacked else out[0]
+
+    def _lanczos(self, seeds, **options):
+        """:func:`lanczos` on these members; once half of them have finished, the graph is rebuilt
+        for the ones still running (a finished member would otherwise cost a product per step)."""
+        live = {"rows": torch.arange(self.k), "op": self}
+
+        def matvec(idx, V):
+            if 2 * idx.numel() <= live["rows"].numel():
+                live["rows"], live["op"] = idx, self.restrict(idx)
+            pos = torch.searchsorted(live["rows"], idx)
+            full = torch.zeros(live["rows"].numel(), self.n, dtype=self.dtype, device=self.device)
+            full[pos] = V
+            return live["op"]._vector(full)[pos]
+
+        return lanczos(matvec, self.n, seeds=seeds, dtype=self.dtype, device=self.device, **options)
+
+    def _arpack(self, tol, seed, maxiter, ncv):
+        """ARPACK ``eigsh`` at both ends of a single member: ``((λ_min, λ_max), (2, n) vectors, products, converged)``."""
+        n = self.n
+        if n <= 2:  # ARPACK needs k < n; tiny problems go dense
+            ev, evec = torch.linalg.eigh(self.dense())
+            return (float(ev[0]), float(ev[-1])), torch.stack([evec[:, 0], evec[:, -1]]), n, True
+        op, start = self.to_scipy(), self.products
+        v0 = np.random.default_rng(seed).standard_normal(n)
+        lams, vecs, converged = [], [], True
+        for which in ("SA", "LA"):
+            try:
+                ev, evec = spla.eigsh(op, k=1, which=which, tol=tol, v0=v0, ncv=ncv or min(n, 40),
+                                      maxiter=maxiter or 10 * n)
+            except spla.ArpackNoConvergence as exc:
+                converged = False
+                if len(exc.eigenvalues) == 0:
+                    ev, evec = np.array([np.nan]), v0[:, None] / np.linalg.norm(v0)
+                else:
+                    ev, evec = exc.eigenvalues, exc.eigenvectors
+            vec = torch.as_tensor(evec[:, 0], dtype=self.dtype, device=self.device)
+            lams.append(float(ev[0]))
+            vecs.append(vec / torch.linalg.norm(vec))
+        return tuple(lams), torch.stack(vecs), self.products - start, converged
 
 
 def hessian_extremes(
@@ -95,64 +318,31 @@ def hessian_extremes(
     seed: int = 0,
     maxiter: int | None = None,
     ncv: int | None = None,
-    max_basis: int = 64,
+    max_basis: int | None = None,
 ) -> EigResult:
-    """``λ_min`` and ``λ_max`` of the Hessian of the mean risk at the model's parameters.
+    """``λ_min`` and ``λ_max`` of the Hessian of the mean risk at ``model``'s parameters.
+
+    Shorthand for ``HessianOperator.from_model(model, X, y, loss).extremes(...)``.
 
     Args:
         model: any ``nn.Module`` with a scalar output per sample.
-        X, y: data; loss: loss name or instance.
+        X, y: data, shapes (m, d) and (m,); loss: loss name or instance.
         tol: relative accuracy requested from the iterative solver.
-        method: ``auto`` (dense when ``n ≤ dense_max_params``, else ``lanczos``), ``dense``,
-            ``lanczos`` (native torch, :func:`lanczos`) or ``arpack`` (SciPy ``eigsh``).
+        method: ``auto``, ``dense``, ``lanczos`` or ``arpack`` (:meth:`HessianOperator.extremes`).
         seed: seeds the Lanczos start vector.
         maxiter: Lanczos products cap (default 1000) or ARPACK restarts cap (``10 n``).
-        ncv: ARPACK basis size (default ``min(n, 40)``).
-        max_basis: Lanczos basis size before a thick restart (memory ``(max_basis + 1) · n``).
+        ncv: ARPACK basis size (default ``min(n, 40)``); max_basis: Lanczos basis size.
+
+    Raises:
+        ValidationError: bad data, model output or ``method``.
     """
-    fr = FlatRisk(model, X, y, loss)
-    return extremes_at(fr, fr.theta0, tol=tol, method=method, dense_max_params=dense_max_params,
-                       seed=seed, maxiter=maxiter, ncv=ncv, max_basis=max_basis)
-
-
-def extremes_at(fr: FlatRisk, theta: torch.Tensor, *, tol=1e-8, method="auto",
-                dense_max_params=DENSE_EIG_MAX, seed=0, maxiter=None, ncv=None, H=None,
-                max_basis=64) -> EigResult:
-    """:func:`hessian_extremes` at an explicit ``θ`` of a :class:`FlatRisk` (``H`` reused if given)."""
-    from ._checks import check_choice
-
-    check_choice("method", method, ("auto", "dense", "lanczos", "arpack"))
-    if method == "auto":
-        method = "dense" if fr.n <= dense_max_params else "lanczos"
-    spectrum = None
-    if method == "dense":
-        H = fr.hessian(theta) if H is None else H
-        evals, evecs = torch.linalg.eigh(H)
-        pairs = [(float(evals[0]), evecs[:, 0]), (float(evals[-1]), evecs[:, -1])]
-        matvecs, converged, spectrum = fr.n, True, evals.cpu().numpy()
-    elif method == "arpack":
-        pairs, matvecs, converged = _lanczos_extremes(fr, theta, tol, seed, maxiter, ncv)
-    else:
-        hv = fr.hvp_at(theta)  # one gradient graph, reused by every product
-        lam, vecs, counts, conv = lanczos(lambda idx, V: hv(V[0])[None], fr.n, seeds=[seed], tol=tol,
-                                          max_steps=maxiter or 1000, max_basis=max_basis, dtype=theta.dtype,
-                                          device=theta.device)
-        pairs = [(float(lam[0, 0]), vecs[0, 0]), (float(lam[0, 1]), vecs[0, 1])]
-        matvecs, converged = counts[0], conv[0]
-    # Honest residuals: one fresh exact HVP per eigenvector (kept: certify reuses H v_min); the
-    # Lanczos path reuses its gradient graph, the others use forward-over-reverse products.
-    V = torch.stack([v for _, v in pairs], dim=1)
-    HV = torch.stack([hv(v) for _, v in pairs], dim=1) if method == "lanczos" else fr.hvps(theta, V)
-    res = [float(torch.linalg.norm(HV[:, j] - lam * V[:, j])) for j, (lam, _) in enumerate(pairs)]
-    return EigResult(
-        lambda_min=pairs[0][0], lambda_max=pairs[1][0], vec_min=pairs[0][1], vec_max=pairs[1][1],
-        residual=res[0], residual_max=res[1], matvecs=matvecs + 2, method=method,
-        eigenvalues=spectrum, converged=converged, hv_min=HV[:, 0],
-    )
+    op = HessianOperator.from_model(model, X, y, loss)
+    return op.extremes(method=method, tol=tol, seed=seed, dense_max_params=dense_max_params, max_steps=maxiter,
+                       max_basis=max_basis, ncv=ncv)
 
 
 def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, max_steps: int = 1000,
-            max_basis: int = 64, check_every: int = 10, dtype=torch.float64, device=None):
+            max_basis: int | None = None, check_every: int = 10, dtype=torch.float64, device=None):
     """Extreme eigenpairs of ``k`` symmetric operators at once, by thick-restart Lanczos in torch.
 
     Args:
@@ -164,7 +354,7 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
         tol: an operator stops once the Ritz residual estimate ``|β_j s_j|`` of each required
             end is ``≤ tol·max(1, |θ_max|)``, or the Krylov space is invariant.
         max_steps: cap on the products per operator (``converged`` is False when it runs out).
-        max_basis: basis size ``p``; when it is full the basis is restarted thick (Wu & Simon,
+        max_basis: basis size ``p`` (default :func:`~resland.tolerances.lanczos_basis`); when it is full the basis is restarted thick (Wu & Simon,
             TRLan): the Ritz vectors of the wanted end(s), ``p/2`` in all, are kept and the
             Krylov space is extended from the last residual. Memory is ``k · (p + 1) · n`` floats
             whatever ``max_steps`` is.
@@ -181,12 +371,12 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
         ``(lam, vecs, matvecs, converged)``: ``lam`` (k × 2) holds ``(λ_min, λ_max)`` Ritz values,
         ``vecs`` (k × 2 × n) unit Ritz vectors, ``matvecs`` and ``converged`` per operator.
     """
-    from ._checks import check_choice, check_positive_int
-
     check_choice("which", which, ("smallest", "largest", "both"))
     ends = {"smallest": [0], "largest": [1], "both": [0, 1]}[which]
     k = len(seeds)
     max_steps = check_positive_int("max_steps", max_steps)
+    if max_basis is None:
+        max_basis = lanczos_basis(k, n, torch.finfo(dtype).bits // 8)
     p = min(max(4, check_positive_int("max_basis", max_basis)), n)
     keep = {"smallest": (p // 2, 0), "largest": (0, p // 2), "both": (p // 4, p // 4)}[which]
     Q = torch.empty(k, p + 1, n, dtype=dtype, device=device)
@@ -244,38 +434,3 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
         Q[rows, j + 1] = qnext
         j += 1
     return lam, vecs, matvecs, converged
-
-
-def _lanczos_extremes(fr: FlatRisk, theta: torch.Tensor, tol: float, seed: int, maxiter, ncv):
-    n = fr.n
-    count = [0]
-
-    hv = fr.hvp_at(theta)
-
-    def matvec(x):
-        count[0] += 1
-        v = torch.as_tensor(np.asarray(x).reshape(-1), dtype=fr.dtype, device=theta.device)
-        return hv(v).cpu().numpy()
-
-    op = spla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-    v0 = np.random.default_rng(seed).standard_normal(n)
-    pairs, converged = [], True
-    for which in ("SA", "LA"):
-        if n <= 2:  # ARPACK needs k < n; tiny problems go dense via HVPs
-            H = fr.hvps(theta, torch.eye(n, dtype=fr.dtype, device=theta.device))
-            ev, evec = torch.linalg.eigh(0.5 * (H + H.T))
-            j = 0 if which == "SA" else -1
-            pairs.append((float(ev[j]), evec[:, j]))
-            continue
-        try:
-            ev, evec = spla.eigsh(op, k=1, which=which, tol=tol, v0=v0, ncv=ncv or min(n, 40),
-                                  maxiter=maxiter or 10 * n)
-        except spla.ArpackNoConvergence as exc:
-            converged = False
-            if len(exc.eigenvalues) == 0:
-                ev, evec = np.array([np.nan]), v0[:, None] / np.linalg.norm(v0)
-            else:
-                ev, evec = exc.eigenvalues, exc.eigenvectors
-        vec = torch.as_tensor(evec[:, 0], dtype=fr.dtype, device=theta.device)
-        pairs.append((float(ev[0]), vec / torch.linalg.norm(vec)))
-    return pairs, count[0], converged

@@ -54,7 +54,14 @@ def _standardize(a: np.ndarray) -> np.ndarray:
 
 
 def load_dataset(name: str, *, rho: float | None = None, target: str | None = None) -> Dataset:
-    """Load a data set by name (see module docstring) or from a CSV/NPZ path."""
+    """Load a data set by name (see module docstring) or from a CSV/NPZ path.
+
+    Returns:
+        A :class:`Dataset`: ``X`` (m, d) and ``y`` (m,) as NumPy arrays, its natural loss and a description.
+
+    Raises:
+        ValidationError: an unknown name, a missing file, ``rho`` missing for example1, or bad file contents.
+    """
     if name == "example1":
         if rho is None:
             raise ValidationError("The 'rho' parameter is required for example1: a float in (0, inf). Got None.")

@@ -3,8 +3,8 @@
 :class:`FlatRisk` turns ``(model, X, y, loss)`` into functions of a flat
 parameter vector ``θ ∈ R^n`` (the model's parameters concatenated in
 ``named_parameters`` order) via :func:`torch.func.functional_call`. It serves
-the risk, gradients, Hessian-vector products, dense Hessians and ``vmap``;
-every other module goes through it.
+the risk, gradients and ``vmap``; every other module goes through it, and
+:class:`~resland.curvature.HessianOperator` builds the Hessian on it.
 
 Risk convention: ``R(θ) = (1/m) Σ_i ℓ(f_θ(x_i); y_i)`` (mean, squared loss without 1/2).
 """
@@ -15,7 +15,7 @@ import copy
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp
+from torch.func import functional_call, grad
 
 from ._checks import ValidationError, check_data
 from .losses import Loss, get_loss
@@ -91,44 +91,6 @@ class FlatRisk:
         """``(R(θ), ∇R(θ))`` in one reverse pass."""
         g, r = grad(lambda t: (self.risk(t), self.risk(t)), has_aux=True)(theta)
         return float(r), g
-
-    def hvp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Exact Hessian-vector product ``∇²R(θ) v`` (double backward through the flat view).
-
-        Measured 1.6–1.9× a gradient, against 2.8–3.0× for forward-over-reverse ``jvp(grad)``
-        (docs/performance.md). Not vmappable: batched products go through :meth:`hvps`.
-        """
-        return self.hvp_at(theta)(v)
-
-    def hvp_at(self, theta: torch.Tensor):
-        """``v ↦ ∇²R(θ) v`` at a fixed ``θ``: the gradient graph is built once and reused, so each
-        further product is one backward pass (measured 0.8–1.0× a gradient); for Lanczos."""
-        with torch.enable_grad():
-            t = theta.detach().requires_grad_(True)
-            g = torch.autograd.grad(self.risk(t), t, create_graph=True)[0]
-
-        def product(v: torch.Tensor) -> torch.Tensor:
-            with torch.enable_grad():
-                return torch.autograd.grad(g, t, grad_outputs=v.detach().to(g), retain_graph=True)[0]
-        return product
-
-    def hvp_jvp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``∇²R(θ) v`` by forward-over-reverse ``jvp(grad)``: composable with ``vmap``."""
-        return jvp(self.grad, (theta,), (v,))[1]
-
-    def hvps(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-        """Batched products ``∇²R(θ) V`` for ``V`` of shape (n, k); returns (n, k)."""
-        return torch.vmap(lambda v: self.hvp_jvp(theta, v), in_dims=1, out_dims=1)(V)
-
-    def hessian(self, theta: torch.Tensor, chunk_size: int = 128) -> torch.Tensor:
-        """Dense Hessian ``∇²R(θ)`` (n × n), symmetrised; for small models.
-
-        Built from HVPs against blocks of ``chunk_size`` unit vectors: measured 5× faster
-        than ``torch.func.hessian`` at n = 1355 on 2 cores (docs/performance.md), same values.
-        """
-        eye = torch.eye(self.n, dtype=theta.dtype, device=theta.device)
-        H = torch.cat([self.hvps(theta, eye[:, i : i + chunk_size]) for i in range(0, self.n, chunk_size)], dim=1)
-        return 0.5 * (H + H.T)
 
     def model_at(self, theta: torch.Tensor) -> nn.Module:
         """A deep copy of the model with parameters ``θ``."""

@@ -47,9 +47,6 @@ from . import tolerances as T
 from ._checks import check_data
 from .losses import Loss, LogisticLoss, SquaredLoss, get_loss
 
-#: Largest ``m·k²`` (k = columns of ``[X, 1]``) for the exact-arithmetic bounds (digits, 1797 × 65,
-#: is 7.6e6 and takes ~6 s; diabetes ~0.05 s).
-EXACT_MAX_WORK = 4e6
 #: mpmath working precision (decimal digits) of the exact bounds.
 MP_DPS = 50
 #: Rounds of the dual bound that drop entries the exact projection put outside ``dom ℓ*``.
@@ -126,6 +123,14 @@ def best_linear(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_it
         y: targets, shape (m,). For the logistic loss, labels in {-1, +1} or {0, 1}.
         loss: ``squared``, ``logistic``, ``pseudo_huber`` or a :class:`~resland.losses.Loss`.
         bias: fit the intercept ``t0``.
+
+    Returns:
+        A :class:`LinearFit`: ``coef`` (d,), ``intercept``, ``risk`` and the certified interval
+        ``risk_lower ≤ R_lin ≤ risk_upper`` (docs/theory.md §4). Warns
+        :class:`NotAttainedWarning` where the infimum is not attained (separable logistic data).
+
+    Raises:
+        ValidationError: bad data (shapes, non-finite values) or an unknown loss.
 
     Example:
         >>> import numpy as np
@@ -281,7 +286,7 @@ def _certify_fit(A, y, loss: Loss, z, bias: bool, iterations: int, method: str, 
     gnorm = float(np.linalg.norm(g))
     gscale = float(np.linalg.norm(np.abs(A).T @ (np.abs(d1) + d2 * np.abs(y)))) / m
     attained = not recedes and (gnorm <= T.LINEAR_GRAD_TOL * gscale or gnorm == 0.0)
-    if m * k * k <= EXACT_MAX_WORK:
+    if m * k * k <= T.EXACT_MAX_WORK:
         Ai, eA = _dyadic(A)
         zi, ez = _dyadic(z)
         p_exact = (Ai.dot(zi), eA + ez)            # Az = p_int · 2^e exactly
@@ -321,7 +326,7 @@ def _why_wide(A, sv, rank: int, lower: float, upper: float, bound: str, recedes:
         return ""
     if bound == "trivial":
         return ("no dual bound could be certified (exact projection out of the conjugate's domain, or the design "
-                f"exceeds EXACT_MAX_WORK = {EXACT_MAX_WORK:g}): the lower end is the trivial 0")
+                f"exceeds EXACT_MAX_WORK = {T.EXACT_MAX_WORK:g}): the lower end is the trivial 0")
     if recedes:
         return "quasi-separable data: the infimum is approached only as ‖t‖ → ∞"
     if rank < A.shape[1]:

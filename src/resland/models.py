@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import tolerances as T
 from ._checks import ValidationError, check_choice, check_positive_int
 
 ACTIVATIONS = {
@@ -237,8 +238,6 @@ def build_model(config: dict) -> nn.Module:
     return MODELS[name](**config)
 
 
-#: Largest model :func:`init_model` builds (0.8 GB of float64 parameters).
-MAX_PARAMS = 10**8
 
 
 def param_count(name: str, d_in: int, *, width: int = 4, depth: int = 1) -> int:
@@ -257,13 +256,17 @@ def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activati
     ``torch.manual_seed(seed)``, then the constructor (PyTorch's default initialisation);
     for a ResNet every ``V_l`` is then multiplied by ``v_scale`` (near-identity starts).
     ``activation`` defaults to softplus (ResNet) or relu (FCNet).
+
+    Raises:
+        ValidationError: an unknown model or activation, a non-positive width or depth, or more
+            than :data:`~resland.tolerances.MAX_PARAMS` parameters.
     """
     check_choice("model", name, MODELS)
     n = param_count(name, d_in, width=width, depth=depth)
-    if n > MAX_PARAMS:
+    if n > T.MAX_PARAMS:
         raise ValidationError(
             f"The model would have {n:.3g} parameters ({8 * n / 2**30:.3g} GiB in float64); the limit is "
-            f"{MAX_PARAMS:.0e}. Choose a smaller 'width' or 'depth'."
+            f"{T.MAX_PARAMS:.0e}. Choose a smaller 'width' or 'depth'."
         )
     torch.manual_seed(seed)
     if name == "resnet":

@@ -40,8 +40,6 @@ from . import tolerances as T
 #: Largest number of kinked pairs whose adjacent pieces are enumerated one by one
 #: (2^|K| pieces) for the local-minimality check.
 MAX_ENUMERATED_KINKS = 10
-#: Largest parameter count for the kink polish (it forms a dense KKT matrix, n + |K| square).
-KINK_POLISH_MAX_PARAMS = 2000
 #: A kinked pair may be released once the KKT residual is below this fraction of ‖∇R_P‖
 #: (its one-sided slopes are then known to ±‖KKT residual‖, which the release test allows for).
 RELEASE_KKT = 0.1
@@ -237,7 +235,7 @@ def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_C
     ``−grad_tol``; ``kind="any"``: a Clarke weight outside ``[0, 1]``), see :func:`_release`.
 
     Args:
-        fr: the flat risk of a model with ReLU-type units (``fr.n ≤ KINK_POLISH_MAX_PARAMS``).
+        fr: the flat risk of a model with ReLU-type units (``fr.n ≤ T.KINK_POLISH_MAX_PARAMS``).
         theta: flat parameters (n,) near a kink.
         capture: pairs with ``|z| ≤ capture · max(1, max|z|)`` start in ``W``.
         max_iter: Newton iterations.

@@ -1,4 +1,4 @@
-"""The tolerances that define "critical", "kinked" and "converged", in one place.
+"""The tolerances that define "critical", "kinked" and "converged", and the size thresholds, in one place.
 
 The finder, :func:`~resland.certificate.certify`, the census and the CLI all read them from
 here, so a run the finder calls ``converged`` is one ``certify`` calls critical.
@@ -54,6 +54,40 @@ DECREASE_FACTOR = 100
 #: Optimality of a linear fit (resland.linear): ``‖∇‖ ≤ LINEAR_GRAD_TOL · (1/m)‖|A|ᵀ(|ℓ'| + ℓ''|y|)‖``,
 #: the gradient relative to the size of its own terms.
 LINEAR_GRAD_TOL = 1e-8
+
+
+# Size thresholds: where an algorithm switches from a dense to an iterative form (n = parameters).
+#: Largest n for which a dense Hessian (n² floats) is built at all: a memory and time guard.
+DENSE_MAX_PARAMS = 2000
+#: Up to this n the dense Hessian + ``eigh`` beats Lanczos for the two extremes of one model
+#: (benchmarks/bench_dense_threshold.py).
+DENSE_EIG_MAX = 100
+#: The same crossover for a stack of members (batched Lanczos wins sooner; docs/performance.md).
+BATCHED_DENSE_MAX = 32
+#: The finder takes dense-Hessian steps up to this n and Krylov (MINRES on HVPs) steps above.
+FINDER_DENSE_MAX = 500
+#: Below this n the finder tries second-order steps at every iteration; above, only once the
+#: gradient is small (GGN steps are cheaper there and as good far from a critical point).
+NEWTON_ALWAYS_MAX = 150
+#: The kink polish (regions.analyse_kink) builds dense Lagrangian Hessians; above this n it is skipped.
+KINK_POLISH_MAX_PARAMS = 2000
+#: Largest model ``init_model`` builds (0.8 GB of float64 parameters; resources.py checks memory).
+MAX_PARAMS = 10**8
+#: Exact rational R_lin bounds (resland.linear) up to this work ``m·k²`` (k = columns of ``[X, 1]``;
+#: digits, 1797 × 65, is 7.6e6 and takes ~6 s; diabetes ~0.05 s).
+EXACT_MAX_WORK = 4e6
+#: Lanczos basis: as large as ``LANCZOS_MEMORY`` bytes allow for the operators of one call, between
+#: ``LANCZOS_BASIS_MIN`` and ``LANCZOS_BASIS_MAX`` vectors. Thick restarts of a small basis cost many
+#: products at interpolating minima (eigenvalues clustered near 0; docs/performance.md).
+LANCZOS_MEMORY = 512 * 2**20
+LANCZOS_BASIS_MIN = 64
+LANCZOS_BASIS_MAX = 200
+
+
+def lanczos_basis(k: int, n: int, itemsize: int = 8) -> int:
+    """Default Lanczos basis size for ``k`` operators of dimension ``n`` (see ``LANCZOS_MEMORY``)."""
+    fits = LANCZOS_MEMORY // (itemsize * max(1, k) * max(1, n)) - 1
+    return int(min(LANCZOS_BASIS_MAX, max(LANCZOS_BASIS_MIN, fits)))
 
 
 def scale(risk: float) -> float:

@@ -3,7 +3,8 @@
 ``resland census SPEC --store runs.db`` expands a TOML spec (:mod:`.spec`) into tasks,
 runs them (:mod:`.runner`) on a local process pool or Dask (:mod:`.executors`), and the
 client writes one row per run to SQLite (:mod:`.store`). ``resland report`` and
-``resland export`` read the store.
+``resland export`` read the store; :func:`.report.summarise` gives its counts (a
+:class:`.report.CensusSummary`, rendered as a table in Jupyter).
 """
 
 from .executors import EXECUTORS, pending_tasks, run_census

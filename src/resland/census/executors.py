@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 
-from .._checks import ValidationError, check_choice, check_positive_int
+from .._checks import ValidationError, check_choice, check_positive_int, check_scalar
 from .runner import failed_rows, run_task
 from .spec import Spec, Task
 from .store import RunStore
@@ -36,8 +36,7 @@ def check_options(executor: str, workers: int | None, scheduler: str | None, ret
     """Validate the executor options; returns the worker count (default: the CPU count)."""
     check_choice("executor", executor, EXECUTORS)
     workers = check_positive_int("workers", workers if workers is not None else (os.cpu_count() or 1))
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValidationError(f"The 'retries' parameter must be an int in the range [0, inf). Got {retries!r} instead.")
+    check_scalar(retries, "retries", int, min_val=0)
     if scheduler is not None and executor != "dask":
         raise ValidationError("The 'scheduler' option needs --executor dask. Got --executor local.")
     return workers

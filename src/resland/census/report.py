@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from .._html import CSS, data_uri, png
@@ -37,7 +38,47 @@ def _label(c: dict) -> str:
             f"{c['kind']} · V×{c['v_scale']:g}")
 
 
-def summarise(store: RunStore) -> dict:
+@dataclass
+class CensusSummary:
+    """What a run store holds, per config: counts of runs, outcomes and verdicts.
+
+    Attributes:
+        configs: ``config_id → {config, runs, converged, seconds, verdicts, outcomes,
+            linear_equivalent, failed}`` (``verdicts`` and ``outcomes`` map a name to a count).
+        points: certified and near-certified runs for the plots (depth, gap, λ_min, verdict, data, trivial).
+        candidates: the replay keys of violations, inconclusive, unresolved and failed runs.
+
+    In Jupyter it renders as the verdict table of the report (``_repr_html_``).
+    """
+
+    configs: dict
+    points: list
+    candidates: list
+
+    @property
+    def runs(self) -> int:
+        return sum(c["runs"] for c in self.configs.values())
+
+    def verdict_names(self) -> list[str]:
+        """Every verdict (or status, for runs without one) present, violations first."""
+        return sorted({v for c in self.configs.values() for v in c["verdicts"]}, key=lambda v: (v != "violation", v))
+
+    def verdict_table(self) -> str:
+        """The HTML table of verdicts per config."""
+        names = self.verdict_names()
+        rows = [f"<tr><td>{html.escape(_label(c['config']))}</td><td>{c['runs']}</td>"
+                f"<td>{c['converged'] / c['runs']:.0%}</td>"
+                + "".join(f"<td>{c['verdicts'].get(v, 0)}</td>" for v in names) + "</tr>"
+                for c in sorted(self.configs.values(), key=lambda c: _label(c["config"]))]
+        return ("<table><tr><th>config</th><th>runs</th><th>converged</th>"
+                + "".join(f"<th>{html.escape(v)}</th>" for v in names) + "</tr>" + "".join(rows) + "</table>")
+
+    def _repr_html_(self) -> str:
+        return (f"<p>{self.runs} runs in {len(self.configs)} configs · {len(self.candidates)} candidates to replay</p>"
+                + self.verdict_table())
+
+
+def summarise(store: RunStore) -> CensusSummary:
     """Per-config counts, the points of the plots and the candidates to replay, in one pass over the store."""
     per = defaultdict(lambda: {"runs": 0, "converged": 0, "seconds": 0.0, "verdicts": defaultdict(int),
                                "outcomes": defaultdict(int), "linear_equivalent": 0, "failed": 0, "config": None})
@@ -62,7 +103,7 @@ def summarise(store: RunStore) -> dict:
             points.append({"depth": c["depth"] if c["model"] != "linear" else 0, "gap": r["gap"],
                            "lambda_min": r["lambda_min"], "verdict": r["verdict"], "data": c["data"],
                            "trivial": trivial})
-    return {"configs": dict(per), "points": points, "candidates": _sorted_candidates(cands)}
+    return CensusSummary(dict(per), points, _sorted_candidates(cands))
 
 
 def candidates(store: RunStore) -> list[dict]:
@@ -84,10 +125,7 @@ def _sorted_candidates(cands) -> list[dict]:
 def write_report(store: RunStore, out: str | Path) -> int:
     """Write the HTML report to ``out``; returns the number of runs read."""
     s = summarise(store)
-    configs = s["configs"]
-    n = sum(c["runs"] for c in configs.values())
-    verdict_names = sorted({v for c in configs.values() for v in c["verdicts"]},
-                           key=lambda v: (v != "violation", v))
+    configs, n = s.configs, s.runs
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>resland census</title>"
              f"<style>{CSS}</style></head><body><h1>resland census</h1>"]
     specs = store.specs()
@@ -97,19 +135,13 @@ def write_report(store: RunStore, out: str | Path) -> int:
     if n_viol:
         parts.append(f"<p class='alert'><b>{n_viol} violation(s) of the dichotomy.</b> Each replays from its stored "
                      "parameters with the command below.</p>")
-    cands = s["candidates"]
+    cands = s.candidates
     if cands:
         parts.append("<h2 id='replay'>Candidates to replay</h2><table><tr><th>verdict / outcome</th><th>command</th>"
                      "</tr>" + "".join(f"<tr><td>{html.escape(c['verdict'] or c['outcome'])}</td><td><code>"
                                        f"{html.escape(replay_command(store.path, c['config_id'], c['seed']))}</code>"
                                        "</td></tr>" for c in cands[:50]) + "</table>")
-    parts.append("<h2 id='verdicts'>Verdicts per config</h2><table><tr><th>config</th><th>runs</th>"
-                 "<th>converged</th>" + "".join(f"<th>{html.escape(v)}</th>" for v in verdict_names) + "</tr>")
-    for c in sorted(configs.values(), key=lambda c: _label(c["config"])):
-        parts.append(f"<tr><td>{html.escape(_label(c['config']))}</td><td>{c['runs']}</td>"
-                     f"<td>{c['converged'] / c['runs']:.0%}</td>"
-                     + "".join(f"<td>{c['verdicts'].get(v, 0)}</td>" for v in verdict_names) + "</tr>")
-    parts.append("</table>")
+    parts.append("<h2 id='verdicts'>Verdicts per config</h2>" + s.verdict_table())
     outcome_names = [o for o in OUTCOMES if any(c["outcomes"].get(o) for c in configs.values())]
     parts.append("<h2 id='outcomes'>Run outcomes per config</h2><p>Linear-equivalent critical points (the "
                  "network's predictions are the best linear ones) are trivial evidence, counted apart and drawn "
@@ -122,8 +154,8 @@ def write_report(store: RunStore, out: str | Path) -> int:
                      + "".join(f"<td>{c['outcomes'].get(o, 0)}</td>" for o in outcome_names)
                      + f"<td>{c['linear_equivalent']}</td><td>{crit - c['linear_equivalent']}</td></tr>")
     parts.append("</table>")
-    for title, fig in (("R − R_lin against depth", _gap_plot(s["points"])),
-                       ("λ_min against R − R_lin", _scatter(s["points"])),
+    for title, fig in (("R − R_lin against depth", _gap_plot(s.points)),
+                       ("λ_min against R − R_lin", _scatter(s.points)),
                        ("Convergence rate per config", _convergence(configs))):
         parts.append(f"<h2>{title}</h2>")
         parts.append(f"<p><img alt='{html.escape(title)}' src='{data_uri(fig)}'></p>" if fig else

@@ -16,12 +16,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._checks import ValidationError
+from .._checks import ValidationError, check_choice, check_scalar
 from ..data import BUILTIN
 from ..losses import LOSSES
 from ..models import ACTIVATIONS, MODELS
@@ -198,23 +197,15 @@ def _known(table: dict, allowed: tuple, where: str) -> None:
 
 
 def _choice(key: str, value, allowed) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValidationError(f"The '{key}' key must be one of {', '.join(map(repr, allowed))}. Got {value!r}.")
-    return value
+    return check_choice(key, value, allowed, kind="key")
 
 
 def _int(key: str, value, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValidationError(f"The '{key}' key must be an integer in [{lo}, {hi}]. Got {value!r}.")
-    return value
+    return check_scalar(value, key, int, min_val=lo, max_val=hi, kind="key")
 
 
 def _float(key: str, value, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        rng = "[0, inf)" if allow_zero else "(0, inf)"
-        raise ValidationError(f"The '{key}' key must be a finite number in {rng}. Got {value!r}.")
-    return float(value)
+    return check_scalar(value, key, float, min_val=0, include_boundaries="left" if allow_zero else "neither", kind="key")
 
 
 def _seeds(value) -> list[int]:

@@ -1,26 +1,24 @@
 """C3 (the dichotomy on deep chain ResNets) and C5 (Shamir's single block) on real data.
 
 For each (data set, depth, seed, finder kind): initialise a smooth ResNet, find a critical
-point, certify it (docs/theory.md §5), and count verdicts. The theorem's conclusion is tested on
+point, certify it (docs/theory.md §5), and count verdicts. The runs are census specs run by the
+census runner (resland.census) into a SQLite store next to the report: the paper uses the
+census, never the other way round. The theorem's conclusion is tested on
 the critical points actually reached; a run that did not converge is counted as such and
 never as evidence. Every ``violation`` is kept with its parameters for replay.
 """
 
 from __future__ import annotations
 
-import time
-import warnings
+import json
+import os
 from collections import Counter
 
 import numpy as np
 
-from ..certificate import certify
-from ..critical import cert_outcome, find_critical_point
-from ..data import load_dataset
-from ..linear import NotAttainedWarning
-from ..models import init_model
 from .._html import png
-from .claims import Claim, audit_fields
+from ..replay import replay_command
+from .claims import Claim
 
 EVIDENCE = ("better_than_linear", "strict_saddle")
 
@@ -34,44 +32,58 @@ MAX_ITER = {"any": 60, "minimum": 30}  # second-order iterations per finder kind
 MAX_ITER_QUICK = {"any": 100, "minimum": 30}  # the quick run's models are small: iterations are cheap
 
 
-def certify_runs(claim_id, datasets, depths, plan, width, activation, progress, max_iter=MAX_ITER):
-    """Run the grid; ``plan`` maps a finder kind to its seeds. One record per run."""
+def census_runs(claim_id, grids, depths, store, progress, max_iter=MAX_ITER, workers=None) -> list[dict]:
+    """Run a claim's grid as census specs through the census runner; one record per run.
+
+    ``grids`` holds ``(data set, {finder kind: seeds}, width)``; every (data set, kind) becomes
+    one spec (tanh ResNets of the given depths, every V_l × :data:`V_SCALE`, all parameters
+    stored) run on the local executor into the SQLite ``store``, so a rerun resumes and every
+    run can be replayed (``record["replay"]``) or recomputed from scratch (``record["command"]``).
+    """
+    from ..census import RunStore, parse_spec, run_census
+
     records = []
-    total = len(datasets) * len(depths) * sum(len(s) for s in plan.values())
-    for name in datasets:
-        ds = load_dataset(name)
-        for depth in depths:
+    with RunStore(store) as db:
+        for name, plan, width in grids:
             for kind, seeds in plan.items():
-                for seed in seeds:
-                    progress(f"{claim_id}: {name} depth {depth} {kind} seed {seed} ({len(records) + 1}/{total})")
-                    model = init_model("resnet", ds.X.shape[1], width=width, depth=depth, activation=activation,
-                                       seed=seed, v_scale=V_SCALE)
-                    t = time.perf_counter()
-                    cp = find_critical_point(model, ds.X, ds.y, ds.loss, kind=kind, max_iter=max_iter[kind],
-                                             seed=seed)
-                    rec = {"claim": claim_id, "data": name, "loss": ds.loss, "depth": depth, "width": width,
-                           "activation": activation, "kind": kind, "seed": seed, "status": cp.status,
-                           "grad_norm": cp.grad_norm, "risk": cp.risk, "outcome": cp.outcome,
-                           "v_scale": V_SCALE,
-                           "command": (f"resland certify --data {name} --depth {depth} --width {width} "
-                                       f"--activation {activation} --kind {kind} --seed {seed} "
-                                       f"--max-iter {max_iter[kind]} --v-scale {V_SCALE}")}
-                    if cp.converged:
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore", NotAttainedWarning)
-                            cert = certify(cp.model, ds.X, ds.y, ds.loss, keep_parameters=True)
-                        rec["audit"] = audit_fields(cert, name)
-                        rec.update(outcome=cert_outcome(cp, cert), linear_equivalent=cert.linear_equivalent,
-                                   verdict=cert.verdict, linear_risk=cert.linear_risk, lambda_min=cert.lambda_min,
-                                   lambda_max=cert.lambda_max, index=cert.index, escape_decrease=cert.escape_decrease,
-                                   gap_bound=(cert.gap_bound or {}).get("rigorous"))
-                        if cert.verdict in ("violation", "inconclusive"):
-                            rec["certificate"] = cert.to_dict()
-                    else:
-                        rec["verdict"] = None
-                    rec["seconds"] = time.perf_counter() - t
-                    records.append(rec)
+                seeds = list(seeds)
+                spec = parse_spec({
+                    "name": f"{claim_id}-{name}-{kind}", "seeds": seeds, "batch_size": max(1, -(-len(seeds) // 2)),
+                    "finder": {"max_iter": max_iter[kind]}, "store": {"parameters": "all"},
+                    "grid": [{"data": name, "depth": list(depths), "width": width, "activation": "tanh",
+                              "v_scale": V_SCALE, "kind": kind}]})
+                done = [0]
+
+                def tick(rows, label=f"{claim_id}: {name} {kind}", total=spec.n_runs):
+                    done[0] += len(rows)
+                    progress(f"{label} ({done[0]}/{total} runs)")
+                run_census(spec, db, workers=workers or min(2, os.cpu_count() or 1), on_rows=tick)
+                records += [_record(claim_id, row, store, max_iter[kind]) for row in db.rows(spec.spec_hash)]
     return records
+
+
+def _record(claim_id: str, row: dict, store, max_iter: int) -> dict:
+    """A claim record from a census row (the verdict only where the run converged)."""
+    c, cert = json.loads(row["config"]), json.loads(row["certificate"] or "{}")
+    rec = {"claim": claim_id, "data": c["data"], "loss": cert.get("loss"), "depth": c["depth"], "width": c["width"],
+           "activation": c["activation"], "kind": c["kind"], "seed": row["seed"], "status": row["status"],
+           "grad_norm": row["grad_norm"], "risk": row["risk"], "outcome": row["outcome"], "v_scale": c["v_scale"],
+           "seconds": row["seconds"], "verdict": None, "replay": replay_command(store, row["config_id"], row["seed"]),
+           "command": (f"resland certify --data {c['data']} --depth {c['depth']} --width {c['width']} "
+                       f"--activation {c['activation']} --kind {c['kind']} --seed {row['seed']} "
+                       f"--max-iter {max_iter} --v-scale {c['v_scale']}")}
+    if row["converged"]:
+        direction = cert.get("escape_direction")
+        rec.update(linear_equivalent=bool(row["linear_equivalent"]), verdict=row["verdict"],
+                   linear_risk=row["linear_risk"], lambda_min=row["lambda_min"], lambda_max=row["lambda_max"],
+                   index=cert.get("index"), escape_decrease=cert.get("escape_decrease"),
+                   gap_bound=(cert.get("gap_bound") or {}).get("rigorous"),
+                   audit={"data": c["data"], "loss": cert["loss"], "model_config": cert["model_config"],
+                          "parameters": json.loads(row["parameters"]), "escape_direction": direction,
+                          "escape_step": cert.get("escape_step"), "grad_tol": cert["tolerances"].get("grad_tol")})
+        if row["verdict"] in ("violation", "inconclusive"):
+            rec["certificate"] = cert
+    return rec
 
 
 def _table(records, key) -> list[dict]:
@@ -118,7 +130,7 @@ def _status(records, groups, key) -> tuple[str, str]:
                           f"did not converge and {'are' if left != 1 else 'is'} not counted")
 
 
-def run_c3(quick: bool, progress=lambda *_: None) -> Claim:
+def run_c3(quick: bool, progress=lambda *_: None, store="c3c5.db") -> Claim:
     depths = (1, 2, 4) if quick else (1, 2, 4, 8, 16)
     # quick: kind="minimum" is left to the full run (on diabetes it mostly heads to infinity, slowly).
     # full: 20 seeds per depth: diabetes 10 + 8 (any, minimum) at width 2; breast-cancer (d = 30,
@@ -135,10 +147,7 @@ def run_c3(quick: bool, progress=lambda *_: None) -> Claim:
         paper_value=None,
         commands=["resland reproduce --only C3" + (" --quick" if quick else "")],
     )
-    recs = []
-    for name, plan, width in grids:
-        recs += certify_runs("C3", (name,), depths, plan, width=width, activation="tanh", progress=progress,
-                             max_iter=MAX_ITER_QUICK if quick else MAX_ITER)
+    recs = census_runs("C3", grids, depths, store, progress, max_iter=MAX_ITER_QUICK if quick else MAX_ITER)
     claim.records = recs
     claim.status, claim.reason = _status(recs, depths, "depth")
     claim.measured = {"per_depth": _table(recs, "depth"), "runs": _run_rows(recs)}
@@ -152,7 +161,7 @@ def run_c3(quick: bool, progress=lambda *_: None) -> Claim:
     return claim
 
 
-def run_c5(quick: bool, progress=lambda *_: None) -> Claim:
+def run_c5(quick: bool, progress=lambda *_: None, store="c3c5.db") -> Claim:
     # wine and breast-cancer are linearly separable (R_lin = 0, not attained): no finite minimum to test.
     datasets = ("diabetes", "iris")
     plan = {"any": range(4)} if quick else {"any": range(10), "minimum": range(10, 20)}
@@ -162,8 +171,8 @@ def run_c5(quick: bool, progress=lambda *_: None) -> Claim:
         paper_value=None,
         commands=["resland reproduce --only C5" + (" --quick" if quick else "")],
     )
-    recs = certify_runs("C5", datasets, (1,), plan, width=2, activation="tanh", progress=progress,
-                        max_iter=MAX_ITER_QUICK if quick else MAX_ITER)
+    recs = census_runs("C5", [(name, plan, 2) for name in datasets], (1,), store, progress,
+                       max_iter=MAX_ITER_QUICK if quick else MAX_ITER)
     claim.records = recs
     claim.status, claim.reason = _status(recs, datasets, "data")
     claim.measured = {"per_dataset": _table(recs, "data"), "runs": _run_rows(recs)}

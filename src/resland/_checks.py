@@ -70,12 +70,20 @@ def check_choice(name: str, value, choices: Iterable[str], kind: str = "paramete
 
 
 def check_positive_int(name: str, value) -> int:
-    """Return ``value`` as an int >= 1 (:func:`check_scalar`)."""
+    """Return ``value`` as an int >= 1 (:func:`check_scalar`).
+
+    Raises:
+        ValidationError: ``value`` is not an int ≥ 1.
+    """
     return check_scalar(value, name, int, min_val=1)
 
 
 def check_positive_float(name: str, value) -> float:
-    """Return ``value`` as a finite float > 0 (:func:`check_scalar`)."""
+    """Return ``value`` as a finite float > 0 (:func:`check_scalar`).
+
+    Raises:
+        ValidationError: ``value`` is not a finite float > 0.
+    """
     return check_scalar(value, name, float, min_val=0, include_boundaries="neither")
 
 

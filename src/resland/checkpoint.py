@@ -26,7 +26,12 @@ from ._checks import ValidationError
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The ``{name: tensor}`` mapping stored in ``path`` (see the module docstring)."""
+    """The ``{name: tensor}`` mapping stored in ``path`` (see the module docstring).
+
+    Raises:
+        ValidationError: a missing or unreadable file, a code-carrying pickle, or contents
+            that are not a state_dict.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValidationError(f"The 'checkpoint' file must exist. Got {str(path)!r}, which is not a file.")
@@ -64,7 +69,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_parameters(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load the parameters in ``path`` into ``model`` (float64), after checking every name and shape."""
+    """Load the parameters in ``path`` into ``model`` (float64), after checking every name and shape.
+
+    Raises:
+        ValidationError: the checkpoint cannot be read, or its names, shapes or dtypes do
+            not match the model.
+    """
     state = read_state_dict(path)
     params = dict(model.named_parameters())
     missing = [n for n in params if n not in state]

@@ -98,9 +98,10 @@ class HessianOperator:
         >>> import torch, resland
         >>> X, y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, dtype=torch.float64)
         >>> H = resland.HessianOperator.from_model(resland.ResNet(3, 2, 1), X, y)
-        >>> H.shape, (H @ torch.ones(H.n)).shape
-        ((17, 17), torch.Size([17]))
-        >>> bool(torch.allclose(H.dense() @ torch.ones(H.n), H @ torch.ones(H.n)))
+        >>> v = torch.ones(H.n, dtype=torch.float64)
+        >>> H.shape, (H @ v).shape
+        ((18, 18), torch.Size([18]))
+        >>> bool(torch.allclose(H.dense() @ v, H @ v))
         True
     """
 
@@ -370,6 +371,9 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
     Returns:
         ``(lam, vecs, matvecs, converged)``: ``lam`` (k × 2) holds ``(λ_min, λ_max)`` Ritz values,
         ``vecs`` (k × 2 × n) unit Ritz vectors, ``matvecs`` and ``converged`` per operator.
+
+    Raises:
+        ValidationError: an unknown ``which``, or ``max_steps`` or ``max_basis`` below 1.
     """
     check_choice("which", which, ("smallest", "largest", "both"))
     ends = {"smallest": [0], "largest": [1], "both": [0, 1]}[which]

@@ -35,7 +35,11 @@ class Dataset:
 
 
 def example1(rho: float) -> Dataset:
-    """docs/theory.md §2, Example 1: ``R_lin = 8ρ²/15`` under the squared loss."""
+    """docs/theory.md §2, Example 1: ``R_lin = 8ρ²/15`` under the squared loss.
+
+    Raises:
+        ValidationError: ``rho`` is not a finite float > 0.
+    """
     rho = check_positive_float("rho", rho)
     x = np.arange(6.0)
     y = x + rho * np.array([-1.0, -1.0, 1.0, -1.0, 1.0, 1.0])

@@ -48,7 +48,12 @@ class Loss:
         return self.value(p, y).mean()
 
     def prepare_targets(self, y: torch.Tensor) -> torch.Tensor:
-        """Check and convert targets for this loss (identity by default)."""
+        """Check and convert targets ``y`` (m,) for this loss (identity by default).
+
+        Raises:
+            ValidationError: targets this loss cannot take (the logistic loss: labels outside
+                {−1, +1} and {0, 1}).
+        """
         return y
 
     def __repr__(self) -> str:
@@ -107,6 +112,11 @@ class LogisticLoss(Loss):
         return (a * mpmath.log(a) if a > 0 else 0) + ((1 - a) * mpmath.log(1 - a) if a < 1 else 0)
 
     def prepare_targets(self, y):
+        """Labels in {−1, +1} as they are, {0, 1} mapped to {−1, +1}.
+
+        Raises:
+            ValidationError: labels outside {−1, +1} and {0, 1} (logistic loss).
+        """
         labels = set(torch.unique(y).tolist())
         if labels <= {-1.0, 1.0}:
             return y
@@ -163,7 +173,11 @@ LOSSES = {"squared": SquaredLoss, "logistic": LogisticLoss, "pseudo_huber": Pseu
 
 
 def get_loss(loss: str | Loss) -> Loss:
-    """Return a :class:`Loss` from a name (``squared``, ``logistic``, ``pseudo_huber``) or instance."""
+    """Return a :class:`Loss` from a name (``squared``, ``logistic``, ``pseudo_huber``) or instance.
+
+    Raises:
+        ValidationError: an unknown loss name.
+    """
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str):

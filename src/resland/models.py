@@ -33,7 +33,11 @@ KINKED_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU)
 
 
 def make_activation(name: str) -> nn.Module:
-    """Return a fresh activation module from its name."""
+    """Return a fresh activation module from its name.
+
+    Raises:
+        ValidationError: an unknown activation name.
+    """
     return ACTIVATIONS[check_choice("activation", name, ACTIVATIONS)]()
 
 
@@ -230,7 +234,11 @@ MODELS = {"resnet": ResNet, "fc": FCNet, "linear": LinearModel}
 
 
 def build_model(config: dict) -> nn.Module:
-    """Rebuild a model from :meth:`config` output (``{"model": name, ...}``)."""
+    """Rebuild a model from :meth:`config` output (``{"model": name, ...}``).
+
+    Raises:
+        ValidationError: an unknown model name or a bad width, depth or activation.
+    """
     config = dict(config)
     name = check_choice("model", config.pop("model", None), MODELS)
     if name == "linear":

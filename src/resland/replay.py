@@ -53,7 +53,12 @@ def replay_command(store: str | Path, config_id: str, seed: int) -> str:
 
 
 def replay_run(store: str | Path, run: str) -> Replay:
-    """Replay run ``CONFIG_ID:SEED`` of a census store (its parameters must be stored)."""
+    """Replay run ``CONFIG_ID:SEED`` of a census store (its parameters must be stored).
+
+    Raises:
+        ValidationError: a run key not of the form CONFIG_ID:SEED, a missing store, run or
+            stored parameters, or data whose SHA-256 differs.
+    """
     config_id, sep, seed = run.rpartition(":")
     if not sep or not config_id or not seed.lstrip("-").isdigit():
         raise ValidationError(f"The 'run' parameter must be CONFIG_ID:SEED. Got {run!r}.")
@@ -71,7 +76,12 @@ def replay_run(store: str | Path, run: str) -> Replay:
 
 
 def replay_file(path: str | Path) -> Replay:
-    """Replay ``resland certify --json`` output (or a certificate dictionary with a ``data_spec``)."""
+    """Replay ``resland certify --json`` output (or a certificate dictionary with a ``data_spec``).
+
+    Raises:
+        ValidationError: an unreadable file, one without ``data_spec`` and parameters, or
+            data whose SHA-256 differs.
+    """
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

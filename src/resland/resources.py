@@ -18,7 +18,11 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
 
 
 def parse_memory(text: str) -> int:
-    """Bytes in ``"512MiB"``, ``"4GB"``, ``"1e9"``… (decimal and binary units)."""
+    """Bytes in ``"512MiB"``, ``"4GB"``, ``"1e9"``… (decimal and binary units).
+
+    Raises:
+        ValidationError: a value that is not a positive size such as 512MiB or 4GB.
+    """
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
     if not m or m.group(2).lower() not in _UNITS or float(m.group(1)) <= 0:
         raise ValidationError(f"The 'max_memory' parameter must be a positive size such as 512MiB or 4GB. Got {text!r}.")

@@ -80,7 +80,11 @@ def _check_resnet(model) -> ResNet:
 
 @torch.no_grad()
 def quantities(model: ResNet, X, y, loss: str | Loss = "squared") -> Quantities:
-    """Compute ``r_l, s_l, μ, ε_l`` (docs/theory.md §3) at the model's parameters."""
+    """Compute ``r_l, s_l, μ, ε_l`` (docs/theory.md §3) at the model's parameters.
+
+    Raises:
+        ValidationError: ``model`` is not a :class:`~resland.models.ResNet`.
+    """
     model = _check_resnet(model)
     fr = FlatRisk(model, X, y, loss)
     Xt, yt = fr.X, fr.y
@@ -136,7 +140,11 @@ class ConvexityCheck:
 
 def convexity_inequality(model: ResNet, X, y, t, t0: float = 0.0, loss: str | Loss = "squared",
                          q: Quantities | None = None) -> ConvexityCheck:
-    """Both sides of ``R_lin(t, t0) ≥ R(θ) + tᵀr_0 + t0·μ − (wᵀr_L + c·μ)`` (holds at every θ)."""
+    """Both sides of ``R_lin(t, t0) ≥ R(θ) + tᵀr_0 + t0·μ − (wᵀr_L + c·μ)`` (holds at every θ).
+
+    Raises:
+        ValidationError: ``model`` is not a :class:`~resland.models.ResNet`, or bad data.
+    """
     fr = FlatRisk(_check_resnet(model), X, y, loss)
     q = quantities(model, X, y, loss) if q is None else q
     t = np.asarray(t, dtype=np.float64).reshape(-1)
@@ -173,7 +181,11 @@ class GapBound:
 
 def gap_bound(model: ResNet, X, y, loss: str | Loss = "squared", fit: LinearFit | None = None,
               q: Quantities | None = None) -> GapBound:
-    """Proposition A's gap bound ``G`` at the model's parameters (see :class:`GapBound`)."""
+    """Proposition A's gap bound ``G`` at the model's parameters (see :class:`GapBound`).
+
+    Raises:
+        ValidationError: ``model`` is not a :class:`~resland.models.ResNet`.
+    """
     model = _check_resnet(model)
     q = quantities(model, X, y, loss) if q is None else q
     fit = best_linear(X, y, loss, bias=model.out_bias) if fit is None else fit
@@ -217,7 +229,11 @@ class NearIdentityBound:
 
 def near_identity_bound(model: ResNet, X, y, loss: str | Loss = "squared", fit: LinearFit | None = None,
                         q: Quantities | None = None) -> NearIdentityBound:
-    """``δ`` and the depth-independent a-priori bound on ``G`` (docs/theory.md §4.3)."""
+    """``δ`` and the depth-independent a-priori bound on ``G`` (docs/theory.md §4.3).
+
+    Raises:
+        ValidationError: ``model`` is not a :class:`~resland.models.ResNet`.
+    """
     model = _check_resnet(model)
     q = quantities(model, X, y, loss) if q is None else q
     fit = best_linear(X, y, loss, bias=model.out_bias) if fit is None else fit
@@ -231,7 +247,11 @@ def near_identity_bound(model: ResNet, X, y, loss: str | Loss = "squared", fit: 
 
 @torch.no_grad()
 def linear_probes(model: ResNet, X, y, loss: str | Loss = "squared") -> list[LinearFit]:
-    """Best linear fits ``R_lin^{(l)}`` on the block outputs ``h_0, …, h_L`` (docs/theory.md §4.4)."""
+    """Best linear fits ``R_lin^{(l)}`` on the block outputs ``h_0, …, h_L`` (docs/theory.md §4.4).
+
+    Raises:
+        ValidationError: ``model`` is not a :class:`~resland.models.ResNet`, or bad data.
+    """
     model = _check_resnet(model)
     fr = FlatRisk(model, X, y, loss)
     return [best_linear(h, fr.y, fr.loss, bias=model.out_bias) for h in model.hidden_states(fr.X)]

@@ -33,7 +33,12 @@ EXECUTORS = ("local", "dask")
 
 
 def check_options(executor: str, workers: int | None, scheduler: str | None, retries: int) -> int:
-    """Validate the executor options; returns the worker count (default: the CPU count)."""
+    """Validate the executor options; returns the worker count (default: the CPU count).
+
+    Raises:
+        ValidationError: an unknown executor, ``workers`` < 1, ``retries`` < 0, or a
+            scheduler without ``executor='dask'``.
+    """
     check_choice("executor", executor, EXECUTORS)
     workers = check_positive_int("workers", workers if workers is not None else (os.cpu_count() or 1))
     check_scalar(retries, "retries", int, min_val=0)
@@ -73,6 +78,10 @@ def run_census(
     ``on_start(runs, skipped)`` is called once, ``on_rows(rows)`` after each task is stored.
     ``task_fn`` is what a worker runs per task (:func:`~resland.census.runner.run_task`;
     the tests inject worker deaths through it).
+
+    Raises:
+        ValidationError: bad executor options (:func:`check_options`); nothing is written
+            then.
     """
     workers = check_options(executor, workers, scheduler, retries)
     store.add_spec(spec)

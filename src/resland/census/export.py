@@ -15,7 +15,11 @@ _BATCH = 1000
 
 
 def export(store: RunStore, out: str | Path, fmt: str = "csv") -> int:
-    """Write every stored row (all columns, certificates as JSON text) to ``out``; returns the count."""
+    """Write every stored row (all columns, certificates as JSON text) to ``out``; returns the count.
+
+    Raises:
+        ValidationError: an unknown ``fmt``.
+    """
     check_choice("format", fmt, FORMATS)
     out = Path(out)
     rows = store.rows()

@@ -101,7 +101,12 @@ def _sha(obj) -> str:
 
 
 def load_spec(path: str | Path) -> Spec:
-    """Read and validate a TOML spec; every error names the key and the allowed values."""
+    """Read and validate a TOML spec; every error names the key and the allowed values.
+
+    Raises:
+        ValidationError: the file is missing or not TOML, or the spec is invalid
+            (:func:`parse_spec`).
+    """
     path = Path(path)
     if not path.is_file():
         raise ValidationError(f"The 'spec' file must exist. Got {str(path)!r}, which is not a file.")
@@ -113,7 +118,12 @@ def load_spec(path: str | Path) -> Spec:
 
 
 def parse_spec(raw: dict) -> Spec:
-    """Validate a spec given as a dict (the parsed TOML)."""
+    """Validate a spec given as a dict (the parsed TOML).
+
+    Raises:
+        ValidationError: an unknown key or a bad value; the message names the key and what
+            is allowed.
+    """
     _known(raw, TOP_KEYS, "the spec")
     name = raw.get("name", "census")
     if not isinstance(name, str) or not name:

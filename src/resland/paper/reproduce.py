@@ -40,6 +40,9 @@ def reproduce(out: str | Path = "results/reproduce", *, quick: bool = False, onl
     """Run the claims (all, or ``only``), write the report files, and return the claims.
 
     ``progress(message)`` is called as runs go; ``claim_done(claim)`` after each claim.
+
+    Raises:
+        ValidationError: an unknown claim id in ``only``.
     """
     from .. import __version__
     from .._checks import check_choice

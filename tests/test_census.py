@@ -72,8 +72,8 @@ def test_spec_expands_the_grid_and_hashes_stably(tmp_path):
      "The 'finder.kind' key must be one of 'minimum', 'any'. Got 'saddle' instead."),
     ({"grid": [{"data": "diabetes", "depth": [1, 0]}]}, "The 'grid[1].depth' key must be an int in the range [1, 256]. Got 0 instead."),
     ({"grid": [{"data": "mnist"}]},
-     "The 'grid[1].data' value must be one of 'example1', 'example2', 'diabetes', 'breast-cancer', 'wine', 'iris' "
-     "or a .csv/.npz path. Got 'mnist'."),
+     "The 'grid[1].data' value must be one of 'example1', 'example2', 'diabetes', 'linnerud', 'breast-cancer', "
+     "'wine', 'iris', 'star98', 'grunfeld', 'engel', 'anes96', 'spector' or a .csv/.npz path. Got 'mnist'."),
     ({"grid": [{"data": "diabetes"}], "seeds": [1, 1]}, "The 'seeds' key must not repeat a seed. Got [1, 1]."),
     ({"grid": [{"data": "example1"}]}, "The 'grid[1].rho' key is required for example1: a float in (0, inf)."),
     ({"seeds": 2}, "The 'grid' key must hold at least one [[grid]] table. Got none."),

@@ -31,7 +31,8 @@ def cli():
 
 @cli.command("certify")
 @click.option("--data", "data", required=True,
-              help="example1, example2, diabetes, breast-cancer, wine, iris, or a .csv/.npz path.")
+              help="A built-in data set (docs/data.md: example1, example2, diabetes, linnerud, breast-cancer, wine, "
+                   "iris, star98, grunfeld, engel, anes96, spector) or a .csv/.npz path.")
 @click.option("--target", default=None, help="Target column of a CSV file (default: the last).")
 @click.option("--rho", type=float, default=None, help="rho of example1.")
 @click.option("--model", "model_name", default="resnet", help="resnet, fc or linear.")

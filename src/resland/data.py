@@ -2,10 +2,16 @@
 
 * ``example1`` (docs/theory.md §2, C1): ``x = 0..5``, ``y = x + ρ·(−1, −1, +1, −1, +1, +1)``; needs ``rho > 0``.
 * ``example2`` (C2): ``x = (1, 2.5, 3)``, ``y = (1, 3, 2)``.
-* Bundled with scikit-learn (load offline): ``diabetes`` (regression), ``breast-cancer``
-  (binary), ``wine`` (binary variant: class 0 vs classes 1–2), ``iris`` (binary variant:
-  versicolor vs virginica, the two classes that are not linearly separable; setosa dropped).
-  Features are standardised to mean 0, variance 1; the diabetes target is standardised too.
+* Bundled with scikit-learn (load offline): ``diabetes`` (regression), ``linnerud``
+  (regression: body weight from three exercises), ``breast-cancer`` (binary), ``wine`` (binary
+  variant: class 0 vs classes 1–2), ``iris`` (binary variant: versicolor vs virginica, the two
+  classes that are not linearly separable; setosa dropped).
+* Bundled with statsmodels (``statsmodels.datasets``, offline): ``star98`` (regression: share of
+  students above the national maths median in 303 California school districts), ``grunfeld``
+  (regression: corporate investment), ``engel`` (regression: food expenditure against income),
+  ``anes96`` (binary: the 1996 US presidential vote) and ``spector`` (binary: grade improvement).
+* Features are standardised to mean 0, variance 1; regression targets are standardised too.
+  docs/data.md lists every set with its source, size, loss and licence.
 * A ``.csv`` file (header row, numeric columns; ``target`` names the target column, default
   the last) or a ``.npz`` file with arrays ``X`` and ``y``.
 """
@@ -20,18 +26,22 @@ import numpy as np
 
 from ._checks import ValidationError, check_data, check_positive_float
 
-BUILTIN = ("example1", "example2", "diabetes", "breast-cancer", "wine", "iris")
+SKLEARN = ("diabetes", "linnerud", "breast-cancer", "wine", "iris")
+STATSMODELS = ("star98", "grunfeld", "engel", "anes96", "spector")
+BUILTIN = ("example1", "example2", *SKLEARN, *STATSMODELS)
 
 
 @dataclass
 class Dataset:
-    """Features ``X`` (m, d), targets ``y`` (m,), the natural loss and a description."""
+    """Features ``X`` (m, d), targets ``y`` (m,), the natural loss, a description, its source and licence."""
 
     name: str
     X: np.ndarray
     y: np.ndarray
     loss: str
     description: str
+    source: str = ""
+    licence: str = ""
 
 
 def example1(rho: float) -> Dataset:
@@ -72,8 +82,10 @@ def load_dataset(name: str, *, rho: float | None = None, target: str | None = No
         return example1(rho)
     if name == "example2":
         return example2()
-    if name in ("diabetes", "breast-cancer", "wine", "iris"):
+    if name in SKLEARN:
         return _sklearn(name)
+    if name in STATSMODELS:
+        return _statsmodels(name)
     path = Path(name)
     if path.suffix.lower() in (".csv", ".npz"):
         if not path.is_file():
@@ -88,20 +100,70 @@ def load_dataset(name: str, *, rho: float | None = None, target: str | None = No
 def _sklearn(name: str) -> Dataset:
     from sklearn import datasets
 
+    src, lic = f"scikit-learn {_version('sklearn')} (sklearn.datasets)", "BSD-3-Clause (scikit-learn)"
     if name == "diabetes":
         X, y = datasets.load_diabetes(return_X_y=True)
-        return Dataset(name, _standardize(X), _standardize(y), "squared", "scikit-learn diabetes, standardised")
+        return Dataset(name, _standardize(X), _standardize(y), "squared", "scikit-learn diabetes, standardised",
+                       src, lic)
+    if name == "linnerud":
+        X, Y = datasets.load_linnerud(return_X_y=True)
+        return Dataset(name, _standardize(X), _standardize(Y[:, 0]), "squared",
+                       "scikit-learn linnerud: weight from chins, sit-ups and jumps (20 men), standardised", src, lic)
     if name == "breast-cancer":
         X, y = datasets.load_breast_cancer(return_X_y=True)
-        return Dataset(name, _standardize(X), 2.0 * y - 1.0, "logistic", "scikit-learn breast cancer, ±1 labels")
+        return Dataset(name, _standardize(X), 2.0 * y - 1.0, "logistic", "scikit-learn breast cancer, ±1 labels",
+                       src, lic)
     if name == "wine":
         X, y = datasets.load_wine(return_X_y=True)
         return Dataset(name, _standardize(X), np.where(y == 0, 1.0, -1.0), "logistic",
-                       "scikit-learn wine, class 0 (+1) vs classes 1-2 (-1)")
+                       "scikit-learn wine, class 0 (+1) vs classes 1-2 (-1)", src, lic)
     X, y = datasets.load_iris(return_X_y=True)
     keep = y > 0
     return Dataset(name, _standardize(X[keep]), np.where(y[keep] == 2, 1.0, -1.0), "logistic",
-                   "scikit-learn iris, virginica (+1) vs versicolor (-1)")
+                   "scikit-learn iris, virginica (+1) vs versicolor (-1)", src, lic)
+
+
+def _statsmodels(name: str) -> Dataset:
+    """The statsmodels data sets (``statsmodels.datasets``; shipped with the package, offline)."""
+    import warnings
+
+    with warnings.catch_warnings():  # statsmodels/pandas import-time deprecations are not ours
+        warnings.simplefilter("ignore")
+        import statsmodels.datasets as smd
+
+        mod = getattr(smd, name)
+        d = mod.load_pandas().data
+    src = f"statsmodels {_version('statsmodels')} (statsmodels.datasets.{name})"
+    lic = " ".join(str(mod.COPYRIGHT).split())
+    if name == "star98":  # share of students above the national median (maths), 20 district covariates
+        y = (d["NABOVE"] / (d["NABOVE"] + d["NBELOW"])).to_numpy(float)
+        X = d.drop(columns=["NABOVE", "NBELOW"]).to_numpy(float)
+        return Dataset(name, _standardize(X), _standardize(y), "squared",
+                       "statsmodels star98: share above the maths median from 20 covariates (303 districts), "
+                       "standardised", src, lic)
+    if name == "grunfeld":
+        X, y = d[["value", "capital", "year"]].to_numpy(float), d["invest"].to_numpy(float)
+        return Dataset(name, _standardize(X), _standardize(y), "squared",
+                       "statsmodels grunfeld: investment from firm value, capital stock and year (11 firms, "
+                       "1935-1954), standardised", src, lic)
+    if name == "engel":
+        X, y = d[["income"]].to_numpy(float), d["foodexp"].to_numpy(float)
+        return Dataset(name, _standardize(X), _standardize(y), "squared",
+                       "statsmodels engel: food expenditure from income (235 Belgian households), standardised",
+                       src, lic)
+    if name == "anes96":  # popul enters through logpopul
+        X = d.drop(columns=["vote", "popul"]).to_numpy(float)
+        return Dataset(name, _standardize(X), 2.0 * d["vote"].to_numpy(float) - 1.0, "logistic",
+                       "statsmodels anes96: Dole (+1) vs Clinton (-1) from 9 voter covariates (944 voters)", src, lic)
+    X, y = d[["GPA", "TUCE", "PSI"]].to_numpy(float), d["GRADE"].to_numpy(float)
+    return Dataset(name, _standardize(X), 2.0 * y - 1.0, "logistic",
+                   "statsmodels spector: grade improved (+1) from GPA, TUCE and PSI (32 students)", src, lic)
+
+
+def _version(module: str) -> str:
+    from importlib.metadata import version
+
+    return version({"sklearn": "scikit-learn"}.get(module, module))
 
 
 def _load_csv(path: Path, target: str | None) -> Dataset:

@@ -261,3 +261,29 @@ def test_census_summary_counts_every_run_and_renders_in_jupyter(census_db):
         assert sum(c["verdicts"].get(v, 0) for c in s.configs.values()) == sum(r["verdict"] == v for r in rows)
     page = s._repr_html_()
     assert page.startswith(f"<p>{len(rows)} runs in {len(s.configs)} configs") and page.count("<tr>") == 1 + len(s.configs)
+
+
+def test_compact_export_is_flat_small_and_keeps_parameters_only_for_candidates(census_db, tmp_path):
+    """The published form of a census: one flat row per run, the theory quantities from the
+    certificate, no certificate blobs, parameters only for violations and unresolved runs."""
+    import pyarrow.parquet as pq
+
+    from resland.census.export import COMPACT_FIELDS
+
+    res = cli("export", "--store", census_db, "--format", "parquet", "--compact", "--out", tmp_path / "c.parquet")
+    assert res.returncode == 0, res.stderr
+    table = pq.read_table(tmp_path / "c.parquet")
+    assert table.column_names == [k for k, _ in COMPACT_FIELDS]
+    with RunStore(census_db, create=False) as store:
+        rows = {(r["config_id"], r["seed"]): r for r in store.rows()}
+    got = table.to_pylist()
+    assert len(got) == len(rows)
+    for g in got:
+        r = rows[(g["config_id"], g["seed"])]
+        cert = json.loads(r["certificate"])
+        assert g["risk"] == r["risk"] and g["verdict"] == r["verdict"] and g["outcome"] == r["outcome"]
+        assert g["G"] == float(cert["gap_bound"]["G"])
+        assert g["delta"] == float(cert["near_identity"]["delta"])
+        assert (g["parameters"] is not None) == (r["verdict"] == "violation" or r["outcome"] == "unresolved")
+    res = cli("export", "--store", census_db, "--compact")
+    assert res.returncode == 2 and res.stderr.strip() == "error: The '--compact' option writes Parquet: add --format parquet."

@@ -236,17 +236,21 @@ def replay_cmd(cert_file, store_path, run, as_json):
 @click.option("--store", "store_path", required=True, help="SQLite run store.")
 @click.option("--format", "fmt", default="csv", show_default=True, help="csv or parquet.")
 @click.option("--out", "out", default=None, help="Output file (default: the store's name with .csv/.parquet).")
-def export_cmd(store_path, fmt, out):
+@click.option("--compact", is_flag=True, help="Parquet of the flat columns only (no certificates; parameters of "
+                                              "violations and unresolved runs): the published form of a census.")
+def export_cmd(store_path, fmt, out, compact):
     """Export every run of a store (one row per run, certificates as JSON) to CSV or Parquet."""
     from pathlib import Path
 
     from .census import RunStore
-    from .census.export import FORMATS, export
+    from .census.export import FORMATS, export, export_compact
 
     check_choice("format", fmt, FORMATS)
+    if compact and fmt != "parquet":
+        raise ValidationError("The '--compact' option writes Parquet: add --format parquet.")
     out = out or str(Path(store_path).with_suffix("." + fmt))
     with RunStore(store_path, create=False) as store:
-        n = export(store, out, fmt)
+        n = export_compact(store, out) if compact else export(store, out, fmt)
     click.echo(f"wrote {n} runs to {out}")
 
 

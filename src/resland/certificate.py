@@ -274,7 +274,8 @@ class Evidence:
 def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol: float | None = None,
                     fit: LinearFit | None = None, eig: EigResult | None = None,
                     dense_max_params: int = T.DENSE_MAX_PARAMS, seed: int = 0) -> Evidence:
-    """Collect the evidence for a verdict at ``theta``, computing only what the verdict will read.
+    """Collect the evidence for a verdict at ``theta`` (flat parameters, shape (n,)), computing only
+    what the verdict will read.
 
     Raises:
         ValidationError: a non-positive ``tol``.

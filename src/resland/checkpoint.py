@@ -26,7 +26,7 @@ from ._checks import ValidationError
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The ``{name: tensor}`` mapping stored in ``path`` (see the module docstring).
+    """The ``{name: tensor}`` mapping stored in ``path`` (each tensor in its parameter's shape; see the module docstring).
 
     Raises:
         ValidationError: a missing or unreadable file, a code-carrying pickle, or contents

@@ -432,14 +432,14 @@ class _Dense:
         self.cut = n * T.EPS64 * torch.clamp(self.abs_max, min=1e-300)
 
     def distance(self) -> torch.Tensor:
-        """``‖(|H| + ‖g‖I)⁻¹g‖`` off the numerically null eigendirections: a distance to the critical
-        set, large on flat paths to infinity (where every eigenvalue decays with the gradient)."""
+        """``‖(|H| + ‖g‖I)⁻¹g‖`` off the numerically null eigendirections, shape (k,): a distance to the
+        critical set, large on flat paths to infinity (where every eigenvalue decays with the gradient)."""
         den = self.lam.abs() + self.gn[:, None]
         keep = self.lam.abs() > self.cut[:, None]
         return torch.linalg.norm(torch.where(keep, self.gh / torch.where(keep, den, 1.0), 0.0), dim=1)
 
     def escape(self, a: int, R: float) -> torch.Tensor | None:
-        """A backtracking step along the most negative eigenvector that lowers ``R`` (``kind="minimum"``)."""
+        """A new θ (n,) one backtracking step along the most negative eigenvector that lowers ``R``, or None."""
         lam_min = float(self.lam[a, 0])
         lam_tol = T.lambda_tol(self.th.shape[1], float(self.abs_max[a]), float(self.gn[a]))
         if lam_min >= -lam_tol:
@@ -505,6 +505,7 @@ class _Krylov:
         return x
 
     def distance(self) -> torch.Tensor:
+        """Norms of the Newton (MINRES) steps, shape (k,); inf where the gradient test cannot pass."""
         out = []
         for a in range(self.th.shape[0]):
             # Only where the gradient test could pass (the solve costs many products).
@@ -515,6 +516,7 @@ class _Krylov:
         return torch.tensor(out, dtype=self.th.dtype)
 
     def escape(self, a: int, R: float) -> torch.Tensor | None:
+        """As the dense backend's escape (a new θ of shape (n,), or None), λ_min's vector from Lanczos."""
         eig = self._op(a)[1].extremes(method="lanczos")
         lam_tol = T.lambda_tol(self.th.shape[1], max(abs(eig.lambda_min), abs(eig.lambda_max)), float(self.gn[a]))
         if eig.lambda_min >= -lam_tol:
@@ -561,7 +563,7 @@ class _Mixed:
         self.inner = backend(ens, th[need], R[need], g[need], gn[need]) if self.rows.numel() else None
 
     def distance(self) -> torch.Tensor:
-        """The backend's estimate; for GGN-only members ``‖(G + ‖g‖I)⁻¹g‖`` where the gradient is small."""
+        """Shape (k,): the backend's estimate; for GGN-only members ``‖(G + ‖g‖I)⁻¹g‖`` where the gradient is small."""
         out = torch.full_like(self.gn, math.inf)
         if self.inner is not None:
             out[self.need] = self.inner.distance()

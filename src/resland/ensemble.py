@@ -86,7 +86,7 @@ class Ensemble:
         return torch.vmap(lambda t: self._jac(t, self.fr.X))(theta)
 
     def model_at(self, theta: torch.Tensor) -> nn.Module:
-        """A copy of the architecture with parameters ``θ`` (one row)."""
+        """A copy of the architecture with parameters ``θ`` (one row, shape (n,))."""
         return self.fr.model_at(theta)
 
 
@@ -99,7 +99,7 @@ def certify_ensemble(
     keep_parameters: bool = False,
     tol: float = T.GRAD_TOL,
 ) -> list[Certificate]:
-    """:func:`~resland.certificate.certify` every row of ``theta``, the Hessian work batched.
+    """:func:`~resland.certificate.certify` every row of ``theta`` (k × n), the Hessian work batched.
 
     ``R``, ``∇R`` and, for the rows that pass certify's gradient test, the extremes
     (:meth:`HessianOperator.extremes <resland.curvature.HessianOperator.extremes>` on the stack) are computed for all rows at once; ``R_lin`` once. Each

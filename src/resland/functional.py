@@ -22,7 +22,7 @@ from .losses import Loss, get_loss
 
 
 def flat_parameters(params) -> torch.Tensor:
-    """The tensors ``params`` (e.g. ``model.parameters()``) as one detached flat vector, in order.
+    """The tensors ``params`` (e.g. ``model.parameters()``) as one detached flat vector (n,), in order.
 
     Like ``torch.nn.utils.parameters_to_vector`` but detached and also for non-contiguous tensors.
     """
@@ -93,7 +93,7 @@ class FlatRisk:
         return float(r), g
 
     def model_at(self, theta: torch.Tensor) -> nn.Module:
-        """A deep copy of the model with parameters ``θ``."""
+        """A deep copy of the model with parameters ``θ`` (flat, shape (n,))."""
         clone = copy.deepcopy(self.model)
         with torch.no_grad():
             for (_, p), t in zip(clone.named_parameters(), self.unflatten(theta).values()):

@@ -25,14 +25,15 @@ class Loss:
     name: str = ""
 
     def value(self, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``ℓ(p_i; y_i)`` elementwise: predictions ``p`` and targets ``y`` of shape (m,), result (m,)."""
         raise NotImplementedError
 
     def d1(self, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``∂ℓ/∂p`` elementwise."""
+        """``∂ℓ/∂p`` elementwise, shape (m,)."""
         raise NotImplementedError
 
     def d2(self, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``∂²ℓ/∂p²`` elementwise (≥ 0)."""
+        """``∂²ℓ/∂p²`` elementwise (≥ 0), shape (m,)."""
         raise NotImplementedError
 
     def mp_value(self, p: mpmath.mpf, y: mpmath.mpf) -> mpmath.mpf:
@@ -44,7 +45,7 @@ class Loss:
         raise NotImplementedError
 
     def risk(self, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean risk ``(1/m) Σ ℓ(p_i; y_i)``."""
+        """Mean risk ``(1/m) Σ ℓ(p_i; y_i)`` of ``p``, ``y`` of shape (m,): a 0-d tensor."""
         return self.value(p, y).mean()
 
     def prepare_targets(self, y: torch.Tensor) -> torch.Tensor:

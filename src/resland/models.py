@@ -59,6 +59,7 @@ class ResidualBlock(nn.Module):
         return self.branch(h)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``h + V φ(U h + b)`` for ``h`` of shape (m, d)."""
         return h + self.V(self.branch(h))
 
 
@@ -133,7 +134,7 @@ class ResNet(nn.Module):
         return self._block(l).branch[0].weight
 
     def b(self, l: int) -> torch.Tensor | None:
-        """``b_l``: the first branch bias of block ``l`` (None without block biases)."""
+        """``b_l`` (k,): the first branch bias of block ``l`` (None without block biases)."""
         return self._block(l).branch[0].bias
 
     def V(self, l: int) -> torch.Tensor:
@@ -142,12 +143,12 @@ class ResNet(nn.Module):
 
     @property
     def w(self) -> torch.Tensor:
-        """Output weights ``w ∈ R^d``."""
+        """Output weights ``w ∈ R^d``, shape (d,)."""
         return self.out.weight[0]
 
     @property
     def c(self) -> torch.Tensor | None:
-        """Output bias ``c`` (None when ``out_bias=False``)."""
+        """Output bias ``c``, shape () (None when ``out_bias=False``)."""
         return None if self.out.bias is None else self.out.bias[0]
 
     def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -167,6 +168,7 @@ class ResNet(nn.Module):
         return hs, phis
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``f(x) = wᵀh_L + c`` for inputs ``x`` of shape (m, d); returns (m,)."""
         h = x
         for block in self.blocks:
             h = block(h)
@@ -211,6 +213,7 @@ class FCNet(nn.Module):
         }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predictions for inputs ``x`` of shape (m, d); returns (m,)."""
         return self.net(x).squeeze(-1)
 
 
@@ -227,6 +230,7 @@ class LinearModel(nn.Module):
         return {"model": "linear", "d_in": self.d_in, "out_bias": self.out_bias}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``tᵀx + t0`` for inputs ``x`` of shape (m, d); returns (m,)."""
         return self.linear(x).squeeze(-1)
 
 

@@ -192,13 +192,15 @@ class _Pieces:
         return list(seen)
 
     def z(self, theta, masks=None) -> torch.Tensor:
-        """All pre-activations as one flat vector (under the pattern ``masks`` if given)."""
+        """All pre-activations as one flat vector, shape (m·Σ_l k_l,) (one entry per sample and
+        unit), under the pattern ``masks`` if given."""
         if masks is None:
             return torch.cat([z.reshape(-1) for z in self._z_list(theta)])
         with fixed_pattern(self.fr.model, masks):
             return torch.cat([z.reshape(-1) for z in self._z_list(theta)])
 
     def masks(self, flat_mask: torch.Tensor) -> list[torch.Tensor]:
+        """The flat activation pattern (one 0/1 per sample and unit) split into per-layer (m, k) masks."""
         return [p.reshape(s) for p, s in zip(torch.split(flat_mask, self.sizes), self.shapes)]
 
     def risk(self, theta, flat_mask):

@@ -287,3 +287,25 @@ def test_compact_export_is_flat_small_and_keeps_parameters_only_for_candidates(c
         assert (g["parameters"] is not None) == (r["verdict"] == "violation" or r["outcome"] == "unresolved")
     res = cli("export", "--store", census_db, "--compact")
     assert res.returncode == 2 and res.stderr.strip() == "error: The '--compact' option writes Parquet: add --format parquet."
+
+
+def test_example_specs_parse_and_the_open_regime_has_fewer_parameters_than_samples():
+    """Every spec in examples/ is valid; the open-regime one is issue 11's census (n = 23 to 347 < m)."""
+    from pathlib import Path
+
+    from resland.census import load_spec
+    from resland.data import load_dataset
+    from resland.models import param_count
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    specs = {p.name: load_spec(p) for p in sorted(root.glob("*.toml"))}
+    assert "census-open-regime.toml" in specs
+    spec = specs["census-open-regime.toml"]
+    m = {name: load_dataset(name).X.shape for name in ("diabetes", "iris")}
+    ns = set()
+    for c in spec.configs:
+        rows, d = m[c["data"]]
+        n = param_count("resnet", d, width=c["width"], depth=c["depth"])
+        assert n < rows and c["kind"] == "minimum"
+        ns.add(n)
+    assert min(ns) == 23 and max(ns) == 347 and len(spec.configs) == 72

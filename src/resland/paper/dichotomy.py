@@ -132,7 +132,7 @@ def _status(records, groups, key) -> tuple[str, str]:
                           f"did not converge and {'are' if left != 1 else 'is'} not counted")
 
 
-def run_c3(quick: bool, progress=lambda *_: None, store="c3c5.db") -> Claim:
+def run_c3(quick: bool, progress=lambda *_: None, store="census.db") -> Claim:
     depths = (1, 2, 4) if quick else (1, 2, 4, 8, 16)
     # quick: kind="minimum" is left to the full run (on diabetes it mostly heads to infinity, slowly).
     # Saddle search on iris from V × 1 starts reaches non-trivial strict saddles (docs/theory.md §7):
@@ -166,7 +166,7 @@ def run_c3(quick: bool, progress=lambda *_: None, store="c3c5.db") -> Claim:
     return claim
 
 
-def run_c5(quick: bool, progress=lambda *_: None, store="c3c5.db") -> Claim:
+def run_c5(quick: bool, progress=lambda *_: None, store="census.db") -> Claim:
     # wine and breast-cancer are linearly separable (R_lin = 0, not attained): no finite minimum to test.
     datasets = ("diabetes", "iris")
     plan = {"any": range(4)} if quick else {"any": range(10), "minimum": range(10, 20)}

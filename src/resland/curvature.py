@@ -33,10 +33,10 @@ import torch
 from torch import nn
 from torch.func import grad, jvp
 
-from .tolerances import BATCHED_DENSE_MAX, DENSE_EIG_MAX, lanczos_basis
 from ._checks import ValidationError, check_choice, check_positive_int
 from .functional import FlatRisk
 from .losses import Loss
+from .tolerances import BATCHED_DENSE_MAX, DENSE_EIG_MAX, lanczos_basis
 
 
 @dataclass
@@ -234,6 +234,9 @@ class HessianOperator:
         if method == "auto":
             method = "dense" if n <= dense_max_params else "lanczos"
         spectra = [None] * k
+        starts = range(0, k, chunk_size)
+        # One operator per chunk, its gradient graph shared by the solver and the residual check.
+        chunks = [self if k <= chunk_size else self.restrict(range(s, min(k, s + chunk_size))) for s in starts]
         if method == "dense":
             evals, evecs = torch.linalg.eigh(self.dense() if self.stacked else self.dense()[None])
             lam = torch.stack([evals[:, 0], evals[:, -1]], 1)
@@ -241,22 +244,20 @@ class HessianOperator:
             matvecs, converged = [n] * k, [True] * k
             spectra = [e.cpu().numpy() for e in evals]
         elif method == "arpack":
-            found = [self.restrict([a])._arpack(tol, seeds[a], max_steps, ncv)
+            found = [(self if k == 1 else self.restrict([a]))._arpack(tol, seeds[a], max_steps, ncv)
                      for a in range(k)]
             lam = torch.tensor([[f[0][0], f[0][1]] for f in found], dtype=self.dtype, device=self.device)
             vecs = torch.stack([f[1] for f in found])
             matvecs, converged = [f[2] for f in found], [f[3] for f in found]
         else:
-            chunks = [self.restrict(range(s, min(k, s + chunk_size)))._lanczos(
-                      seeds[s : s + chunk_size], which=which, tol=tol, max_steps=max_steps or 1000, max_basis=max_basis,
-                      check_every=check_every) for s in range(0, k, chunk_size)]
-            lam, vecs = torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
-            matvecs, converged = [m for c in chunks for m in c[2]], [v for c in chunks for v in c[3]]
+            runs = [op._lanczos(seeds[s : s + chunk_size], which=which, tol=tol, max_steps=max_steps or 1000,
+                                max_basis=max_basis, check_every=check_every) for s, op in zip(starts, chunks)]
+            lam, vecs = torch.cat([r[0] for r in runs]), torch.cat([r[1] for r in runs])
+            matvecs, converged = [m for r in runs for m in r[2]], [v for r in runs for v in r[3]]
         # Honest residuals: a fresh exact product for each of the two vectors of every member.
         Hv = torch.empty_like(vecs)
-        for s in range(0, k, chunk_size):
+        for s, op in zip(starts, chunks):
             rows = slice(s, s + chunk_size)
-            op = self.restrict(range(s, min(k, s + chunk_size)))
             Hv[rows, 0], Hv[rows, 1] = op._vector(vecs[rows, 0]), op._vector(vecs[rows, 1])
         res = torch.linalg.norm(Hv - lam[..., None] * vecs, dim=2)
         label = f"{method}-batched" if self.stacked else method

@@ -51,10 +51,14 @@ def close(a: float, b: float, rtol: float) -> bool:
     return abs(a - b) <= rtol * max(abs(a), abs(b))
 
 
-def audit_fields(cert, data: str) -> dict:
+def audit_fields(cert: dict, data: str, parameters: list | None = None) -> dict:
     """What an independent re-check of a verdict needs (tests/test_audit.py): data set, model,
-    flat parameters, and the escape step of a strict saddle. ``cert`` must keep its parameters."""
-    direction = cert.escape_direction
-    return {"data": data, "loss": cert.loss, "model_config": cert.model_config, "parameters": cert.parameters,
-            "escape_direction": None if direction is None else direction.detach().cpu().tolist(),
-            "escape_step": cert.escape_step, "grad_tol": cert.tolerances.get("grad_tol")}
+    flat parameters, and the escape step of a strict saddle.
+
+    ``cert`` is a certificate as JSON (``Certificate.to_dict()`` or a census row's ``certificate``);
+    ``parameters`` are the flat parameters where the certificate does not keep them (census rows).
+    """
+    return {"data": data, "loss": cert["loss"], "model_config": cert["model_config"],
+            "parameters": cert.get("parameters") if parameters is None else parameters,
+            "escape_direction": cert.get("escape_direction"), "escape_step": cert.get("escape_step"),
+            "grad_tol": cert["tolerances"].get("grad_tol")}

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._html import png
 from ..replay import replay_command
-from .claims import Claim
+from .claims import Claim, audit_fields
 
 EVIDENCE = ("better_than_linear", "strict_saddle")
 
@@ -75,14 +75,11 @@ def _record(claim_id: str, row: dict, store, max_iter: int) -> dict:
                        f"--activation {c['activation']} --kind {c['kind']} --seed {row['seed']} "
                        f"--max-iter {max_iter} --v-scale {c['v_scale']}")}
     if row["converged"]:
-        direction = cert.get("escape_direction")
         rec.update(linear_equivalent=bool(row["linear_equivalent"]), verdict=row["verdict"],
                    linear_risk=row["linear_risk"], lambda_min=row["lambda_min"], lambda_max=row["lambda_max"],
                    index=cert.get("index"), escape_decrease=cert.get("escape_decrease"),
                    gap_bound=(cert.get("gap_bound") or {}).get("rigorous"),
-                   audit={"data": c["data"], "loss": cert["loss"], "model_config": cert["model_config"],
-                          "parameters": json.loads(row["parameters"]), "escape_direction": direction,
-                          "escape_step": cert.get("escape_step"), "grad_tol": cert["tolerances"].get("grad_tol")})
+                   audit=audit_fields(cert, c["data"], json.loads(row["parameters"])))
         if row["verdict"] in ("violation", "inconclusive"):
             rec["certificate"] = cert
     return rec

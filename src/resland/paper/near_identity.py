@@ -108,7 +108,7 @@ def run(quick: bool, progress=lambda *_: None) -> Claim:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", NotAttainedWarning)
                     cert = certify(cp.model, ds.X, ds.y, keep_parameters=True)  # fills Prop. A's and §4.3's bounds
-                rec["audit"] = audit_fields(cert, "diabetes")
+                rec["audit"] = audit_fields(cert.to_dict(), "diabetes")
                 gb, ni = cert.gap_bound, cert.near_identity
                 rec.update(verdict=cert.verdict, gap=cert.risk - cert.linear_risk, G=gb["G"], G_rigorous=gb["rigorous"],
                            delta=ni["delta"], a_priori=ni["bound"], applicable=ni["applicable"],

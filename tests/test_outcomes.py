@@ -237,3 +237,37 @@ def test_relu_on_diabetes_ends_on_a_kink_that_no_release_descends():
         for side in (1.0, -1.0):
             slope = (float(fr.risk(theta + side * h * d)) - R0) / h
             assert slope >= -1e-5, (pairs[k], side, slope)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_least_norm_point_of_the_gradient_hull_against_a_qp_reference(seed):
+    # The Clarke test's polytope: g0 + Σ_groups conv{0, columns of the group}. Reference: SciPy
+    # SLSQP on the weights (bounds and group sums) and the optimality gap of the returned point.
+    from scipy.optimize import minimize
+
+    from resland.regions import _least_norm_in_hull
+
+    rng = np.random.default_rng(seed)
+    n, sizes = 12, [1, 1, 2, 3, 1]
+    groups = np.split(np.arange(sum(sizes)), np.cumsum(sizes)[:-1])
+    groups = [g.tolist() for g in groups]
+    D = rng.normal(size=(n, sum(sizes)))
+    inside = seed % 2 == 0                       # 0 in the hull: the point must be 0 to rounding
+    w_in = np.concatenate([rng.dirichlet(np.ones(len(g) + 1))[:-1] for g in groups])
+    g0 = -D @ w_in if inside else rng.normal(size=n)
+    cols = [torch.as_tensor(c) for c in D.T]
+    w, r = _least_norm_in_hull(torch.as_tensor(g0), cols, groups)
+    assert (w >= 0).all() and all(w[g].sum() <= 1 + 1e-12 for g in groups)
+    assert_close(r.numpy(), g0 + D @ w, rtol=0, atol=1e-14)
+    if inside:
+        assert float(torch.linalg.norm(r)) <= 1e-12
+        return
+    cons = [{"type": "ineq", "fun": (lambda x, g=g: 1.0 - x[g].sum())} for g in groups]
+    ref = minimize(lambda x: 0.5 * np.sum((D @ x + g0) ** 2), np.zeros(D.shape[1]), jac=lambda x: D.T @ (D @ x + g0),
+                   bounds=[(0, 1)] * D.shape[1], constraints=cons, method="SLSQP", options={"ftol": 1e-16})
+    x_ref = g0 + D @ ref.x
+    assert abs(float(torch.linalg.norm(r)) - np.linalg.norm(x_ref)) <= 1e-9 * np.linalg.norm(x_ref)
+    # Optimality gap ‖x‖² − min over the polytope of xᵀv ≥ ‖x − x*‖²: at rounding.
+    x = r.numpy()
+    gap = x @ x - (x @ g0 + sum(min(0.0, float((D[:, g].T @ x).min())) for g in groups))
+    assert 0 <= gap + 1e-13 and gap <= 1e-12

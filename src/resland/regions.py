@@ -629,23 +629,75 @@ def _pinv_solve(J: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _least_norm_in_hull(g0, cols, groups):
-    """Least-norm point ``g0 + Σ w_c col_c`` with, per sample group, ``w ≥ 0`` and ``Σ w ≤ 1``."""
+    """Least-norm point ``g0 + Σ w_c col_c`` with, per sample group, ``w ≥ 0`` and ``Σ w ≤ 1``.
+
+    The feasible set is a polytope: ``g0`` plus the Minkowski sum over groups of the simplices
+    ``conv{0, cols of the group}``. Wolfe's minimum-norm-point algorithm solves it exactly (finite
+    active-set steps on vertex sets) with a separable linear oracle (per group, the column most
+    opposed to ``x``, or 0). Its Frank–Wolfe gap ``‖x‖² − min_v xᵀv`` bounds ``‖x − x*‖²``, so the
+    point is accurate to rounding when the gap is. Written here because SciPy has no QP solver
+    for these constraints (SLSQP stopped at its iteration cap and left errors near 1e-8).
+    """
     if not cols:
         return np.zeros(0), g0
     D = torch.stack(cols, 1).cpu().numpy()
-    b = -g0.cpu().numpy()
-    if all(len(gr) == 1 for gr in groups):   # segments: bounded least squares, exactly
-        res = scipy.optimize.lsq_linear(D, b, bounds=(0.0, 1.0), method="bvls", tol=1e-15)
-        w = res.x
-    else:
-        cons = [{"type": "ineq", "fun": (lambda x, gr=gr: 1.0 - x[gr].sum()), "jac": (lambda x, gr=gr: -np.isin(
-            np.arange(len(x)), gr).astype(float))} for gr in groups]
-        res = scipy.optimize.minimize(lambda x: 0.5 * np.sum((D @ x - b) ** 2), np.zeros(D.shape[1]),
-                                      jac=lambda x: D.T @ (D @ x - b), bounds=[(0.0, 1.0)] * D.shape[1],
-                                      constraints=cons, method="SLSQP", options={"ftol": 1e-30, "maxiter": 500})
-        w = res.x
+    x0 = g0.cpu().numpy()
+    w = _wolfe_min_norm(x0, D, groups)
     r = g0 + torch.as_tensor(D @ w, dtype=g0.dtype)
     return w, r
+
+
+def _wolfe_min_norm(g0: np.ndarray, D: np.ndarray, groups, max_iter: int = 2000) -> np.ndarray:
+    """Weights ``w`` of the least-norm point of ``g0 + Σ_groups conv{0, D[:, group]}`` (Wolfe 1976)."""
+    def oracle(x):
+        sel = []
+        for gr in groups:
+            vals = D[:, gr].T @ x
+            j = int(np.argmin(vals))
+            if vals[j] < 0.0:
+                sel.append(gr[j])
+        return tuple(sel)
+
+    def vertex(sel):
+        return g0 + D[:, list(sel)].sum(1) if sel else g0.copy()
+
+    sels, lam = [()], np.ones(1)
+    V = vertex(())[:, None]
+    x = V[:, 0]
+    best, since = math.inf, 0
+    for _ in range(max_iter):
+        sel = oracle(x)
+        v = vertex(sel)
+        # Stop when the gap is at the rounding of the products xᵀv, or ‖x‖ stopped falling
+        # (degenerate faces can cycle).
+        vmax = max(float(np.linalg.norm(v)), float(np.linalg.norm(V, axis=0).max()))
+        nx = float(np.linalg.norm(x))
+        since = 0 if nx < best * (1 - 1e-12) else since + 1
+        best = min(best, nx)
+        if float(x @ x - x @ v) <= 1e2 * len(x) * T.EPS64 * nx * vmax or sel in sels or since >= 20:
+            break
+        sels.append(sel)
+        V = np.column_stack([V, v])
+        lam = np.append(lam, 0.0)
+        while True:                    # minor cycle: the affine minimum-norm point of the vertex set
+            # min ‖Vμ‖ s.t. Σμ = 1 as least squares in μ_2.. (μ_1 = 1 − Σ): no Gram matrix.
+            nu = np.linalg.lstsq(V[:, 1:] - V[:, :1], -V[:, 0], rcond=None)[0]
+            mu = np.concatenate([[1.0 - nu.sum()], nu])
+            if bool((mu > 1e-14).all()):
+                lam = mu
+                break
+            neg = mu <= 1e-14
+            t = float(np.min(lam[neg] / (lam[neg] - mu[neg])))
+            lam = lam + t * (mu - lam)
+            keep = lam > 1e-14
+            keep[np.argmax(lam)] = True
+            V, lam = V[:, keep], lam[keep] / lam[keep].sum()
+            sels = [s_ for s_, kp in zip(sels, keep) if kp]
+        x = V @ lam
+    w = np.zeros(D.shape[1])
+    for s_, l_ in zip(sels, lam):
+        w[list(s_)] += l_
+    return w
 
 
 def _one_sided(pieces, theta, K, mask0, A) -> list[dict]:

@@ -212,16 +212,18 @@ class _CensusProgress:
 @cli.command("replay")
 @click.argument("cert_file", required=False)
 @click.option("--store", "store_path", default=None, help="SQLite run store (with --run).")
+@click.option("--parquet", "parquet_path", default=None, help="Compact export, e.g. atlas/runs.parquet (with --run).")
 @click.option("--run", "run", default=None, help="CONFIG_ID:SEED of a stored run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored and the fresh verdict and the certificate as JSON.")
-def replay_cmd(cert_file, store_path, run, as_json):
+def replay_cmd(cert_file, store_path, parquet_path, run, as_json):
     """Rebuild a stored run (or a `certify --json` file) from its parameters and certify it again."""
-    from .replay import replay_file, replay_run
+    from .replay import replay_export, replay_file, replay_run
 
-    from_file, from_store = cert_file is not None, store_path is not None or run is not None
-    if from_file == from_store or (from_store and (store_path is None or run is None)):
-        raise ValidationError("Give either a certificate file or both --store and --run CONFIG_ID:SEED.")
-    rep = replay_file(cert_file) if cert_file else replay_run(store_path, run)
+    sources = (cert_file is not None) + (store_path is not None) + (parquet_path is not None)
+    if sources != 1 or (cert_file is None) != (run is not None):
+        raise ValidationError("Give a certificate file, or --store or --parquet with --run CONFIG_ID:SEED.")
+    rep = (replay_file(cert_file) if cert_file else replay_run(store_path, run) if store_path
+           else replay_export(parquet_path, run))
     cert = rep.certificate
     if as_json:
         click.echo(json.dumps({"source": rep.source, "stored_verdict": rep.stored_verdict, "agrees": rep.agrees,
@@ -230,6 +232,30 @@ def replay_cmd(cert_file, store_path, run, as_json):
     _print_table(None, None, cert, title=rep.source)
     click.echo(f"stored verdict: {rep.stored_verdict} · replayed: {cert.verdict} · "
                + ("agrees" if rep.agrees else "DIFFERS"))
+
+
+@cli.command("atlas")
+@click.option("--dir", "directory", default="atlas", show_default=True,
+              help="Holds atlas.toml, the committed runs.parquet and index.html, and the working store atlas.db.")
+@click.option("--executor", default="local", show_default=True, help="local (process pool) or dask.")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: the CPU count).")
+@click.option("--scheduler", default=None, help="Address of a running Dask scheduler (with --executor dask).")
+@click.option("--retries", type=int, default=2, show_default=True, help="Resubmissions of a task whose worker died.")
+def atlas_cmd(directory, executor, workers, scheduler, retries):
+    """Run the landscape atlas, resuming from the committed runs.parquet, and write runs.parquet and index.html."""
+    from rich.console import Console
+
+    from .atlas import run_atlas
+
+    console = Console(stderr=True)
+    verdicts: dict[str, int] = {}
+    with _CensusProgress(console, verdicts) as bar:
+        out = run_atlas(directory, executor=executor, workers=workers, scheduler=scheduler, retries=retries,
+                        on_rows=bar.advance, on_start=bar.start)
+    console.print(f"atlas {out['spec']!r}: {out['committed']} runs committed, {out['new']} computed now, "
+                  f"{out['total']} in {directory}/runs.parquet"
+                  + (f"; wrote {directory}/runs.parquet and {directory}/index.html" if out["written"] else
+                     "; nothing to do"))
 
 
 @cli.command("export")

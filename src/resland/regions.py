@@ -458,7 +458,7 @@ def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter, kind="minimum
             alpha, block, crossed, trial = long
             alpha0, accepted = alpha, True
             mask0[crossed] = 1.0 - mask0[crossed]
-        soc = k > 0
+        soc, reblocks = k > 0, 0
         while not accepted and alpha > 1e-12:
             trial = theta + alpha * p
             m_new, z_new = merit(trial)
@@ -471,6 +471,18 @@ def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter, kind="minimum
             flipped = outside & _wrong_side(z_new, mask0)
             if block is not None:
                 flipped[block] = False
+            if released is not None:
+                flipped[released] = False if bool(flipped.sum() > 1) else flipped[released]
+            if bool(flipped.any()) and reblocks < 20 and (released is None or not bool(flipped[released])):
+                # A curved kink (deep networks: z is not linear in θ) crossed before the linearised
+                # ratio test said: stop on the first one crossed, by interpolating z along the step.
+                fl = torch.nonzero(flipped).flatten()
+                cross = alpha * z[fl] / (z[fl] - z_new[fl])
+                j = int(torch.argmin(cross))
+                if 0.0 < float(cross[j]) < alpha:
+                    block, alpha = int(fl[j]), float(cross[j])
+                    alpha0, reblocks = alpha, reblocks + 1
+                    continue
             # Below rounding of the merit, a step must lower the KKT residual instead.
             if not bool(flipped.any()) and m_new <= phi + noise and (
                     m_new < phi - noise or kkt_norm(trial, W) < kkt0):
@@ -493,8 +505,8 @@ def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter, kind="minimum
             frozen.clear()
         if not accepted:   # the blocking pair is reached by a zero step: it joins W where it is
             alpha, trial = 0.0, theta
-        # Damping: relax after a full step, stiffen after a short unblocked one.
-        mu = max(mu / 3.0, 1e-8) if alpha == 1.0 else (mu * 4.0 if alpha < 0.1 and block is None else mu)
+        # Damping: relax after a full step, stiffen when the line search cut the step short.
+        mu = max(mu / 3.0, 1e-8) if alpha == 1.0 else (mu * 4.0 if alpha < 0.1 * alpha0 else mu)
         theta, lam = trial, lam + alpha * dlam
         near = torch.tensor([block]) if block is not None and alpha == alpha0 or not accepted else torch.tensor([], dtype=torch.long)
         if near.numel() and changes < 4 * max_iter:

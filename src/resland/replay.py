@@ -3,6 +3,7 @@
 Every stored violation and candidate names its replay command::
 
     resland replay --store runs.db --run CONFIG_ID:SEED
+    resland replay --parquet atlas/runs.parquet --run CONFIG_ID:SEED   # a compact export
     resland replay certificate.json          # the output of ``resland certify --json``
 
 The model is rebuilt from the certificate's ``model_config`` and the flat parameters
@@ -24,7 +25,7 @@ from ._checks import ValidationError
 from .census.store import RunStore
 from .certificate import Certificate, certify
 from .data import load_dataset
-from .models import build_model
+from .models import build_model, init_model
 
 
 @dataclass
@@ -59,11 +60,9 @@ def replay_run(store: str | Path, run: str) -> Replay:
         ValidationError: a run key not of the form CONFIG_ID:SEED, a missing store, run or
             stored parameters, or data whose SHA-256 differs.
     """
-    config_id, sep, seed = run.rpartition(":")
-    if not sep or not config_id or not seed.lstrip("-").isdigit():
-        raise ValidationError(f"The 'run' parameter must be CONFIG_ID:SEED. Got {run!r}.")
+    config_id, seed = _run_key(run)
     with RunStore(store, create=False) as s:
-        row = s.run(config_id, int(seed))
+        row = s.run(config_id, seed)
     if row is None:
         raise ValidationError(f"The store {str(store)!r} has no run {run!r}.")
     config, verdict, cert_json, params = row["config"], row["verdict"], row["certificate"], row["parameters"]
@@ -73,6 +72,49 @@ def replay_run(store: str | Path, run: str) -> Replay:
     config, cert = json.loads(config), json.loads(cert_json)
     data = {"name": config["data"], "rho": config.get("rho")}
     return Replay(f"store:{run}", verdict, _certify(data, cert, json.loads(params)))
+
+
+def replay_export(path: str | Path, run: str) -> Replay:
+    """Replay run ``CONFIG_ID:SEED`` of a compact Parquet export (``resland export --compact``,
+    the atlas's ``runs.parquet``), which keeps the parameters of violations and unresolved runs.
+
+    The model is rebuilt as the census built it (:func:`resland.models.init_model` from the
+    row's config), then given the stored parameters.
+
+    Raises:
+        ValidationError: a bad run key, a missing file or run, or a run without parameters.
+    """
+    config_id, seed = _run_key(run)
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"The 'parquet' file must exist. Got {str(path)!r}, which is not a file.")
+    import pyarrow.parquet as pq
+
+    rows = [r for r in pq.read_table(path, filters=[("config_id", "=", config_id)]).to_pylist() if r["seed"] == seed]
+    if not rows:
+        raise ValidationError(f"The export {str(path)!r} has no run {run!r}.")
+    r = rows[0]
+    if not r.get("parameters"):
+        raise ValidationError(f"Run {run!r} has no parameters in the export: it keeps them for violations and "
+                              "unresolved runs only.")
+    ds = load_dataset(r["data"], rho=r.get("rho"))
+    act = None if r["activation"] == "auto" else r["activation"]
+    model = init_model(r["model"], ds.X.shape[1], width=r["width"], depth=r["depth"], activation=act, seed=seed,
+                       v_scale=r["v_scale"])
+    theta = torch.tensor(json.loads(r["parameters"]), dtype=torch.float64)
+    n = sum(p.numel() for p in model.parameters())
+    if theta.numel() != n:
+        raise ValidationError(f"The stored parameters have {theta.numel()} entries; the model has {n}.")
+    with torch.no_grad():
+        vector_to_parameters(theta, model.parameters())
+    return Replay(f"export:{run}", r["verdict"], certify(model, ds.X, ds.y, r["loss"], keep_parameters=True))
+
+
+def _run_key(run: str) -> tuple[str, int]:
+    config_id, sep, seed = run.rpartition(":")
+    if not sep or not config_id or not seed.lstrip("-").isdigit():
+        raise ValidationError(f"The 'run' parameter must be CONFIG_ID:SEED. Got {run!r}.")
+    return config_id, int(seed)
 
 
 def replay_file(path: str | Path) -> Replay:

@@ -47,9 +47,10 @@ def check_options(executor: str, workers: int | None, scheduler: str | None, ret
     return workers
 
 
-def pending_tasks(spec: Spec, store: RunStore) -> list[Task]:
-    """The spec's tasks minus the runs already stored (a task keeps only its missing seeds)."""
-    done = store.done(spec.spec_hash)
+def pending_tasks(spec: Spec, store: RunStore, skip: set[tuple[str, int]] = frozenset()) -> list[Task]:
+    """The spec's tasks minus the runs already stored and the ``(config_id, seed)`` keys in
+    ``skip`` (runs held elsewhere, e.g. a committed export); a task keeps only its missing seeds."""
+    done = store.done(spec.spec_hash) | set(skip)
     out = []
     for t in spec.tasks():
         missing = [s for s in t.seeds if (t.config_id, s) not in done]
@@ -70,6 +71,7 @@ def run_census(
     on_rows: Callable[[list[dict]], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     task_fn: Callable = run_task,
+    skip: set[tuple[str, int]] = frozenset(),
 ) -> dict:
     """Run every pending task of ``spec`` and write its rows to ``store``; returns a summary
     (tasks, runs, skipped, worker failures, and compute_seconds: wall time once the workers
@@ -77,7 +79,8 @@ def run_census(
 
     ``on_start(runs, skipped)`` is called once, ``on_rows(rows)`` after each task is stored.
     ``task_fn`` is what a worker runs per task (:func:`~resland.census.runner.run_task`;
-    the tests inject worker deaths through it).
+    the tests inject worker deaths through it). ``skip``: ``(config_id, seed)`` keys of this
+    spec that are done elsewhere (the atlas's committed export) and are not run again.
 
     Raises:
         ValidationError: bad executor options (:func:`check_options`); nothing is written
@@ -85,7 +88,7 @@ def run_census(
     """
     workers = check_options(executor, workers, scheduler, retries)
     store.add_spec(spec)
-    tasks = pending_tasks(spec, store)
+    tasks = pending_tasks(spec, store, skip)
     summary = {"tasks": len(tasks), "runs": sum(len(t.seeds) for t in tasks), "failures": 0,
                "skipped": spec.n_runs - sum(len(t.seeds) for t in tasks)}
 

@@ -24,14 +24,15 @@ from ..critical import cert_outcome, find_critical_points
 from ..ensemble import Ensemble, certify_ensemble
 from ..functional import flat_parameters
 from ..linear import NotAttainedWarning, best_linear
-from ..models import init_model
+from ..models import ResNet, init_model
+from ..theory import linear_probes
 from .spec import Task
 
 #: The columns of a run row (the store's schema follows it).
 ROW_FIELDS = ("spec_hash", "config_id", "seed", "config", "engine", "status", "outcome", "converged", "verdict",
               "linear_equivalent", "risk", "linear_risk", "linear_risk_lower", "linear_risk_upper", "gap", "path_min_risk", "lambda_min", "lambda_max",
               "grad_norm", "kink_margin", "clarke_stationary", "iterations", "n_params", "seconds", "attempts", "error",
-              "certificate", "finder", "parameters", "versions")
+              "certificate", "finder", "parameters", "versions", "probe_risks")
 #: Runs whose final parameters are stored under ``[store] parameters = "candidates"`` (the default).
 CANDIDATES = {"outcomes": ("unresolved", "failed"), "verdicts": ("violation", "inconclusive")}
 
@@ -100,7 +101,23 @@ def _run(task: Task, finder: dict) -> list[dict]:
                                       **opts)[0]
             cps.append(cp)
             certs.append(certify(cp.model, ds.X, ds.y, loss, opts["tol"], fit=fit, seed=s))
-    return [_row(task, s, cp=cp, cert=cert, keep=keep) for s, cp, cert in zip(task.seeds, cps, certs)]
+    return [_row(task, s, cp=cp, cert=cert, keep=keep, probes=_probes(cp, cert, ds, loss))
+            for s, cp, cert in zip(task.seeds, cps, certs)]
+
+
+def local_minimum(cert) -> bool:
+    """A certified critical point with ``λ_min ≥ −lambda_tol``: verdict better_than_linear or
+    violation, the smallest Hessian eigenvalue measured and not below tolerance."""
+    return (cert.verdict in ("better_than_linear", "violation") and cert.lambda_min is not None
+            and cert.lambda_min >= -cert.tolerances["lambda_tol"])
+
+
+def _probes(cp, cert, ds, loss) -> list | None:
+    """``[R_lin,lower, R_lin,upper]`` of the linear probe on each block output ``h_0 … h_L`` at a
+    certified local minimum of a ResNet (docs/theory.md §4.4), else None."""
+    if cp.outcome != "critical" or not isinstance(cp.model, ResNet) or not local_minimum(cert):
+        return None
+    return [[p.risk_lower, p.risk_upper] for p in linear_probes(cp.model, ds.X, ds.y, loss)]
 
 
 def failed_rows(task: Task, reason: str) -> list[dict]:
@@ -109,7 +126,7 @@ def failed_rows(task: Task, reason: str) -> list[dict]:
 
 
 def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None, error: str | None = None,
-         keep: bool = False) -> dict:
+         keep: bool = False, probes: list | None = None) -> dict:
     row = dict.fromkeys(ROW_FIELDS)
     row.update(spec_hash=task.spec_hash, config_id=task.config_id, seed=int(seed), engine=task.engine,
                config=json.dumps(task.config, sort_keys=True), attempts=1, error=error,
@@ -134,5 +151,6 @@ def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None
         n_params=cert.n_params, certificate=json.dumps(cd, sort_keys=True, default=str),
         finder=json.dumps(finder, sort_keys=True, default=str),
         parameters=None if theta is None else json.dumps(theta),
+        probe_risks=None if probes is None else json.dumps(probes),
     )
     return row

@@ -1,0 +1,328 @@
+"""The landscape atlas: a published census of critical points on real data (docs/atlas.md).
+
+``make atlas`` (``resland atlas``) runs the spec ``atlas/atlas.toml`` into ``atlas/atlas.db``
+(git-ignored, resumable), skipping every run already in the committed export
+``atlas/runs.parquet``, then rewrites ``atlas/runs.parquet`` (the committed runs and the new
+ones, compact form: :data:`resland.census.export.COMPACT_FIELDS`) and ``atlas/index.html``.
+On a clone whose ``runs.parquet`` holds every run of the spec, a rerun computes nothing.
+
+The report answers six questions, one table or figure each (functions ``q1_…`` to ``q6_…``
+take the compact rows and return plain data):
+
+1. per data set × depth × model, the share of descent runs (kind ``minimum``) that get below
+   linear: ``below_linear``, or a critical point or kink with ``R < R_lin,lower − risk_tol``;
+2. certified non-trivial critical points (not linear-equivalent): counts per verdict, and every
+   violation with its replay command;
+3. FC against ResNet: among certified local minima (``λ_min ≥ −lambda_tol``), the share with
+   ``R > R_lin,upper + risk_tol`` (Example 1's phenomenon at scale);
+4. near-identity: ``R − R_lin`` against ``δ`` with ``G`` and the a-priori bound (C4 at scale);
+5. linear probes along depth at certified ResNet minima: how often ``R_lin(h_l)`` is not
+   monotone (C2 at scale): some ``l`` with ``R_lin,lower(h_{l+1}) > R_lin,upper(h_l) + risk_tol``;
+6. the unresolved runs, listed for a human to look at.
+
+Conventions: mean risk, no 1/2; ``R_lin`` is the certified interval ``[lower, upper]``
+(docs/theory.md §5); ``risk_tol`` is :func:`resland.tolerances.risk_tol`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from . import tolerances as T
+from ._html import CSS, data_uri, png
+from .census import RunStore, load_spec, run_census
+from .census.export import COMPACT_FIELDS, compact_row
+
+#: Where ``make atlas`` reads and writes.
+ATLAS_DIR = Path("atlas")
+SPEC_FILE = "atlas.toml"
+RUNS_FILE = "runs.parquet"
+REPORT_FILE = "index.html"
+STORE_FILE = "atlas.db"
+#: At most this many MB of committed export (issue 14).
+MAX_EXPORT_MB = 25
+
+
+# ----------------------------------------------------------------------------- runs
+def read_runs(path: str | Path) -> list[dict]:
+    """The rows of a compact export (an empty list when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path).to_pylist()
+    for r in rows:  # columns added since the file was written read as missing
+        for k, _ in COMPACT_FIELDS:
+            r.setdefault(k, None)
+    return rows
+
+
+def write_runs(rows: list[dict], path: str | Path) -> int:
+    """Write compact rows to ``path`` in key order (a byte-stable file for the same rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(k, getattr(pa, t)()) for k, t in COMPACT_FIELDS])
+    rows = sorted(rows, key=lambda r: (r["spec_hash"], r["config_id"], r["seed"]))
+    table = pa.Table.from_pylist([{k: r.get(k) for k, _ in COMPACT_FIELDS} for r in rows], schema=schema)
+    pq.write_table(table, Path(path), compression="zstd")
+    return len(rows)
+
+
+def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None = None, executor: str = "local",
+              workers: int | None = None, scheduler: str | None = None, retries: int = 2,
+              on_start=None, on_rows=None, rademacher_draws: int = 6) -> dict:
+    """Run the atlas spec, resuming from the committed export, and write the export and report.
+
+    Args:
+        directory: holds ``atlas.toml`` (unless ``spec_path``), ``runs.parquet``, ``index.html``
+            and the working store ``atlas.db``.
+        executor, workers, scheduler, retries: as :func:`resland.census.run_census`.
+        rademacher_draws: as :func:`write_atlas_report`.
+
+    Returns:
+        ``{"spec": name, "committed": runs read from the export, "new": runs computed now,
+        "total": runs in the export, "written": whether the export and report were rewritten}``.
+
+    Raises:
+        ValidationError: a bad spec or executor options (nothing is written).
+    """
+    directory = Path(directory)
+    spec = load_spec(spec_path or directory / SPEC_FILE)
+    runs_path, report_path = directory / RUNS_FILE, directory / REPORT_FILE
+    committed = [r for r in read_runs(runs_path) if r["spec_hash"] == spec.spec_hash]
+    keys = {(r["config_id"], int(r["seed"])) for r in committed}
+    with RunStore(directory / STORE_FILE) as store:
+        summary = run_census(spec, store, executor=executor, workers=workers, scheduler=scheduler, retries=retries,
+                             on_start=on_start, on_rows=on_rows, skip=keys)
+        fresh = [compact_row(r) for r in store.rows(spec.spec_hash) if (r["config_id"], r["seed"]) not in keys]
+    out = {"spec": spec.name, "committed": len(committed), "new": summary["runs"], "total": len(committed) + len(fresh),
+           "written": False}
+    if not fresh and runs_path.is_file() and report_path.is_file():
+        return out                                     # everything is committed: nothing more to do
+    rows = committed + fresh
+    write_runs(rows, runs_path)
+    write_atlas_report(rows, report_path, spec_name=spec.name, runs_path=runs_path,
+                       rademacher_draws=rademacher_draws)
+    out["written"] = True
+    return out
+
+
+# ----------------------------------------------------------------------------- the questions
+def _model(r: dict) -> str:
+    return r["model"]
+
+
+def _below(r: dict) -> bool:
+    """The run got below linear: ``below_linear``, or a critical point or kink below ``R_lin,lower``."""
+    if r["outcome"] == "below_linear":
+        return True
+    return (r["outcome"] in ("critical", "kink") and r["risk"] is not None and r["linear_risk_lower"] is not None
+            and r["risk"] < r["linear_risk_lower"] - T.risk_tol(r["linear_risk_lower"]))
+
+
+def _local_minimum(r: dict) -> bool:
+    return (r["outcome"] == "critical" and r["verdict"] in ("better_than_linear", "violation")
+            and r["lambda_min"] is not None and r["lambda_tol"] is not None and r["lambda_min"] >= -r["lambda_tol"])
+
+
+def q1_below_linear(rows: list[dict]) -> dict:
+    """``(data, depth, model) → (runs, below)`` over the descent runs (kind ``minimum``)."""
+    out: dict = defaultdict(lambda: [0, 0])
+    for r in rows:
+        if r["kind"] == "minimum":
+            c = out[(r["data"], r["depth"], _model(r))]
+            c[0] += 1
+            c[1] += _below(r)
+    return {k: tuple(v) for k, v in sorted(out.items())}
+
+
+def q2_certified(rows: list[dict]) -> tuple[dict, list[dict]]:
+    """Certified non-trivial critical points: ``(model, verdict) → count``, and the violations."""
+    counts: dict = defaultdict(int)
+    for r in rows:
+        if r["outcome"] == "critical" and not r["linear_equivalent"] and r["verdict"] in (
+                "better_than_linear", "strict_saddle", "violation"):
+            counts[(_model(r), r["verdict"])] += 1
+    viol = [r for r in rows if r["verdict"] == "violation"]
+    return dict(sorted(counts.items())), viol
+
+
+def q3_fc_vs_resnet(rows: list[dict]) -> dict:
+    """``model → (certified local minima, of them with R > R_lin,upper + risk_tol)``."""
+    out: dict = defaultdict(lambda: [0, 0])
+    for r in rows:
+        if _local_minimum(r):
+            c = out[_model(r)]
+            c[0] += 1
+            c[1] += r["risk"] > r["linear_risk_upper"] + T.risk_tol(r["linear_risk_upper"])
+    return {k: tuple(v) for k, v in sorted(out.items())}
+
+
+def q4_near_identity(rows: list[dict]) -> list[dict]:
+    """ResNet certified critical points with ``δ``: depth, δ, ``R − R_lin``, G and the a-priori bound."""
+    return [{"data": r["data"], "depth": r["depth"], "delta": r["delta"], "gap": r["gap"], "G": r["G"],
+             "bound": r["near_identity_bound"], "trivial": bool(r["linear_equivalent"])}
+            for r in rows if r["model"] == "resnet" and r["outcome"] == "critical" and r["delta"] is not None
+            and r["gap"] is not None and math.isfinite(r["delta"])]
+
+
+def rademacher_by_depth(depths, *, data: str = "diabetes", width: int = 2, draws: int = 6,
+                        steps: int = 100) -> list[dict]:
+    """The empirical Rademacher estimate of the near-identity class (C4's, δ ≤ δ₀) against depth.
+
+    Per depth: the mean and standard error over ``draws`` sign vectors of a lower bound on
+    ``sup_f (1/m) Σ σ_i f(x_i)`` (Adam, ``steps`` steps; :func:`resland.paper.near_identity.rademacher`).
+    """
+    import numpy as np
+    import torch
+
+    from .data import load_dataset
+    from .paper.near_identity import DELTA0, rademacher
+
+    X = torch.as_tensor(load_dataset(data).X)
+    out = []
+    for depth in sorted(set(depths)):
+        vals = rademacher(X, depth, width, DELTA0, draws, steps)
+        out.append({"depth": depth, "mean": float(np.mean(vals)),
+                    "se": float(np.std(vals, ddof=1) / math.sqrt(len(vals))) if len(vals) > 1 else math.nan})
+    return out
+
+
+def probes_monotone(probe_risks: list) -> bool:
+    """``R_lin(h_l)`` never rises past its tolerance along depth (intervals ``[lower, upper]``)."""
+    return all(b[0] <= a[1] + T.risk_tol(a[1]) for a, b in zip(probe_risks, probe_risks[1:]))
+
+
+def q5_probes(rows: list[dict]) -> dict:
+    """``(data, depth) → (certified ResNet minima with probes, of them not monotone)``."""
+    out: dict = defaultdict(lambda: [0, 0])
+    for r in rows:
+        if r["probe_risks"]:
+            c = out[(r["data"], r["depth"])]
+            c[0] += 1
+            c[1] += not probes_monotone(json.loads(r["probe_risks"]))
+    return {k: tuple(v) for k, v in sorted(out.items())}
+
+
+def q6_unresolved(rows: list[dict]) -> list[dict]:
+    """The unresolved runs (their parameters are in the export)."""
+    return [r for r in rows if r["outcome"] == "unresolved"]
+
+
+def headline(rows: list[dict]) -> dict:
+    """Runs, data sets, outcomes, certified non-trivial points, the unresolved share."""
+    outcomes: dict = defaultdict(int)
+    for r in rows:
+        outcomes[r["outcome"] or "failed"] += 1
+    counts, _ = q2_certified(rows)
+    n = len(rows)
+    return {"runs": n, "data_sets": sorted({r["data"] for r in rows}), "outcomes": dict(sorted(outcomes.items())),
+            "certified_non_trivial": sum(counts.values()),
+            "unresolved_share": outcomes.get("unresolved", 0) / n if n else 0.0}
+
+
+def replay_command(runs_path: str | Path, r: dict) -> str:
+    """The command that replays run ``r`` of a compact export (its parameters must be kept)."""
+    return f"resland replay --parquet {runs_path} --run {r['config_id']}:{r['seed']}"
+
+
+# ----------------------------------------------------------------------------- the report
+def _table(head: list[str], body: list[list]) -> str:
+    return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in row) + "</tr>" for row in body)
+            + "</table>")
+
+
+def _share(k: int, n: int) -> str:
+    return f"{k}/{n} ({k / n:.0%})" if n else "–"
+
+
+def near_identity_figure(points: list[dict]) -> bytes | None:
+    """``R − R_lin`` against ``δ`` per depth, with the a-priori bound (PNG), or None without points."""
+    pts = [p for p in points if p["delta"] > 0]
+    if not pts:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    depths = sorted({p["depth"] for p in pts})
+    cmap = plt.get_cmap("viridis", max(2, len(depths)))
+    for i, d in enumerate(depths):
+        sel = [p for p in pts if p["depth"] == d]
+        ax.scatter([p["delta"] for p in sel], [p["gap"] for p in sel], s=14, color=cmap(i), label=f"L = {d}",
+                   facecolors=[("none" if p["trivial"] else cmap(i)) for p in sel])
+        bnd = [(p["delta"], p["bound"]) for p in sel if p["bound"] is not None and math.isfinite(p["bound"])]
+        if bnd:
+            ax.scatter(*zip(*bnd), marker="_", s=60, color=cmap(i))
+    ax.axhline(0, color="#888", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-10)
+    ax.set_xlabel("δ (near-identity size of the blocks)")
+    ax.set_ylabel("R − R_lin")
+    ax.set_title("Certified ResNet critical points (hollow: linear-equivalent; bars: a-priori bound)")
+    ax.legend(fontsize=8, ncol=2)
+    return png(fig)
+
+
+def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "atlas",
+                       runs_path: str | Path = ATLAS_DIR / RUNS_FILE, rademacher_draws: int = 6) -> None:
+    """Write the atlas report (six questions, see the module docstring) to ``out``.
+
+    ``rademacher_draws``: sign vectors per depth for question 4's Rademacher estimate (0: none).
+    """
+    h = headline(rows)
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>resland atlas</title>"
+             f"<style>{CSS}</style></head><body><h1>resland atlas: <code>{html.escape(spec_name)}</code></h1>",
+             f"<p>{h['runs']} runs on {len(h['data_sets'])} data sets ({', '.join(h['data_sets'])}) · "
+             f"{h['certified_non_trivial']} certified non-trivial critical points · unresolved "
+             f"{h['unresolved_share']:.1%}</p>",
+             _table(["outcome", "runs"], [[k, v] for k, v in h["outcomes"].items()])]
+    q1 = q1_below_linear(rows)
+    parts.append("<h2 id='q1'>1. Descent runs that get below linear</h2><p>Kind minimum: outcome below_linear, or "
+                 "a critical point or kink with R &lt; R_lin,lower − risk_tol.</p>"
+                 + _table(["data", "depth", "model", "below linear"], [[*k, _share(v[1], v[0])] for k, v in q1.items()]))
+    counts, viol = q2_certified(rows)
+    parts.append("<h2 id='q2'>2. Certified non-trivial critical points</h2>"
+                 + _table(["model", "verdict", "points"], [[*k, v] for k, v in counts.items()]))
+    if viol:
+        parts.append(f"<p class='alert'><b>{len(viol)} violation(s).</b></p>" + _table(
+            ["config", "seed", "R − R_lin", "replay"],
+            [[r["config_id"], r["seed"], f"{r['gap']:.3e}", replay_command(runs_path, r)] for r in viol]))
+    else:
+        parts.append("<p>No violation: no certified local minimum of a ResNet worse than linear.</p>")
+    q3 = q3_fc_vs_resnet(rows)
+    parts.append("<h2 id='q3'>3. FC against ResNet</h2><p>Certified local minima (λ_min ≥ −lambda_tol) with "
+                 "R &gt; R_lin,upper + risk_tol.</p>"
+                 + _table(["model", "worse than linear"], [[k, _share(v[1], v[0])] for k, v in q3.items()]))
+    q4 = q4_near_identity(rows)
+    fig = near_identity_figure(q4)
+    parts.append("<h2 id='q4'>4. Near-identity: R − R_lin against δ</h2>"
+                 + (f"<p><img alt='R − R_lin against delta' src='{data_uri(fig)}'></p>" if fig else
+                    "<p>No certified ResNet critical points with δ.</p>"))
+    depths = sorted({r["depth"] for r in rows if r["model"] == "resnet"})
+    if rademacher_draws and depths:
+        rad = rademacher_by_depth(depths, draws=rademacher_draws)
+        parts.append(f"<p>Empirical Rademacher estimate of the near-identity class on diabetes (width 2, "
+                     f"{rademacher_draws} sign draws per depth): flat in depth when the a-priori bound holds.</p>"
+                     + _table(["depth", "mean", "standard error"],
+                              [[r["depth"], f"{r['mean']:.4f}", f"{r['se']:.4f}"] for r in rad]))
+    q5 = q5_probes(rows)
+    parts.append("<h2 id='q5'>5. Linear probes along depth</h2><p>Certified ResNet local minima whose probe risks "
+                 "R_lin(h_l) rise somewhere along depth (beyond the intervals and risk_tol).</p>"
+                 + _table(["data", "depth", "not monotone"], [[*k, _share(v[1], v[0])] for k, v in q5.items()]))
+    q6 = q6_unresolved(rows)
+    parts.append("<h2 id='q6'>6. Unresolved runs</h2>" + (_table(
+        ["config", "seed", "status", "‖∇R‖", "replay"],
+        [[r["config_id"], r["seed"], r["status"], f"{r['grad_norm']:.2e}" if r["grad_norm"] is not None else "–",
+          replay_command(runs_path, r)] for r in q6]) if q6 else "<p>None.</p>"))
+    parts.append("</body></html>")
+    Path(out).write_text("\n".join(parts), encoding="utf-8")

@@ -1,0 +1,183 @@
+"""The atlas: a census that resumes from its committed export, and the six questions of its report.
+
+The questions are checked on rows built by hand (counts known independently); the probe column
+against NumPy least squares on the block outputs; the export's replay against the stored verdict.
+"""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import resland
+from conftest import teacher_problem
+from resland import atlas
+from resland.census import RunStore, load_spec, run_census
+from resland.census.export import COMPACT_FIELDS, compact_row
+from resland.models import init_model
+from resland.replay import replay_export
+
+SMOKE = """
+name = "atlas-test"
+seeds = 2
+engine = "batched"
+[finder]
+kind = "minimum"
+max_iter = 40
+[[grid]]
+data = "linnerud"
+model = ["resnet", "fc"]
+depth = 1
+width = 1
+activation = "tanh"
+"""
+
+
+def test_the_atlas_resumes_from_its_committed_export_and_then_does_nothing(tmp_path):
+    (tmp_path / "atlas.toml").write_text(SMOKE)
+    first = atlas.run_atlas(tmp_path, workers=1, rademacher_draws=0)
+    assert first == {"spec": "atlas-test", "committed": 0, "new": 4, "total": 4, "written": True}
+    runs = tmp_path / "runs.parquet"
+    rows = atlas.read_runs(runs)
+    assert len(rows) == 4 and {r["model"] for r in rows} == {"resnet", "fc"}
+    assert all(r["outcome"] in resland.OUTCOMES for r in rows)
+    blob = runs.read_bytes()
+    # A clone: the committed export and report, no working store. Nothing is computed or rewritten.
+    for f in tmp_path.glob("atlas.db*"):
+        f.unlink()
+    again = atlas.run_atlas(tmp_path, workers=1, rademacher_draws=0)
+    assert again == {"spec": "atlas-test", "committed": 4, "new": 0, "total": 4, "written": False}
+    assert runs.read_bytes() == blob
+    # One more seed: only the two new runs are computed; the committed four are kept as they were.
+    (tmp_path / "atlas.toml").write_text(SMOKE.replace("seeds = 2", "seeds = [0, 1, 2]"))
+    more = atlas.run_atlas(tmp_path, workers=1, rademacher_draws=0)
+    assert more["new"] == 6 and more["committed"] == 0   # a new spec (its hash changed): all its runs are new
+    assert len(atlas.read_runs(runs)) == 6
+
+
+def test_the_export_is_byte_stable_for_the_same_rows(tmp_path):
+    rows = [_row(config_id=f"c{i}", seed=i % 2) for i in range(5)]
+    atlas.write_runs(rows, tmp_path / "a.parquet")
+    atlas.write_runs(rows[::-1], tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def _row(**kw):
+    r = dict.fromkeys(k for k, _ in COMPACT_FIELDS)
+    r.update(spec_hash="h", config_id="c", seed=0, data="diabetes", model="resnet", depth=1, width=2,
+             activation="tanh", v_scale=1.0, kind="minimum", loss="squared", outcome="below_linear",
+             verdict="not_critical", linear_equivalent=0, risk=0.4, linear_risk=0.48, linear_risk_lower=0.48,
+             linear_risk_upper=0.48, gap=-0.08, lambda_min=None, lambda_tol=None)
+    r.update(kw)
+    return r
+
+
+def test_the_six_questions_count_what_they_say():
+    lin = 0.5
+    rows = [
+        _row(outcome="below_linear"),                                                    # q1: below
+        _row(outcome="unresolved", risk=0.6, status="max_iter", grad_norm=1e-3),        # q1: not below; q6
+        _row(outcome="critical", verdict="better_than_linear", risk=lin, linear_risk_lower=lin, linear_risk_upper=lin,
+             linear_equivalent=1, lambda_min=-1e-3, lambda_tol=1e-9),                 # trivial, a saddle
+        _row(outcome="critical", verdict="better_than_linear", risk=0.3, linear_risk_lower=lin, linear_risk_upper=lin,
+             lambda_min=1e-6, lambda_tol=1e-9, probe_risks=json.dumps([[0.5, 0.5], [0.45, 0.45], [0.3, 0.3]])),
+        _row(model="fc", outcome="critical", verdict="violation", risk=0.7, linear_risk_lower=lin,
+             linear_risk_upper=lin, lambda_min=0.0, lambda_tol=1e-9, gap=0.2, config_id="fcv", seed=3),
+        _row(model="fc", outcome="critical", verdict="better_than_linear", risk=0.2, linear_risk_lower=lin,
+             linear_risk_upper=lin, lambda_min=-2e-9, lambda_tol=1e-9),               # λ_min below −tol: no minimum
+        _row(outcome="critical", verdict="better_than_linear", risk=0.3, linear_risk_lower=lin, linear_risk_upper=lin,
+             lambda_min=0.0, lambda_tol=1e-9, probe_risks=json.dumps([[0.5, 0.5], [0.4, 0.41], [0.42, 0.43]]),
+             depth=2),
+        _row(kind="any", outcome="below_linear"),                                      # not a descent run
+    ]
+    q1 = atlas.q1_below_linear(rows)
+    assert q1[("diabetes", 1, "resnet")] == (4, 2)      # below_linear and the critical point at 0.3
+    assert q1[("diabetes", 1, "fc")] == (2, 1)
+    assert q1[("diabetes", 2, "resnet")] == (1, 1)
+    counts, viol = atlas.q2_certified(rows)
+    assert counts == {("fc", "better_than_linear"): 1, ("fc", "violation"): 1, ("resnet", "better_than_linear"): 2}
+    assert [(v["config_id"], v["seed"]) for v in viol] == [("fcv", 3)]
+    assert atlas.q3_fc_vs_resnet(rows) == {"fc": (1, 1), "resnet": (2, 0)}   # the trivial point is a saddle
+    assert atlas.q5_probes(rows) == {("diabetes", 1): (1, 0), ("diabetes", 2): (1, 1)}   # 0.42 > 0.41 + tol
+    assert [r["outcome"] for r in atlas.q6_unresolved(rows)] == ["unresolved"]
+    h = atlas.headline(rows)
+    assert h["runs"] == 8 and h["certified_non_trivial"] == 4 and math.isclose(h["unresolved_share"], 1 / 8)
+
+
+def test_probe_intervals_overlapping_within_tolerance_are_monotone():
+    assert atlas.probes_monotone([[0.5, 0.5], [0.5, 0.5 + 1e-12]])
+    assert atlas.probes_monotone([[0.5, 0.52], [0.51, 0.53]])     # intervals overlap: no certified rise
+    assert not atlas.probes_monotone([[0.5, 0.5], [0.5 + 1e-6, 0.6]])
+
+
+@pytest.fixture(scope="module")
+def teacher_store(tmp_path_factory):
+    """A census on teacher data (realizable, m = 200 ≫ n): certified interpolating minima."""
+    d = tmp_path_factory.mktemp("teacher")
+    teacher, _, X, y = teacher_problem(seed=1, d=2, k=2, L=2, m=200)
+    np.savez(d / "teacher.npz", X=X.numpy(), y=y.numpy())
+    (d / "spec.toml").write_text(f"""
+name = "teacher"
+seeds = [0, 1]
+engine = "batched"
+[store]
+parameters = "all"
+[finder]
+kind = "minimum"
+max_iter = 300
+[[grid]]
+data = "{d / 'teacher.npz'}"
+depth = 2
+width = 2
+activation = "tanh"
+""")
+    store = RunStore(d / "runs.db")
+    run_census(load_spec(d / "spec.toml"), store, workers=1)
+    return d, store, torch.as_tensor(X), torch.as_tensor(y)
+
+
+def test_probe_risks_are_the_least_squares_fits_on_the_block_outputs(teacher_store):
+    d, store, X, y = teacher_store
+    rows = [r for r in store.rows() if r["probe_risks"]]
+    assert rows, [(r["outcome"], r["verdict"], r["lambda_min"]) for r in store.rows()]
+    for r in rows:
+        cfg = json.loads(r["config"])
+        model = init_model("resnet", 2, width=2, depth=2, activation="tanh", seed=r["seed"])
+        torch.nn.utils.vector_to_parameters(torch.tensor(json.loads(r["parameters"]), dtype=torch.float64),
+                                            model.parameters())
+        assert cfg["depth"] == 2
+        with torch.no_grad():
+            hs = model.hidden_states(X)
+        probes = json.loads(r["probe_risks"])
+        assert len(probes) == len(hs) == 3
+        for (lo, up), h in zip(probes, hs):
+            A = np.c_[h.numpy(), np.ones(len(y))]
+            res = A @ np.linalg.lstsq(A, y.numpy(), rcond=None)[0] - y.numpy()
+            ref = float(np.mean(res**2))
+            assert lo <= ref * (1 + 1e-9) + 1e-15 and ref <= up * (1 + 1e-9) + 1e-15, (lo, ref, up)
+
+
+def test_a_run_replays_from_the_compact_export(teacher_store, tmp_path):
+    d, store, X, y = teacher_store
+    full = next(r for r in store.rows() if r["outcome"] == "critical")
+    row = compact_row(full)
+    assert row["parameters"] is None                   # kept for violations and unresolved runs only
+    row["parameters"] = full["parameters"]
+    atlas.write_runs([row], tmp_path / "runs.parquet")
+    rep = replay_export(tmp_path / "runs.parquet", f"{row['config_id']}:{row['seed']}")
+    assert rep.agrees and rep.certificate.verdict == full["verdict"]
+    assert math.isclose(rep.certificate.risk, full["risk"], rel_tol=1e-12, abs_tol=1e-20)
+
+
+def test_replay_from_an_export_rejects_a_missing_run_in_one_line(tmp_path):
+    atlas.write_runs([_row()], tmp_path / "runs.parquet")
+    out = subprocess.run([sys.executable, "-m", "resland.cli", "replay", "--parquet", str(tmp_path / "runs.parquet"),
+                          "--run", "nope:0"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "has no run 'nope:0'" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "resland.cli", "replay", "--parquet", str(tmp_path / "runs.parquet"),
+                          "--run", "c:0"], capture_output=True, text=True)
+    assert out.returncode == 2 and "no parameters" in out.stderr

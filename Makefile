@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-census clean
+.PHONY: install demo test bench bench-census atlas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ bench: $(STAMP)
 
 bench-census: $(STAMP)
 	$(BIN)/python benchmarks/bench_census.py
+
+# The landscape atlas (docs/atlas.md): runs atlas/atlas.toml, resuming from the committed
+# atlas/runs.parquet, and writes atlas/runs.parquet and atlas/index.html. On a cluster:
+# make atlas ATLAS_ARGS="--executor dask --scheduler tcp://HOST:8786"
+atlas: $(STAMP)
+	$(BIN)/resland atlas $(ATLAS_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -309,3 +309,17 @@ def test_example_specs_parse_and_the_open_regime_has_fewer_parameters_than_sampl
         assert n < rows and c["kind"] == "minimum"
         ns.add(n)
     assert min(ns) == 23 and max(ns) == 347 and len(spec.configs) == 72
+
+
+def test_grid_seeds_and_regime_select_configs_by_parameter_count():
+    # diabetes: m = 442, d = 10; a ResNet has L(2kd + k) + d + 1 parameters (width 1: 21L + 11).
+    spec = parse_spec({"seeds": 2, "grid": [
+        {"data": "diabetes", "depth": [1, 16, 32], "width": 1, "regime": "below_samples", "seeds": [5, 6, 7]},
+        {"data": "diabetes", "depth": [1, 16, 32], "width": 1, "regime": "above_samples"},
+    ]})
+    got = [(c["depth"], c.get("seeds")) for c in spec.configs]
+    assert got == [(1, [5, 6, 7]), (16, [5, 6, 7]), (32, None)]          # n = 32, 347 < 442 ≤ 683
+    assert spec.n_runs == 3 + 3 + 2
+    assert sorted(s for t in spec.tasks() for s in t.seeds) == [0, 1, 5, 5, 6, 6, 7, 7]
+    with pytest.raises(ValidationError, match="regime"):
+        parse_spec({"grid": {"data": "diabetes", "regime": "small"}})

@@ -168,6 +168,7 @@ def find_critical_point(
     dense_max_params: int = T.FINDER_DENSE_MAX,
     max_norm: float = 1e6,
     fit: LinearFit | None = None,
+    kink_iter: int | None = None,
 ) -> CriticalPoint:
     """Find a critical point from the model's current parameters: the driver on an ensemble of one.
 
@@ -182,6 +183,9 @@ def find_critical_point(
         dense_max_params: dense Hessian steps up to this many parameters, Krylov above.
         max_norm: ``‖θ‖`` beyond which the run stops.
         fit: the best linear predictor of the data, if already computed.
+        kink_iter: Newton iterations of the kink polish of ReLU-type networks (default
+            ``KINK_POLISH_ITER`` for ``minimum``, ``KINK_POLISH_ITER_ANY`` for ``any``); a cap
+            trades deep-network kinks for time in large censuses.
 
     Returns:
         The :class:`CriticalPoint`.
@@ -191,7 +195,7 @@ def find_critical_point(
     """
     ens = Ensemble([model], X, y, loss)
     return find_critical_points(ens, kind, tol, max_iter, xtol=xtol, dense_max_params=dense_max_params,
-                                max_norm=max_norm, fit=fit)[0]
+                                max_norm=max_norm, fit=fit, kink_iter=kink_iter)[0]
 
 
 def find_critical_points(
@@ -205,12 +209,13 @@ def find_critical_points(
     dense_max_params: int = T.FINDER_DENSE_MAX,
     fit: LinearFit | None = None,
     batched: bool = True,
+    kink_iter: int | None = None,
 ) -> list[CriticalPoint]:
     """Run the driver on every member of ``ens`` (see the module docstring).
 
     Args:
         ens: the ensemble; its rows ``Θ`` (M × n) are the starts (left unchanged).
-        kind, tol, max_iter, xtol, max_norm, dense_max_params: as :func:`find_critical_point`.
+        kind, tol, max_iter, xtol, max_norm, dense_max_params, kink_iter: as :func:`find_critical_point`.
         fit: the best linear predictor (computed here when None).
         batched: all members in one vmapped computation (True) or one at a time (False); both
             give the same iterates.
@@ -228,13 +233,16 @@ def find_critical_points(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotAttainedWarning)
             fit = best_linear(ens.fr.X, ens.fr.y, ens.fr.loss, bias=getattr(ens.fr.model, "out_bias", True))
+    if kink_iter is None:
+        kink_iter = KINK_POLISH_ITER if kind == "minimum" else KINK_POLISH_ITER_ANY
+    kink_iter = check_positive_int("kink_iter", kink_iter)
     opts = dict(kind=kind, tol=tol, max_iter=max_iter, xtol=xtol, max_norm=max_norm,
-                dense=ens.n <= dense_max_params)
+                dense=ens.n <= dense_max_params, kink_iter=kink_iter)
     groups = [torch.arange(ens.M)] if batched else [torch.tensor([j]) for j in range(ens.M)]
     out = []
     for members in groups:
         start = time.perf_counter()
-        runs = _drive(ens, members, **opts)
+        runs = _drive(ens, members, **{k: v for k, v in opts.items() if k != "kink_iter"})
         out += [_finish(ens, r, fit, opts, start) for r in runs]
     return out
 
@@ -682,8 +690,7 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
     if margin is not None and status != "nan" and near_kink and ens.n <= T.KINK_POLISH_MAX_PARAMS:
         fr = FlatRisk(model, ens.fr.X, ens.fr.y, ens.fr.loss)
         try:
-            polished, an = analyse_kink(fr, theta, grad_tol=T.grad_tol(R, tol), kind=kind,
-                                        max_iter=KINK_POLISH_ITER if kind == "minimum" else KINK_POLISH_ITER_ANY)
+            polished, an = analyse_kink(fr, theta, grad_tol=T.grad_tol(R, tol), kind=kind, max_iter=opts["kink_iter"])
         except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:  # a failed polish is reported
             an, polished = None, None
             message += f"; the kink polish failed ({type(exc).__name__}: {exc})"

@@ -87,6 +87,7 @@ def _run(task: Task, finder: dict) -> list[dict]:
     models = [init_model(c["model"], ds.X.shape[1], width=c["width"], depth=c["depth"], activation=act, seed=s,
                          v_scale=c["v_scale"]) for s in task.seeds]
     opts = {k: finder[k] for k in ("tol", "max_iter", "xtol", "max_norm")}
+    opts["kink_iter"] = finder.get("kink_iter")
     keep = finder.get("store_parameters", "candidates") == "all"
     fit = best_linear(ds.X, ds.y, loss, bias=getattr(models[0], "out_bias", True))
     if task.engine == "batched":

@@ -13,6 +13,7 @@ grouped into tasks of at most ``batch_size`` seeds: the unit of work an executor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -21,15 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._checks import ValidationError, check_choice, check_scalar
-from ..data import BUILTIN
+from ..data import BUILTIN, load_dataset
 from ..losses import LOSSES
-from ..models import ACTIVATIONS, MODELS
+from ..models import ACTIVATIONS, MODELS, param_count
 
 TOP_KEYS = ("name", "seeds", "engine", "batch_size", "finder", "store", "grid")
 STORE_KEYS = ("parameters",)
 STORE_PARAMETERS = ("candidates", "all")
-FINDER_KEYS = ("kind", "tol", "max_iter", "xtol", "max_norm")
-GRID_KEYS = ("data", "rho", "model", "depth", "width", "activation", "loss", "v_scale", "kind")
+FINDER_KEYS = ("kind", "tol", "max_iter", "xtol", "max_norm", "kink_iter")
+GRID_KEYS = ("data", "rho", "model", "depth", "width", "activation", "loss", "v_scale", "kind", "seeds", "regime")
+#: ``[[grid]] regime``: keep every config, or only those with fewer (``below_samples``: n < m)
+#: or at least as many (``above_samples``) parameters n as samples m (docs/theory.md §7).
+REGIMES = ("all", "below_samples", "above_samples")
 ENGINES = ("batched", "sequential")
 KINDS = ("minimum", "any")
 FINDER_DEFAULTS = {"kind": "minimum", "tol": 1e-10, "max_iter": 200, "xtol": 1e-6, "max_norm": 1e6}
@@ -79,16 +83,20 @@ class Spec:
             out["store"] = self.store
         return out
 
+    def seeds_of(self, config: dict) -> list[int]:
+        """The seeds of one config: its grid's ``seeds`` if given, else the spec's."""
+        return config.get("seeds", self.seeds)
+
     @property
     def n_runs(self) -> int:
-        return len(self.configs) * len(self.seeds)
+        return sum(len(self.seeds_of(c)) for c in self.configs)
 
     def tasks(self) -> list[Task]:
         """Every task of the census, configs in spec order, seeds in blocks of ``batch_size``."""
         h = self.spec_hash
         size = self.batch_size if self.engine == "batched" else 1
-        return [Task(h, config_id(c), c, self.seeds[i : i + size], self.engine)
-                for c in self.configs for i in range(0, len(self.seeds), size)]
+        return [Task(h, config_id(c), c, seeds[i : i + size], self.engine)
+                for c in self.configs for seeds in [self.seeds_of(c)] for i in range(0, len(seeds), size)]
 
 
 def config_id(config: dict) -> str:
@@ -140,6 +148,8 @@ def parse_spec(raw: dict) -> Spec:
     for k in ("tol", "xtol", "max_norm"):
         finder[k] = _float(f"finder.{k}", finder[k])
     finder["max_iter"] = _int("finder.max_iter", finder["max_iter"], 1, 100_000)
+    if "kink_iter" in finder:   # only when given: older specs keep their hashes
+        finder["kink_iter"] = _int("finder.kink_iter", finder["kink_iter"], 1, 100_000)
     store_raw = raw.get("store", {})
     if not isinstance(store_raw, dict):
         raise ValidationError(f"The 'store' key must be a table ([store]). Got {store_raw!r}.")
@@ -162,7 +172,9 @@ def _expand(g: dict, where: str, default_kind: str) -> list[dict]:
     _known(g, GRID_KEYS, f"[[grid]] {where}")
     if "data" not in g:
         raise ValidationError(f"The '{where}.data' key is required: a data set name ({', '.join(BUILTIN)}) or a .csv/.npz path.")
-    values = {k: g.get(k, GRID_DEFAULTS.get(k)) for k in GRID_KEYS}
+    regime = _choice(f"{where}.regime", g.get("regime", "all"), REGIMES)
+    seeds = _seeds(g["seeds"]) if "seeds" in g else None
+    values = {k: g.get(k, GRID_DEFAULTS.get(k)) for k in GRID_KEYS if k not in ("seeds", "regime")}
     values["kind"] = g.get("kind", default_kind)
     lists = {k: (v if isinstance(v, list) else [v]) for k, v in values.items()}
     for k, vs in lists.items():
@@ -170,9 +182,23 @@ def _expand(g: dict, where: str, default_kind: str) -> list[dict]:
             raise ValidationError(f"The '{where}.{k}' key must not be an empty list.")
     out = []
     for combo in itertools.product(*lists.values()):
-        c = dict(zip(lists, combo))
-        out.append(_check_config(c, where))
+        c = _check_config(dict(zip(lists, combo)), where)
+        if regime != "all":
+            m, d = _shape(c["data"], c["rho"])
+            n = param_count(c["model"], d, width=c["width"], depth=c["depth"])
+            if (n < m) != (regime == "below_samples"):
+                continue
+        if seeds is not None:
+            c["seeds"] = seeds
+        out.append(c)
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _shape(data: str, rho) -> tuple[int, int]:
+    """``(m, d)`` of a data set (loaded once per process)."""
+    X = load_dataset(data, rho=rho).X
+    return int(X.shape[0]), int(X.shape[1])
 
 
 def _check_config(c: dict, where: str) -> dict:

@@ -181,3 +181,23 @@ def test_replay_from_an_export_rejects_a_missing_run_in_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "resland.cli", "replay", "--parquet", str(tmp_path / "runs.parquet"),
                           "--run", "c:0"], capture_output=True, text=True)
     assert out.returncode == 2 and "no parameters" in out.stderr
+
+
+def test_the_committed_atlas_spec_covers_what_the_atlas_promises():
+    from pathlib import Path
+
+    spec = load_spec(Path(__file__).parents[1] / "atlas" / "atlas.toml")
+    cs = spec.configs
+    losses = {c["data"]: resland.load_dataset(c["data"]).loss for c in cs}
+    assert sum(v == "squared" for v in losses.values()) >= 3 and sum(v == "logistic" for v in losses.values()) >= 2
+    for name in losses:                                            # R_lin attained on every data set
+        ds = resland.load_dataset(name)
+        assert resland.best_linear(ds.X, ds.y, ds.loss).attained, name
+    assert {c["model"] for c in cs} == {"resnet", "fc"}
+    assert {c["depth"] for c in cs} >= {1, 2, 4, 8, 16, 32} and {c["width"] for c in cs} >= {1, 16}
+    assert {c["activation"] for c in cs} == {"relu", "softplus", "tanh"}
+    assert {c["kind"] for c in cs} == {"minimum", "any"} and {c["v_scale"] for c in cs} >= {0.3, 1.0}
+    # Every model appears at every depth it has in the other model's grid (side by side).
+    for data in losses:
+        dw = {m: {(c["depth"], c["width"]) for c in cs if c["model"] == m and c["data"] == data} for m in ("resnet", "fc")}
+        assert dw["resnet"] & dw["fc"], data

@@ -201,3 +201,11 @@ def test_the_committed_atlas_spec_covers_what_the_atlas_promises():
     for data in losses:
         dw = {m: {(c["depth"], c["width"]) for c in cs if c["model"] == m and c["data"] == data} for m in ("resnet", "fc")}
         assert dw["resnet"] & dw["fc"], data
+
+
+def test_bad_executor_options_leave_the_atlas_directory_untouched(tmp_path):
+    (tmp_path / "atlas.toml").write_text(SMOKE)
+    out = subprocess.run([sys.executable, "-m", "resland.cli", "atlas", "--dir", str(tmp_path), "--workers", "0"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0, out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["atlas.toml"]

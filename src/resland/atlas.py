@@ -35,6 +35,7 @@ from pathlib import Path
 from . import tolerances as T
 from ._html import CSS, data_uri, png
 from .census import RunStore, load_spec, run_census
+from .census.executors import check_options
 from .census.export import COMPACT_FIELDS, compact_row
 
 #: Where ``make atlas`` reads and writes.
@@ -94,6 +95,7 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
     """
     directory = Path(directory)
     spec = load_spec(spec_path or directory / SPEC_FILE)
+    check_options(executor, workers, scheduler, retries)   # before the store file is created
     runs_path, report_path = directory / RUNS_FILE, directory / REPORT_FILE
     committed = [r for r in read_runs(runs_path) if r["spec_hash"] == spec.spec_hash]
     keys = {(r["config_id"], int(r["seed"])) for r in committed}
@@ -114,10 +116,6 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
 
 
 # ----------------------------------------------------------------------------- the questions
-def _model(r: dict) -> str:
-    return r["model"]
-
-
 def _below(r: dict) -> bool:
     """The run got below linear: ``below_linear``, or a critical point or kink below ``R_lin,lower``."""
     if r["outcome"] == "below_linear":
@@ -136,7 +134,7 @@ def q1_below_linear(rows: list[dict]) -> dict:
     out: dict = defaultdict(lambda: [0, 0])
     for r in rows:
         if r["kind"] == "minimum":
-            c = out[(r["data"], r["depth"], _model(r))]
+            c = out[(r["data"], r["depth"], r["model"])]
             c[0] += 1
             c[1] += _below(r)
     return {k: tuple(v) for k, v in sorted(out.items())}
@@ -148,7 +146,7 @@ def q2_certified(rows: list[dict]) -> tuple[dict, list[dict]]:
     for r in rows:
         if r["outcome"] == "critical" and not r["linear_equivalent"] and r["verdict"] in (
                 "better_than_linear", "strict_saddle", "violation"):
-            counts[(_model(r), r["verdict"])] += 1
+            counts[(r["model"], r["verdict"])] += 1
     viol = [r for r in rows if r["verdict"] == "violation"]
     return dict(sorted(counts.items())), viol
 
@@ -158,7 +156,7 @@ def q3_fc_vs_resnet(rows: list[dict]) -> dict:
     out: dict = defaultdict(lambda: [0, 0])
     for r in rows:
         if _local_minimum(r):
-            c = out[_model(r)]
+            c = out[r["model"]]
             c[0] += 1
             c[1] += r["risk"] > r["linear_risk_upper"] + T.risk_tol(r["linear_risk_upper"])
     return {k: tuple(v) for k, v in sorted(out.items())}

@@ -37,6 +37,7 @@ from ._html import CSS, data_uri, png
 from .census import RunStore, load_spec, run_census
 from .census.executors import check_options
 from .census.export import COMPACT_FIELDS, compact_row
+from .replay import replay_export_command
 
 #: Where ``make atlas`` reads and writes.
 ATLAS_DIR = Path("atlas")
@@ -44,8 +45,6 @@ SPEC_FILE = "atlas.toml"
 RUNS_FILE = "runs.parquet"
 REPORT_FILE = "index.html"
 STORE_FILE = "atlas.db"
-#: At most this many MB of committed export (issue 14).
-MAX_EXPORT_MB = 25
 
 
 # ----------------------------------------------------------------------------- runs
@@ -225,11 +224,6 @@ def headline(rows: list[dict]) -> dict:
             "unresolved_share": outcomes.get("unresolved", 0) / n if n else 0.0}
 
 
-def replay_command(runs_path: str | Path, r: dict) -> str:
-    """The command that replays run ``r`` of a compact export (its parameters must be kept)."""
-    return f"resland replay --parquet {runs_path} --run {r['config_id']}:{r['seed']}"
-
-
 # ----------------------------------------------------------------------------- the report
 def _table(head: list[str], body: list[list]) -> str:
     return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
@@ -294,7 +288,8 @@ def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "a
     if viol:
         parts.append(f"<p class='alert'><b>{len(viol)} violation(s).</b></p>" + _table(
             ["config", "seed", "R − R_lin", "replay"],
-            [[r["config_id"], r["seed"], f"{r['gap']:.3e}", replay_command(runs_path, r)] for r in viol]))
+            [[r["config_id"], r["seed"], f"{r['gap']:.3e}", replay_export_command(runs_path, r["config_id"], r["seed"])]
+             for r in viol]))
     else:
         parts.append("<p>No violation: no certified local minimum of a ResNet worse than linear.</p>")
     q3 = q3_fc_vs_resnet(rows)
@@ -321,6 +316,6 @@ def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "a
     parts.append("<h2 id='q6'>6. Unresolved runs</h2>" + (_table(
         ["config", "seed", "status", "‖∇R‖", "replay"],
         [[r["config_id"], r["seed"], r["status"], f"{r['grad_norm']:.2e}" if r["grad_norm"] is not None else "–",
-          replay_command(runs_path, r)] for r in q6]) if q6 else "<p>None.</p>"))
+          replay_export_command(runs_path, r["config_id"], r["seed"])] for r in q6]) if q6 else "<p>None.</p>"))
     parts.append("</body></html>")
     Path(out).write_text("\n".join(parts), encoding="utf-8")

@@ -101,13 +101,23 @@ def replay_export(path: str | Path, run: str) -> Replay:
     act = None if r["activation"] == "auto" else r["activation"]
     model = init_model(r["model"], ds.X.shape[1], width=r["width"], depth=r["depth"], activation=act, seed=seed,
                        v_scale=r["v_scale"])
-    theta = torch.tensor(json.loads(r["parameters"]), dtype=torch.float64)
+    _set_parameters(model, json.loads(r["parameters"]))
+    return Replay(f"export:{run}", r["verdict"], certify(model, ds.X, ds.y, r["loss"], keep_parameters=True))
+
+
+def replay_export_command(path: str | Path, config_id: str, seed: int) -> str:
+    """The command line that replays run ``config_id:seed`` of a compact export."""
+    return f"resland replay --parquet {path} --run {config_id}:{seed}"
+
+
+def _set_parameters(model, params: list) -> None:
+    """Give ``model`` the flat parameters ``params`` (``model.parameters()`` order)."""
+    theta = torch.tensor(params, dtype=torch.float64)
     n = sum(p.numel() for p in model.parameters())
     if theta.numel() != n:
         raise ValidationError(f"The stored parameters have {theta.numel()} entries; the model has {n}.")
     with torch.no_grad():
         vector_to_parameters(theta, model.parameters())
-    return Replay(f"export:{run}", r["verdict"], certify(model, ds.X, ds.y, r["loss"], keep_parameters=True))
 
 
 def _run_key(run: str) -> tuple[str, int]:
@@ -139,12 +149,7 @@ def replay_file(path: str | Path) -> Replay:
 def _certify(data: dict, cert: dict, params: list) -> Certificate:
     ds = load_dataset(data["name"], rho=data.get("rho"), target=data.get("target"))
     model = build_model(cert["model_config"])
-    theta = torch.tensor(params, dtype=torch.float64)
-    n = sum(p.numel() for p in model.parameters())
-    if theta.numel() != n:
-        raise ValidationError(f"The stored parameters have {theta.numel()} entries; the model has {n}.")
-    with torch.no_grad():
-        vector_to_parameters(theta, model.parameters())
+    _set_parameters(model, params)
     fresh = certify(model, ds.X, ds.y, cert["loss"], keep_parameters=True)
     if cert.get("data_sha256") and fresh.data_sha256 != cert["data_sha256"]:
         raise ValidationError(f"The data set {data['name']!r} differs from the one certified (SHA-256 "

@@ -121,6 +121,24 @@ def test_xor_logistic_is_below_linear_with_a_recomputed_path_minimum():
     assert ev is not None and ev["risk_decrease"] > 0
 
 
+def test_a_vanishing_gradient_plateau_is_critical_by_the_one_test_that_certify_uses():
+    """A deep narrow tanh FC net on iris stalls where the gradient vanishes (the constant predictor,
+    R = log 2); its Newton-distance estimate stays above xtol, yet the finder and certify agree."""
+    ds = resland.load_dataset("iris")
+    cp = find_critical_point(init_model("fc", 4, width=2, depth=24, activation="tanh", seed=0), ds.X, ds.y,
+                             loss=ds.loss, max_iter=100)
+    assert cp.outcome == "critical" and cp.converged, cp.message
+    assert cp.newton_step > 1e-6 * (1 + cp.param_norm)          # the distance test alone would not pass
+    fr = FlatRisk(cp.model, ds.X, ds.y, ds.loss)
+    theta = flat_parameters(cp.model.parameters()).detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(fr.risk(theta), theta)             # autograd, not the finder's gradient
+    R = float(fr.risk(theta.detach()))
+    assert float(torch.linalg.norm(g)) <= 1e-10 * max(1.0, R)
+    assert R == pytest.approx(math.log(2), abs=1e-9)       # balanced classes, constant logit 0
+    cert = resland.certify(cp.model, ds.X, ds.y, ds.loss)
+    assert cert.verdict not in ("not_critical", "nondifferentiable"), cert.reason
+
+
 def test_unresolved_runs_keep_their_parameters():
     X, y = xor_data()
     model = init_model("resnet", 2, width=2, depth=1, activation="tanh", seed=1)

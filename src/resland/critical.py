@@ -33,7 +33,10 @@ Backends by size: the dense Hessian and a batched ``eigh`` up to ``dense_max_par
 iterate is critical and the regularised step ``(|H| + ‖g‖I)⁻¹g`` (a distance to the critical
 set, over the eigendirections with ``|λ| > n·eps·|λ|_max``: in numerically null directions the
 gradient is rounding) is ``≤ xtol·(1 + ‖θ‖)``; the second test separates a critical point from a flat path to
-infinity. With ``kind="minimum"`` a critical point with ``λ_min < −lambda_tol`` is escaped along
+infinity, and only decides when to stop: a run that stalls or reaches ``max_iter`` at a critical
+iterate, without the evidence of :func:`divergence`, is ``converged`` too (a flat critical region,
+e.g. a deep net's vanishing-gradient plateau).
+With ``kind="minimum"`` a critical point with ``λ_min < −lambda_tol`` is escaped along
 its eigenvector when a backtracking step lowers the risk.
 
 **ReLU-type networks.** The risk is smooth inside each activation region and the driver's
@@ -718,10 +721,17 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
                     status = "stalled"
     elif status == "converged" and near_kink and margin is not None and margin <= T.KINK_TOL:
         status, message = "stalled", message + "; but the point lies on a kink too large for the kink polish"
+    div = divergence(run["history"])
+    if (status in ("stalled", "max_iter") and T.is_critical(R, gn, tol) and not (div is not None and div["diverging"])
+            and not (margin is not None and margin <= T.KINK_TOL)):
+        # One definition of critical (the gradient test, as in certify): a run that ends at a point
+        # that passes it, and is not on its way to infinity, is critical; xtol only decides when to stop.
+        status = "converged"
+        message += (f"; critical all the same: ‖∇R‖ = {gn:.3e} ≤ {T.grad_tol(R, tol):.3e} (the one test of "
+                    f"critical), though the distance estimate {run['dist']:.3e} > xtol·(1+‖θ‖): a flat region")
     path_min = None
     if kind == "minimum" and math.isfinite(run["best_risk"]):
         path_min = float(ens.risk(run["best_theta"][None])[0])               # a fresh forward pass
-    div = divergence(run["history"])
     if status == "nan":
         outcome = "failed"
     elif status == "converged":

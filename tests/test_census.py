@@ -323,3 +323,9 @@ def test_grid_seeds_and_regime_select_configs_by_parameter_count():
     assert sorted(s for t in spec.tasks() for s in t.seeds) == [0, 1, 5, 5, 6, 6, 7, 7]
     with pytest.raises(ValidationError, match="regime"):
         parse_spec({"grid": {"data": "diabetes", "regime": "small"}})
+
+
+def test_v_scale_applies_to_resnets_only_so_a_crossed_grid_has_one_fc_config_per_point():
+    spec = parse_spec({"grid": {"data": "iris", "model": ["resnet", "fc"], "v_scale": [0.3, 1.0]}})
+    got = sorted((c["model"], c["v_scale"]) for c in spec.configs)
+    assert got == [("fc", 1.0), ("resnet", 0.3), ("resnet", 1.0)]

@@ -223,6 +223,8 @@ def _check_config(c: dict, where: str) -> dict:
         raise ValidationError(f"The '{where}.rho' key applies to example1 only. Got data {data!r}.")
     if c["model"] == "linear":  # depth, width and activation do not apply
         c.update(depth=1, width=1, activation="auto", v_scale=1.0)
+    elif c["model"] == "fc":    # v_scale scales a ResNet's V_l: an FC grid point is one config
+        c["v_scale"] = 1.0
     return c
 
 

@@ -209,3 +209,17 @@ def test_bad_executor_options_leave_the_atlas_directory_untouched(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0, out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["atlas.toml"]
+
+
+def test_the_report_and_its_figures_separate_resnet_from_fc_violations(tmp_path):
+    lin = 0.5
+    rows = [_row(outcome="below_linear", depth=d, seed=s, config_id=f"b{d}") for d in (1, 2, 4) for s in range(2)]
+    rows += [_row(model="fc", outcome="critical", verdict="violation", risk=0.7, linear_risk_lower=lin,
+                  linear_risk_upper=lin, lambda_min=0.0, lambda_tol=1e-9, gap=0.2, config_id="fcv")]
+    out = tmp_path / "index.html"
+    atlas.write_atlas_report(rows, out, rademacher_draws=0)
+    page = out.read_text()
+    assert "No ResNet violation" in page and "1 FC violation(s)" in page and "resland replay --parquet" in page
+    paths = atlas.write_atlas_figures(rows, tmp_path)
+    assert [p.name for p in paths] == ["below_linear.png"]          # no certified ResNet point with δ
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -45,6 +45,8 @@ SPEC_FILE = "atlas.toml"
 RUNS_FILE = "runs.parquet"
 REPORT_FILE = "index.html"
 STORE_FILE = "atlas.db"
+#: The report's figures as files, for docs/atlas.md (questions 1 and 4).
+FIGURE_FILES = ("below_linear.png", "near_identity.png")
 
 
 # ----------------------------------------------------------------------------- runs
@@ -110,6 +112,7 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
     write_runs(rows, runs_path)
     write_atlas_report(rows, report_path, spec_name=spec.name, runs_path=runs_path,
                        rademacher_draws=rademacher_draws)
+    write_atlas_figures(rows, directory)
     out["written"] = True
     return out
 
@@ -265,6 +268,50 @@ def near_identity_figure(points: list[dict]) -> bytes | None:
     return png(fig)
 
 
+def below_linear_figure(q1: dict) -> bytes | None:
+    """Question 1 as a figure: the below-linear share of descent runs against depth, one panel
+    per data set, ResNet and FC side by side (PNG), or None without rows."""
+    if not q1:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = sorted({k[0] for k in q1})
+    cols = min(3, len(data))
+    rows_ = math.ceil(len(data) / cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(3.4 * cols, 2.6 * rows_), squeeze=False, sharey=True)
+    for ax, name in zip(axes.flat, data):
+        for model, style in (("resnet", "o-"), ("fc", "s--")):
+            pts = sorted((k[1], v[1] / v[0]) for k, v in q1.items() if k[0] == name and k[2] == model and v[0])
+            if pts:
+                ax.plot(*zip(*pts), style, ms=4, label=model)
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("depth L", fontsize=8)
+    for ax in axes.flat[len(data):]:
+        ax.set_visible(False)
+    axes[0, 0].set_ylabel("share below linear")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Descent runs (kind minimum) that get below the best linear predictor", fontsize=10)
+    fig.tight_layout()
+    return png(fig)
+
+
+def write_atlas_figures(rows: list[dict], directory: str | Path) -> list[Path]:
+    """Questions 1 and 4 as PNG files in ``directory`` (for docs/atlas.md); the paths written."""
+    out = []
+    for name, blob in ((FIGURE_FILES[0], below_linear_figure(q1_below_linear(rows))),
+                       (FIGURE_FILES[1], near_identity_figure(q4_near_identity(rows)))):
+        if blob is not None:
+            path = Path(directory) / name
+            path.write_bytes(blob)
+            out.append(path)
+    return out
+
+
 def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "atlas",
                        runs_path: str | Path = ATLAS_DIR / RUNS_FILE, rademacher_draws: int = 6) -> None:
     """Write the atlas report (six questions, see the module docstring) to ``out``.
@@ -281,17 +328,23 @@ def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "a
     q1 = q1_below_linear(rows)
     parts.append("<h2 id='q1'>1. Descent runs that get below linear</h2><p>Kind minimum: outcome below_linear, or "
                  "a critical point or kink with R &lt; R_lin,lower − risk_tol.</p>"
+                 + (f"<p><img alt='below-linear share against depth' src='{data_uri(fig1)}'></p>"
+                    if (fig1 := below_linear_figure(q1)) else "")
                  + _table(["data", "depth", "model", "below linear"], [[*k, _share(v[1], v[0])] for k, v in q1.items()]))
     counts, viol = q2_certified(rows)
     parts.append("<h2 id='q2'>2. Certified non-trivial critical points</h2>"
                  + _table(["model", "verdict", "points"], [[*k, v] for k, v in counts.items()]))
+    res_viol = [r for r in viol if r["model"] == "resnet"]
+    parts.append(f"<p class='alert'><b>{len(res_viol)} ResNet violation(s)</b>: counterexample candidates to the "
+                 "paper's dichotomy.</p>" if res_viol else
+                 "<p>No ResNet violation: no certified critical point of a ResNet that is worse than linear and "
+                 "not a strict saddle.</p>")
     if viol:
-        parts.append(f"<p class='alert'><b>{len(viol)} violation(s).</b></p>" + _table(
-            ["config", "seed", "R − R_lin", "replay"],
-            [[r["config_id"], r["seed"], f"{r['gap']:.3e}", replay_export_command(runs_path, r["config_id"], r["seed"])]
-             for r in viol]))
-    else:
-        parts.append("<p>No violation: no certified local minimum of a ResNet worse than linear.</p>")
+        parts.append(f"<p>{len(viol) - len(res_viol)} FC violation(s): fully-connected critical points worse than "
+                     "linear without escape (the theorem does not cover FC networks; Example 1's phenomenon).</p>"
+                     + _table(["model", "config", "seed", "R − R_lin", "replay"],
+                              [[r["model"], r["config_id"], r["seed"], f"{r['gap']:.3e}",
+                                replay_export_command(runs_path, r["config_id"], r["seed"])] for r in viol]))
     q3 = q3_fc_vs_resnet(rows)
     parts.append("<h2 id='q3'>3. FC against ResNet</h2><p>Certified local minima (λ_min ≥ −lambda_tol) with "
                  "R &gt; R_lin,upper + risk_tol.</p>"

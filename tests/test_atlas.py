@@ -40,7 +40,9 @@ activation = "tanh"
 def test_the_atlas_resumes_from_its_committed_export_and_then_does_nothing(tmp_path):
     (tmp_path / "atlas.toml").write_text(SMOKE)
     first = atlas.run_atlas(tmp_path, workers=1, rademacher_draws=0)
-    assert first == {"spec": "atlas-test", "committed": 0, "new": 4, "total": 4, "written": True}
+    assert {k: first[k] for k in ("spec", "committed", "new", "total", "of", "written")} == {
+        "spec": "atlas-test", "committed": 0, "new": 4, "total": 4, "of": 4, "written": True}
+    assert 0 < first["export_mb"] < atlas.MAX_EXPORT_MB
     runs = tmp_path / "runs.parquet"
     rows = atlas.read_runs(runs)
     assert len(rows) == 4 and {r["model"] for r in rows} == {"resnet", "fc"}
@@ -50,7 +52,8 @@ def test_the_atlas_resumes_from_its_committed_export_and_then_does_nothing(tmp_p
     for f in tmp_path.glob("atlas.db*"):
         f.unlink()
     again = atlas.run_atlas(tmp_path, workers=1, rademacher_draws=0)
-    assert again == {"spec": "atlas-test", "committed": 4, "new": 0, "total": 4, "written": False}
+    assert {k: again[k] for k in ("spec", "committed", "new", "total", "written")} == {
+        "spec": "atlas-test", "committed": 4, "new": 0, "total": 4, "written": False}
     assert runs.read_bytes() == blob
     # One more seed: only the two new runs are computed; the committed four are kept as they were.
     (tmp_path / "atlas.toml").write_text(SMOKE.replace("seeds = 2", "seeds = [0, 1, 2]"))
@@ -223,3 +226,19 @@ def test_the_report_and_its_figures_separate_resnet_from_fc_violations(tmp_path)
     paths = atlas.write_atlas_figures(rows, tmp_path)
     assert [p.name for p in paths] == ["below_linear.png"]          # no certified ResNet point with δ
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_export_only_publishes_a_partial_atlas_that_a_rerun_completes(tmp_path):
+    (tmp_path / "atlas.toml").write_text(SMOKE)
+    spec = load_spec(tmp_path / "atlas.toml")
+    with RunStore(tmp_path / "atlas.db") as store:     # seed 0 of each config done, seed 1 not yet
+        run_census(spec, store, workers=1, skip={(c["config_id"], 1) for c in
+                                                 [{"config_id": t.config_id} for t in spec.tasks()]})
+    part = atlas.run_atlas(tmp_path, export_only=True, rademacher_draws=0)
+    assert (part["new"], part["total"], part["of"], part["written"]) == (0, 2, 4, True)
+    assert sorted(r["seed"] for r in atlas.read_runs(tmp_path / "runs.parquet")) == [0, 0]
+    for f in tmp_path.glob("atlas.db*"):                # a clone of the partial atlas
+        f.unlink()
+    rest = atlas.run_atlas(tmp_path, workers=1, rademacher_draws=0)
+    assert (rest["committed"], rest["new"], rest["total"]) == (2, 2, 4)
+    assert sorted(r["seed"] for r in atlas.read_runs(tmp_path / "runs.parquet")) == [0, 0, 1, 1]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -45,6 +46,8 @@ SPEC_FILE = "atlas.toml"
 RUNS_FILE = "runs.parquet"
 REPORT_FILE = "index.html"
 STORE_FILE = "atlas.db"
+#: The committed export's size limit (issue 14): larger means the spec is too big to publish.
+MAX_EXPORT_MB = 25
 #: The report's figures as files, for docs/atlas.md (questions 1 and 4).
 FIGURE_FILES = ("below_linear.png", "near_identity.png")
 
@@ -78,7 +81,7 @@ def write_runs(rows: list[dict], path: str | Path) -> int:
 
 def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None = None, executor: str = "local",
               workers: int | None = None, scheduler: str | None = None, retries: int = 2,
-              on_start=None, on_rows=None, rademacher_draws: int = 6) -> dict:
+              on_start=None, on_rows=None, rademacher_draws: int = 6, export_only: bool = False) -> dict:
     """Run the atlas spec, resuming from the committed export, and write the export and report.
 
     Args:
@@ -86,10 +89,14 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
             and the working store ``atlas.db``.
         executor, workers, scheduler, retries: as :func:`resland.census.run_census`.
         rademacher_draws: as :func:`write_atlas_report`.
+        export_only: compute nothing; write the export and report from the committed runs and
+            those already in the working store (a partial atlas, to commit and resume later).
 
     Returns:
         ``{"spec": name, "committed": runs read from the export, "new": runs computed now,
-        "total": runs in the export, "written": whether the export and report were rewritten}``.
+        "total": runs in the export, "of": runs in the spec, "written": whether the export and report
+        were rewritten, "export_mb": the export's size in MB}``. An export over
+        :data:`MAX_EXPORT_MB` is written all the same, with a warning: the spec is too large to commit.
 
     Raises:
         ValidationError: a bad spec or executor options (nothing is written).
@@ -101,15 +108,21 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
     committed = [r for r in read_runs(runs_path) if r["spec_hash"] == spec.spec_hash]
     keys = {(r["config_id"], int(r["seed"])) for r in committed}
     with RunStore(directory / STORE_FILE) as store:
-        summary = run_census(spec, store, executor=executor, workers=workers, scheduler=scheduler, retries=retries,
-                             on_start=on_start, on_rows=on_rows, skip=keys)
+        summary = {"runs": 0} if export_only else run_census(
+            spec, store, executor=executor, workers=workers, scheduler=scheduler, retries=retries,
+            on_start=on_start, on_rows=on_rows, skip=keys)
         fresh = [compact_row(r) for r in store.rows(spec.spec_hash) if (r["config_id"], r["seed"]) not in keys]
     out = {"spec": spec.name, "committed": len(committed), "new": summary["runs"], "total": len(committed) + len(fresh),
-           "written": False}
+           "of": spec.n_runs, "written": False,
+           "export_mb": runs_path.stat().st_size / 1e6 if runs_path.is_file() else 0.0}
     if not fresh and runs_path.is_file() and report_path.is_file():
         return out                                     # everything is committed: nothing more to do
     rows = committed + fresh
     write_runs(rows, runs_path)
+    out["export_mb"] = runs_path.stat().st_size / 1e6
+    if out["export_mb"] > MAX_EXPORT_MB:
+        warnings.warn(f"{runs_path} is {out['export_mb']:.1f} MB, over the {MAX_EXPORT_MB} MB the atlas may commit: "
+                      "cut the spec or store fewer parameters", stacklevel=2)
     write_atlas_report(rows, report_path, spec_name=spec.name, runs_path=runs_path,
                        rademacher_draws=rademacher_draws)
     write_atlas_figures(rows, directory)

@@ -241,7 +241,9 @@ def replay_cmd(cert_file, store_path, parquet_path, run, as_json):
 @click.option("--workers", type=int, default=None, help="Worker processes (default: the CPU count).")
 @click.option("--scheduler", default=None, help="Address of a running Dask scheduler (with --executor dask).")
 @click.option("--retries", type=int, default=2, show_default=True, help="Resubmissions of a task whose worker died.")
-def atlas_cmd(directory, executor, workers, scheduler, retries):
+@click.option("--export-only", is_flag=True,
+              help="Compute nothing: write runs.parquet and index.html from the runs done so far (a partial atlas).")
+def atlas_cmd(directory, executor, workers, scheduler, retries, export_only):
     """Run the landscape atlas, resuming from the committed runs.parquet, and write runs.parquet and index.html."""
     from rich.console import Console
 
@@ -251,9 +253,9 @@ def atlas_cmd(directory, executor, workers, scheduler, retries):
     verdicts: dict[str, int] = {}
     with _CensusProgress(console, verdicts) as bar:
         out = run_atlas(directory, executor=executor, workers=workers, scheduler=scheduler, retries=retries,
-                        on_rows=bar.advance, on_start=bar.start)
+                        on_rows=bar.advance, on_start=bar.start, export_only=export_only)
     console.print(f"atlas {out['spec']!r}: {out['committed']} runs committed, {out['new']} computed now, "
-                  f"{out['total']} in {directory}/runs.parquet"
+                  f"{out['total']} of {out['of']} in {directory}/runs.parquet ({out['export_mb']:.2f} MB)"
                   + (f"; wrote {directory}/runs.parquet and {directory}/index.html" if out["written"] else
                      "; nothing to do"))
 

@@ -242,3 +242,16 @@ def test_export_only_publishes_a_partial_atlas_that_a_rerun_completes(tmp_path):
     rest = atlas.run_atlas(tmp_path, workers=1, rademacher_draws=0)
     assert (rest["committed"], rest["new"], rest["total"]) == (2, 2, 4)
     assert sorted(r["seed"] for r in atlas.read_runs(tmp_path / "runs.parquet")) == [0, 0, 1, 1]
+
+
+def test_the_markdown_summary_states_the_counts_of_the_questions():
+    lin = 0.5
+    rows = [_row(outcome="below_linear", config_id="a"), _row(outcome="unresolved", risk=0.6, config_id="b"),
+            _row(model="fc", outcome="critical", verdict="violation", risk=0.7, linear_risk_lower=lin,
+                 linear_risk_upper=lin, lambda_min=0.0, lambda_tol=1e-9, gap=0.2, config_id="c")]
+    md = atlas.markdown_summary(rows, of=10)
+    assert md.startswith("3 runs of 10 on 1 data sets (diabetes); 1 certified non-trivial critical points; "
+                         "unresolved 33.3%.")
+    assert "| resnet | 1/2 (50%) |" in md and "| fc | 0/1 (0%) |" in md      # question 1 at L = 1
+    assert "| fc | violation | 1 |" in md and "Violations: 0 ResNet, 1 FC." in md
+    assert "| fc | 1/1 (100%) |" in md                                        # question 3

@@ -240,6 +240,41 @@ def headline(rows: list[dict]) -> dict:
             "unresolved_share": outcomes.get("unresolved", 0) / n if n else 0.0}
 
 
+def markdown_summary(rows: list[dict], of: int | None = None) -> str:
+    """The headline numbers and questions 1–3 and 5 as Markdown tables (docs/atlas.md pastes them).
+
+    ``of``: the runs in the spec, when the export holds only part of them.
+    """
+    h = headline(rows)
+    lines = [f"{h['runs']} runs" + (f" of {of}" if of else "") + f" on {len(h['data_sets'])} data sets "
+             f"({', '.join(h['data_sets'])}); {h['certified_non_trivial']} certified non-trivial critical points; "
+             f"unresolved {h['unresolved_share']:.1%}.", "", "| outcome | runs |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in h["outcomes"].items()]
+    q1 = q1_below_linear(rows)
+    depths = sorted({k[1] for k in q1})
+    lines += ["", "Question 1, descent runs below linear (all data sets):", "",
+              "| model | " + " | ".join(f"L = {d}" for d in depths) + " |", "| --- |" + " --- |" * len(depths)]
+    for model in ("resnet", "fc"):
+        cells = []
+        for d in depths:
+            n = sum(v[0] for k, v in q1.items() if k[1] == d and k[2] == model)
+            b = sum(v[1] for k, v in q1.items() if k[1] == d and k[2] == model)
+            cells.append(_share(b, n))
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    counts, viol = q2_certified(rows)
+    lines += ["", "Question 2, certified non-trivial critical points:", "", "| model | verdict | points |",
+              "| --- | --- | --- |"] + [f"| {k[0]} | {k[1]} | {v} |" for k, v in counts.items()]
+    lines += ["", f"Violations: {sum(r['model'] == 'resnet' for r in viol)} ResNet, "
+              f"{sum(r['model'] == 'fc' for r in viol)} FC."]
+    lines += ["", "Question 3, certified local minima worse than linear:", "", "| model | worse than linear |",
+              "| --- | --- |"] + [f"| {k} | {_share(v[1], v[0])} |" for k, v in q3_fc_vs_resnet(rows).items()]
+    q5 = q5_probes(rows)
+    n5, b5 = sum(v[0] for v in q5.values()), sum(v[1] for v in q5.values())
+    lines += ["", f"Question 5: {_share(b5, n5)} certified ResNet minima with probes have a certified rise of "
+              "R_lin(h_l) along depth."]
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------- the report
 def _table(head: list[str], body: list[list]) -> str:
     return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"

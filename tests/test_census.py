@@ -329,3 +329,12 @@ def test_v_scale_applies_to_resnets_only_so_a_crossed_grid_has_one_fc_config_per
     spec = parse_spec({"grid": {"data": "iris", "model": ["resnet", "fc"], "v_scale": [0.3, 1.0]}})
     got = sorted((c["model"], c["v_scale"]) for c in spec.configs)
     assert got == [("fc", 1.0), ("resnet", 0.3), ("resnet", 1.0)]
+
+
+def test_finder_newton_always_max_is_validated_and_hashed_only_when_given():
+    base = {"grid": {"data": "iris"}}
+    assert parse_spec(base).spec_hash == parse_spec({**base, "finder": {}}).spec_hash
+    spec = parse_spec({**base, "finder": {"newton_always_max": 64}})
+    assert spec.finder["newton_always_max"] == 64 and spec.spec_hash != parse_spec(base).spec_hash
+    with pytest.raises(ValidationError, match="newton_always_max"):
+        parse_spec({**base, "finder": {"newton_always_max": -1}})

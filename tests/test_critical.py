@@ -9,6 +9,7 @@ import torch
 import resland
 from conftest import reference_hessian, teacher_problem
 from test_certificate import constructed_saddle
+from resland.models import init_model
 
 TEACHERS = [dict(seed=0, L=2), dict(seed=2, L=1), dict(seed=3, L=2, d=3), dict(seed=4, L=3),
             dict(seed=3, L=2, d=3, activation="softplus")]
@@ -106,3 +107,15 @@ def test_validation_messages(small_data):
     with pytest.raises(resland.ValidationError) as err:
         resland.find_critical_point(model, *small_data, max_iter=0)
     assert str(err.value) == "The 'max_iter' parameter must be an int in the range [1, inf). Got 0 instead."
+
+
+def test_newton_always_max_sets_where_second_order_steps_are_tried_every_iteration():
+    """n = 32: by default (150) Newton steps from the start; with 0, GGN alone far from a critical point."""
+    ds = resland.load_dataset("diabetes")
+    steps = {nam: resland.find_critical_point(init_model("resnet", 10, width=1, depth=1, activation="tanh"),
+                                              ds.X, ds.y, max_iter=5, newton_always_max=nam).steps
+             for nam in (150, 0)}
+    assert steps[150].get("newton", 0) > 0
+    assert set(steps[0]) == {"ggn"}
+    with pytest.raises(resland.ValidationError, match="newton_always_max"):
+        resland.find_critical_point(init_model("resnet", 10, width=1), ds.X, ds.y, newton_always_max=-1)

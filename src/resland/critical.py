@@ -75,7 +75,7 @@ import torch
 from torch import nn
 
 from . import tolerances as T
-from ._checks import check_choice, check_positive_float, check_positive_int
+from ._checks import check_choice, check_positive_float, check_positive_int, check_scalar
 from .ensemble import Ensemble
 from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear
@@ -172,6 +172,7 @@ def find_critical_point(
     max_norm: float = 1e6,
     fit: LinearFit | None = None,
     kink_iter: int | None = None,
+    newton_always_max: int = T.NEWTON_ALWAYS_MAX,
 ) -> CriticalPoint:
     """Find a critical point from the model's current parameters: the driver on an ensemble of one.
 
@@ -189,6 +190,9 @@ def find_critical_point(
         kink_iter: Newton iterations of the kink polish of ReLU-type networks (default
             ``KINK_POLISH_ITER`` for ``minimum``, ``KINK_POLISH_ITER_ANY`` for ``any``); a cap
             trades deep-network kinks for time in large censuses.
+        newton_always_max: up to this many parameters a second-order step is tried at every
+            iteration; above it only near a critical point (GGN steps elsewhere). Lower values trade
+            convergence of mid-sized models for time (``tolerances.NEWTON_ALWAYS_MAX``).
 
     Returns:
         The :class:`CriticalPoint`.
@@ -198,7 +202,8 @@ def find_critical_point(
     """
     ens = Ensemble([model], X, y, loss)
     return find_critical_points(ens, kind, tol, max_iter, xtol=xtol, dense_max_params=dense_max_params,
-                                max_norm=max_norm, fit=fit, kink_iter=kink_iter)[0]
+                                max_norm=max_norm, fit=fit, kink_iter=kink_iter,
+                                newton_always_max=newton_always_max)[0]
 
 
 def find_critical_points(
@@ -213,12 +218,14 @@ def find_critical_points(
     fit: LinearFit | None = None,
     batched: bool = True,
     kink_iter: int | None = None,
+    newton_always_max: int = T.NEWTON_ALWAYS_MAX,
 ) -> list[CriticalPoint]:
     """Run the driver on every member of ``ens`` (see the module docstring).
 
     Args:
         ens: the ensemble; its rows ``Θ`` (M × n) are the starts (left unchanged).
-        kind, tol, max_iter, xtol, max_norm, dense_max_params, kink_iter: as :func:`find_critical_point`.
+        kind, tol, max_iter, xtol, max_norm, dense_max_params, kink_iter, newton_always_max: as
+            :func:`find_critical_point`.
         fit: the best linear predictor (computed here when None).
         batched: all members in one vmapped computation (True) or one at a time (False); both
             give the same iterates.
@@ -239,8 +246,9 @@ def find_critical_points(
     if kink_iter is None:
         kink_iter = KINK_POLISH_ITER if kind == "minimum" else KINK_POLISH_ITER_ANY
     kink_iter = check_positive_int("kink_iter", kink_iter)
+    newton_always_max = check_scalar(newton_always_max, "newton_always_max", int, min_val=0)
     opts = dict(kind=kind, tol=tol, max_iter=max_iter, xtol=xtol, max_norm=max_norm,
-                dense=ens.n <= dense_max_params, kink_iter=kink_iter)
+                dense=ens.n <= dense_max_params, kink_iter=kink_iter, newton_always=ens.n <= newton_always_max)
     groups = [torch.arange(ens.M)] if batched else [torch.tensor([j]) for j in range(ens.M)]
     out = []
     for members in groups:
@@ -251,7 +259,8 @@ def find_critical_points(
 
 
 # ----------------------------------------------------------------------------- the driver
-def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, max_norm, dense) -> list[dict]:
+def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, max_norm, dense,
+           newton_always) -> list[dict]:
     theta = ens.theta[members].clone()
     k, n = theta.shape
     runs = [{"status": "max_iter", "message": f"stopped after max_iter={max_iter} iterations", "iterations": 0,
@@ -282,7 +291,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         # Second-order curvature only where it pays: near a critical point, for saddle search, or
         # where the Gauss–Newton damping shows GGN steps failing; elsewhere GGN alone.
         near = gn <= NEWTON_SWITCH * torch.clamp(R.abs(), min=1.0)
-        need = (mu_g[idx] > 1e4) | (kind == "any") | (n <= T.NEWTON_ALWAYS_MAX) | (near & dense)
+        need = (mu_g[idx] > 1e4) | (kind == "any") | newton_always | (near & dense)
         curv = _Mixed(ens, th, R, g, gn, need, _Dense if dense else _Krylov)
         dist = curv.distance()
         for a, j in enumerate(idx.tolist()):

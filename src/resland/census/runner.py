@@ -88,6 +88,8 @@ def _run(task: Task, finder: dict) -> list[dict]:
                          v_scale=c["v_scale"]) for s in task.seeds]
     opts = {k: finder[k] for k in ("tol", "max_iter", "xtol", "max_norm")}
     opts["kink_iter"] = finder.get("kink_iter")
+    if "newton_always_max" in finder:
+        opts["newton_always_max"] = finder["newton_always_max"]
     keep = finder.get("store_parameters", "candidates") == "all"
     fit = best_linear(ds.X, ds.y, loss, bias=getattr(models[0], "out_bias", True))
     if task.engine == "batched":

@@ -29,7 +29,7 @@ from ..models import ACTIVATIONS, MODELS, param_count
 TOP_KEYS = ("name", "seeds", "engine", "batch_size", "finder", "store", "grid")
 STORE_KEYS = ("parameters",)
 STORE_PARAMETERS = ("candidates", "all")
-FINDER_KEYS = ("kind", "tol", "max_iter", "xtol", "max_norm", "kink_iter")
+FINDER_KEYS = ("kind", "tol", "max_iter", "xtol", "max_norm", "kink_iter", "newton_always_max")
 GRID_KEYS = ("data", "rho", "model", "depth", "width", "activation", "loss", "v_scale", "kind", "seeds", "regime")
 #: ``[[grid]] regime``: keep every config, or only those with fewer (``below_samples``: n < m)
 #: or at least as many (``above_samples``) parameters n as samples m (docs/theory.md §7).
@@ -150,6 +150,8 @@ def parse_spec(raw: dict) -> Spec:
     finder["max_iter"] = _int("finder.max_iter", finder["max_iter"], 1, 100_000)
     if "kink_iter" in finder:   # only when given: older specs keep their hashes
         finder["kink_iter"] = _int("finder.kink_iter", finder["kink_iter"], 1, 100_000)
+    if "newton_always_max" in finder:
+        finder["newton_always_max"] = _int("finder.newton_always_max", finder["newton_always_max"], 0, 10**8)
     store_raw = raw.get("store", {})
     if not isinstance(store_raw, dict):
         raise ValidationError(f"The 'store' key must be a table ([store]). Got {store_raw!r}.")

@@ -175,4 +175,5 @@ def test_thick_restart_batched_operators_finish_at_different_steps():
             v = vecs[j, e]
             res = float(torch.linalg.norm(A[j] @ v - out[j, e] * v))
             assert res <= 2e-10 * max(1.0, np.abs(lam).max())
-            assert abs(float(out[j, e]) - ref) <= res
+            # |θ − λ| ≤ ‖r‖ for the rounded A, whose eigenvalues differ from lam by up to ~n·eps·‖A‖
+            assert abs(float(out[j, e]) - ref) <= res + 81 * np.finfo(float).eps * np.abs(lam).max()

@@ -123,9 +123,10 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
     if out["export_mb"] > MAX_EXPORT_MB:
         warnings.warn(f"{runs_path} is {out['export_mb']:.1f} MB, over the {MAX_EXPORT_MB} MB the atlas may commit: "
                       "cut the spec or store fewer parameters", stacklevel=2)
+    figures = atlas_figures(rows)
     write_atlas_report(rows, report_path, spec_name=spec.name, runs_path=runs_path,
-                       rademacher_draws=rademacher_draws)
-    write_atlas_figures(rows, directory)
+                       rademacher_draws=rademacher_draws, figures=figures)
+    write_atlas_figures(rows, directory, figures)
     out["written"] = True
     return out
 
@@ -351,11 +352,19 @@ def below_linear_figure(q1: dict) -> bytes | None:
     return png(fig)
 
 
-def write_atlas_figures(rows: list[dict], directory: str | Path) -> list[Path]:
-    """Questions 1 and 4 as PNG files in ``directory`` (for docs/atlas.md); the paths written."""
+def atlas_figures(rows: list[dict]) -> dict[str, bytes | None]:
+    """The figures of questions 1 and 4 (PNG bytes, None without points), keyed by :data:`FIGURE_FILES`."""
+    return {FIGURE_FILES[0]: below_linear_figure(q1_below_linear(rows)),
+            FIGURE_FILES[1]: near_identity_figure(q4_near_identity(rows))}
+
+
+def write_atlas_figures(rows: list[dict], directory: str | Path, figures: dict | None = None) -> list[Path]:
+    """Questions 1 and 4 as PNG files in ``directory`` (for docs/atlas.md); the paths written.
+
+    ``figures``: :func:`atlas_figures` of ``rows``, if already rendered.
+    """
     out = []
-    for name, blob in ((FIGURE_FILES[0], below_linear_figure(q1_below_linear(rows))),
-                       (FIGURE_FILES[1], near_identity_figure(q4_near_identity(rows)))):
+    for name, blob in (figures or atlas_figures(rows)).items():
         if blob is not None:
             path = Path(directory) / name
             path.write_bytes(blob)
@@ -364,11 +373,14 @@ def write_atlas_figures(rows: list[dict], directory: str | Path) -> list[Path]:
 
 
 def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "atlas",
-                       runs_path: str | Path = ATLAS_DIR / RUNS_FILE, rademacher_draws: int = 6) -> None:
+                       runs_path: str | Path = ATLAS_DIR / RUNS_FILE, rademacher_draws: int = 6,
+                       figures: dict | None = None) -> None:
     """Write the atlas report (six questions, see the module docstring) to ``out``.
 
     ``rademacher_draws``: sign vectors per depth for question 4's Rademacher estimate (0: none).
+    ``figures``: :func:`atlas_figures` of ``rows``, if already rendered.
     """
+    figures = figures or atlas_figures(rows)
     h = headline(rows)
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>resland atlas</title>"
              f"<style>{CSS}</style></head><body><h1>resland atlas: <code>{html.escape(spec_name)}</code></h1>",
@@ -380,7 +392,7 @@ def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "a
     parts.append("<h2 id='q1'>1. Descent runs that get below linear</h2><p>Kind minimum: outcome below_linear, or "
                  "a critical point or kink with R &lt; R_lin,lower − risk_tol.</p>"
                  + (f"<p><img alt='below-linear share against depth' src='{data_uri(fig1)}'></p>"
-                    if (fig1 := below_linear_figure(q1)) else "")
+                    if (fig1 := figures[FIGURE_FILES[0]]) else "")
                  + _table(["data", "depth", "model", "below linear"], [[*k, _share(v[1], v[0])] for k, v in q1.items()]))
     counts, viol = q2_certified(rows)
     parts.append("<h2 id='q2'>2. Certified non-trivial critical points</h2>"
@@ -400,8 +412,7 @@ def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "a
     parts.append("<h2 id='q3'>3. FC against ResNet</h2><p>Certified local minima (λ_min ≥ −lambda_tol) with "
                  "R &gt; R_lin,upper + risk_tol.</p>"
                  + _table(["model", "worse than linear"], [[k, _share(v[1], v[0])] for k, v in q3.items()]))
-    q4 = q4_near_identity(rows)
-    fig = near_identity_figure(q4)
+    fig = figures[FIGURE_FILES[1]]
     parts.append("<h2 id='q4'>4. Near-identity: R − R_lin against δ</h2>"
                  + (f"<p><img alt='R − R_lin against delta' src='{data_uri(fig)}'></p>" if fig else
                     "<p>No certified ResNet critical points with δ.</p>"))

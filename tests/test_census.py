@@ -16,6 +16,7 @@ import pytest
 
 from resland import ValidationError
 from resland.census import RunStore, load_spec, parse_spec, run_census
+from resland.census.spec import config_id
 from resland.census.export import export
 
 SPEC = """
@@ -64,7 +65,7 @@ def test_spec_expands_the_grid_and_hashes_stably(tmp_path):
      "Unknown key 'sedes' in the spec. Allowed keys: name, seeds, engine, batch_size, finder, store, grid."),
     ({"grid": [{"data": "diabetes", "widht": 3}]},
      "Unknown key 'widht' in [[grid]] grid[1]. Allowed keys: data, rho, model, depth, width, activation, loss, "
-     "v_scale, kind, seeds, regime."),
+     "v_scale, kind, seeds, regime, max_params."),
     ({"grid": [{"data": "diabetes", "activation": "rellu"}]},
      "The 'grid[1].activation' key must be one of 'auto', 'relu', 'softplus', 'tanh', 'gelu', 'leaky_relu'. "
      "Got 'rellu' instead."),
@@ -325,6 +326,18 @@ def test_grid_seeds_and_regime_select_configs_by_parameter_count():
         parse_spec({"grid": {"data": "diabetes", "regime": "small"}})
 
 
+def test_max_params_filters_configs_without_changing_their_ids():
+    grid = {"data": "diabetes", "depth": [1, 2, 4], "width": [1, 2]}
+    full = parse_spec({"grid": grid})
+    capped = parse_spec({"grid": dict(grid, max_params=95)})
+    # n = 21L + 11 (width 1) and 42L + 11 (width 2): 32, 53, 95 | 53, 95, 179
+    assert sorted((c["depth"], c["width"]) for c in capped.configs) == [(1, 1), (1, 2), (2, 1), (2, 2), (4, 1)]
+    ids = {config_id(c) for c in full.configs}
+    assert {config_id(c) for c in capped.configs} < ids and "max_params" not in capped.configs[0]
+    with pytest.raises(ValidationError, match="max_params"):
+        parse_spec({"grid": dict(grid, max_params=0)})
+
+
 def test_v_scale_applies_to_resnets_only_so_a_crossed_grid_has_one_fc_config_per_point():
     spec = parse_spec({"grid": {"data": "iris", "model": ["resnet", "fc"], "v_scale": [0.3, 1.0]}})
     got = sorted((c["model"], c["v_scale"]) for c in spec.configs)
@@ -338,3 +351,24 @@ def test_finder_newton_always_max_is_validated_and_hashed_only_when_given():
     assert spec.finder["newton_always_max"] == 64 and spec.spec_hash != parse_spec(base).spec_hash
     with pytest.raises(ValidationError, match="newton_always_max"):
         parse_spec({**base, "finder": {"newton_always_max": -1}})
+
+
+def test_an_edited_spec_adopts_the_runs_it_shares_and_they_are_the_runs_it_would_compute(tmp_path):
+    first = parse_spec({"name": "first", "seeds": 2, "finder": {"max_iter": 60},
+                        "grid": {"data": "example2", "depth": [1, 2], "width": 2, "kind": "any"}})
+    grown = parse_spec({"name": "grown", "seeds": 2, "finder": {"max_iter": 60},
+                        "grid": {"data": "example2", "depth": [1, 2, 3], "width": 2, "kind": "any"}})
+    other = parse_spec({"name": "other", "seeds": 2, "finder": {"max_iter": 61},
+                        "grid": {"data": "example2", "depth": [1, 2], "width": 2, "kind": "any"}})
+    with RunStore(tmp_path / "a.db") as store:
+        run_census(first, store, workers=1)
+        assert store.adopt(other) == 0                           # other finder settings: nothing shared
+        assert store.adopt(grown) == 4 and store.adopt(grown) == 0
+        assert run_census(grown, store, workers=1)["runs"] == 2   # only depth 3 is computed
+        kept = {(r["config_id"], r["seed"]): r for r in store.rows(grown.spec_hash)}
+    with RunStore(tmp_path / "b.db") as store:                   # the grown spec from scratch
+        run_census(grown, store, workers=1)
+        fresh = {(r["config_id"], r["seed"]): r for r in store.rows(grown.spec_hash)}
+    assert kept.keys() == fresh.keys() and len(kept) == 6
+    for k, r in fresh.items():
+        assert (kept[k]["certificate"], kept[k]["finder"], kept[k]["outcome"]) == (r["certificate"], r["finder"], r["outcome"])

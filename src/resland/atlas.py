@@ -2,7 +2,7 @@
 
 ``make atlas`` (``resland atlas``) runs the spec ``atlas/atlas.toml`` into ``atlas/atlas.db``
 (git-ignored, resumable), skipping every run already in the committed export
-``atlas/runs.parquet``, then rewrites ``atlas/runs.parquet`` (the committed runs and the new
+``atlas/runs.parquet`` and keeping the runs an edited spec shares with the earlier one, then rewrites ``atlas/runs.parquet`` (the committed runs and the new
 ones, compact form: :data:`resland.census.export.COMPACT_FIELDS`) and ``atlas/index.html``.
 On a clone whose ``runs.parquet`` holds every run of the spec, a rerun computes nothing.
 
@@ -93,7 +93,8 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
             those already in the working store (a partial atlas, to commit and resume later).
 
     Returns:
-        ``{"spec": name, "committed": runs read from the export, "new": runs computed now,
+        ``{"spec": name, "committed": runs read from the export, "adopted": runs the working store
+        held under an earlier spec with the same run settings (:meth:`RunStore.adopt`), "new": runs computed now,
         "total": runs in the export, "of": runs in the spec, "written": whether the export and report
         were rewritten, "export_mb": the export's size in MB}``. An export over
         :data:`MAX_EXPORT_MB` is written all the same, with a warning: the spec is too large to commit.
@@ -108,11 +109,13 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
     committed = [r for r in read_runs(runs_path) if r["spec_hash"] == spec.spec_hash]
     keys = {(r["config_id"], int(r["seed"])) for r in committed}
     with RunStore(directory / STORE_FILE) as store:
+        adopted = store.adopt(spec)                    # a changed spec keeps the runs it shares
         summary = {"runs": 0} if export_only else run_census(
             spec, store, executor=executor, workers=workers, scheduler=scheduler, retries=retries,
             on_start=on_start, on_rows=on_rows, skip=keys)
         fresh = [compact_row(r) for r in store.rows(spec.spec_hash) if (r["config_id"], r["seed"]) not in keys]
-    out = {"spec": spec.name, "committed": len(committed), "new": summary["runs"], "total": len(committed) + len(fresh),
+    out = {"spec": spec.name, "committed": len(committed), "adopted": adopted, "new": summary["runs"],
+           "total": len(committed) + len(fresh),
            "of": spec.n_runs, "written": False,
            "export_mb": runs_path.stat().st_size / 1e6 if runs_path.is_file() else 0.0}
     if not fresh and runs_path.is_file() and report_path.is_file():

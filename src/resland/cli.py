@@ -254,7 +254,9 @@ def atlas_cmd(directory, executor, workers, scheduler, retries, export_only):
     with _CensusProgress(console, verdicts) as bar:
         out = run_atlas(directory, executor=executor, workers=workers, scheduler=scheduler, retries=retries,
                         on_rows=bar.advance, on_start=bar.start, export_only=export_only)
-    console.print(f"atlas {out['spec']!r}: {out['committed']} runs committed, {out['new']} computed now, "
+    console.print(f"atlas {out['spec']!r}: {out['committed']} runs committed, "
+                  + (f"{out['adopted']} kept from an earlier spec, " if out["adopted"] else "")
+                  + f"{out['new']} computed now, "
                   f"{out['total']} of {out['of']} in {directory}/runs.parquet ({out['export_mb']:.2f} MB)"
                   + (f"; wrote {directory}/runs.parquet and {directory}/index.html" if out["written"] else
                      "; nothing to do"))

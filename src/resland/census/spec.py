@@ -30,7 +30,8 @@ TOP_KEYS = ("name", "seeds", "engine", "batch_size", "finder", "store", "grid")
 STORE_KEYS = ("parameters",)
 STORE_PARAMETERS = ("candidates", "all")
 FINDER_KEYS = ("kind", "tol", "max_iter", "xtol", "max_norm", "kink_iter", "newton_always_max")
-GRID_KEYS = ("data", "rho", "model", "depth", "width", "activation", "loss", "v_scale", "kind", "seeds", "regime")
+GRID_KEYS = ("data", "rho", "model", "depth", "width", "activation", "loss", "v_scale", "kind", "seeds", "regime",
+             "max_params")
 #: ``[[grid]] regime``: keep every config, or only those with fewer (``below_samples``: n < m)
 #: or at least as many (``above_samples``) parameters n as samples m (docs/theory.md §7).
 REGIMES = ("all", "below_samples", "above_samples")
@@ -97,6 +98,13 @@ class Spec:
         size = self.batch_size if self.engine == "batched" else 1
         return [Task(h, config_id(c), c, seeds[i : i + size], self.engine)
                 for c in self.configs for seeds in [self.seeds_of(c)] for i in range(0, len(seeds), size)]
+
+
+def run_settings(canonical: dict) -> dict:
+    """What decides how a spec's runs are computed: its canonical form less ``name`` and the grid
+    (engine, batch size, default seeds, ``[finder]``, ``[store]``). Two specs with equal settings
+    give a shared ``(config_id, seed)`` the same run (:meth:`RunStore.adopt`)."""
+    return {k: v for k, v in canonical.items() if k not in ("name", "configs")}
 
 
 def config_id(config: dict) -> str:
@@ -175,8 +183,9 @@ def _expand(g: dict, where: str, default_kind: str) -> list[dict]:
     if "data" not in g:
         raise ValidationError(f"The '{where}.data' key is required: a data set name ({', '.join(BUILTIN)}) or a .csv/.npz path.")
     regime = _choice(f"{where}.regime", g.get("regime", "all"), REGIMES)
+    max_params = _int(f"{where}.max_params", g["max_params"], 1, 10**9) if "max_params" in g else None
     seeds = _seeds(g["seeds"]) if "seeds" in g else None
-    values = {k: g.get(k, GRID_DEFAULTS.get(k)) for k in GRID_KEYS if k not in ("seeds", "regime")}
+    values = {k: g.get(k, GRID_DEFAULTS.get(k)) for k in GRID_KEYS if k not in ("seeds", "regime", "max_params")}
     values["kind"] = g.get("kind", default_kind)
     lists = {k: (v if isinstance(v, list) else [v]) for k, v in values.items()}
     for k, vs in lists.items():
@@ -185,10 +194,12 @@ def _expand(g: dict, where: str, default_kind: str) -> list[dict]:
     out = []
     for combo in itertools.product(*lists.values()):
         c = _check_config(dict(zip(lists, combo)), where)
-        if regime != "all":
+        if regime != "all" or max_params is not None:   # filters: they select configs, not change them
             m, d = _shape(c["data"], c["rho"])
             n = param_count(c["model"], d, width=c["width"], depth=c["depth"])
-            if (n < m) != (regime == "below_samples"):
+            if regime != "all" and (n < m) != (regime == "below_samples"):
+                continue
+            if max_params is not None and n > max_params:
                 continue
         if seeds is not None:
             c["seeds"] = seeds

@@ -3,6 +3,7 @@
 A run's key is ``(spec_hash, config_id, seed)``. Rows are written only by the client, a
 task's rows in one transaction, so a killed census loses at most the tasks in flight and
 never leaves half a row; :meth:`RunStore.done` gives the keys to skip on resume.
+:meth:`RunStore.adopt` lets a changed spec keep the runs it shares with an earlier one.
 """
 
 from __future__ import annotations
@@ -58,6 +59,27 @@ class RunStore:
         with self.conn:
             self.conn.execute("INSERT OR IGNORE INTO specs VALUES (?, ?, ?, ?)",
                               (spec.spec_hash, spec.name, json.dumps(spec.canonical(), sort_keys=True), spec.n_runs))
+
+    def adopt(self, spec) -> int:
+        """Copy into ``spec`` the runs it shares with other specs of this store; returns rows added.
+
+        A stored run is ``spec``'s when its ``(config_id, seed)`` is a run of ``spec`` and its
+        spec computes runs alike: the same :func:`~resland.census.spec.run_settings` (engine,
+        batch size, default seeds, ``[finder]``, ``[store]``). A config's id covers the config
+        and its own seeds, so the run's task, and hence its bits, are the same. A grown or cut
+        grid keeps what is done; the copies carry ``spec``'s hash.
+        """
+        from .spec import config_id, run_settings
+
+        settings = run_settings(spec.canonical())
+        wanted = {(config_id(c), s) for c in spec.configs for s in spec.seeds_of(c)}
+        donors = [d["spec_hash"] for d in self.specs()
+                  if d["spec_hash"] != spec.spec_hash and run_settings(d["spec"]) == settings]
+        have = self.done(spec.spec_hash)
+        rows = [dict(r, spec_hash=spec.spec_hash) for h in donors for r in self.rows(h)
+                if (r["config_id"], r["seed"]) in wanted and (r["config_id"], r["seed"]) not in have]
+        self.add_spec(spec)
+        return self.write(rows) if rows else 0
 
     def done(self, spec_hash: str) -> set[tuple[str, int]]:
         """``(config_id, seed)`` of the runs of ``spec_hash`` already stored."""

@@ -65,7 +65,7 @@ def test_spec_expands_the_grid_and_hashes_stably(tmp_path):
      "Unknown key 'sedes' in the spec. Allowed keys: name, seeds, engine, batch_size, finder, store, grid."),
     ({"grid": [{"data": "diabetes", "widht": 3}]},
      "Unknown key 'widht' in [[grid]] grid[1]. Allowed keys: data, rho, model, depth, width, activation, loss, "
-     "v_scale, kind, seeds, regime, max_params."),
+     "v_scale, kind, seeds, regime, max_params, delta0."),
     ({"grid": [{"data": "diabetes", "activation": "rellu"}]},
      "The 'grid[1].activation' key must be one of 'auto', 'relu', 'softplus', 'tanh', 'gelu', 'leaky_relu'. "
      "Got 'rellu' instead."),
@@ -372,3 +372,29 @@ def test_an_edited_spec_adopts_the_runs_it_shares_and_they_are_the_runs_it_would
     assert kept.keys() == fresh.keys() and len(kept) == 6
     for k, r in fresh.items():
         assert (kept[k]["certificate"], kept[k]["finder"], kept[k]["outcome"]) == (r["certificate"], r["finder"], r["outcome"])
+
+
+def test_delta0_starts_enter_a_config_only_when_given_and_start_at_budget_delta0():
+    """``[[grid]] delta0``: a near-identity start (docs/theory.md §4.3), ResNets without branch
+    biases; δ = Σ‖V_l‖₂‖U_l‖₂ (numpy's spectral norms, an independent reference) equals δ₀."""
+    import numpy as np
+
+    from resland.models import init_model, param_count
+
+    plain = parse_spec({"grid": {"data": "grunfeld", "depth": [1, 32], "width": 1}})
+    assert all("delta0" not in c for c in plain.configs)   # older specs keep their config ids
+    spec = parse_spec({"grid": {"data": "grunfeld", "depth": [1, 32, 40], "width": 1, "delta0": 0.5,
+                                "regime": "below_samples"}})
+    # grunfeld: m = 220, d = 3; without branch biases n = 6L + 4 (196 at L = 32, 244 at L = 40)
+    assert [(c["depth"], c["delta0"]) for c in spec.configs] == [(1, 0.5), (32, 0.5)]
+    assert param_count("resnet", 3, width=1, depth=32, block_bias=False) == 196
+    model = init_model("resnet", 3, width=1, depth=32, activation="tanh", seed=3, delta0=0.5)
+    assert sum(p.numel() for p in model.parameters()) == 196 and not model.block_bias
+    delta = sum(np.linalg.norm(model.V(l).detach().numpy(), 2) * np.linalg.norm(model.U(l).detach().numpy(), 2)
+                for l in range(1, 33))
+    assert abs(delta - 0.5) <= 1e-14
+    for bad in ({"model": "fc"}, {"v_scale": 0.3}, {"delta0": 0.0}):
+        with pytest.raises(ValidationError, match="delta0"):
+            parse_spec({"grid": dict({"data": "grunfeld", "delta0": 0.5}, **bad)})
+    with pytest.raises(ValidationError, match="delta0"):
+        init_model("fc", 3, delta0=0.5)

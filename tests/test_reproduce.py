@@ -22,6 +22,8 @@ def claims(quick_run):
 
 def test_all_claims_present_with_status_and_evidence(claims, quick_run):
     assert sorted(claims) == ["C1", "C2", "C3", "C4", "C5"]
+    for cid in ("C3", "C4", "C5"):   # non-trivial evidence (docs/theory.md §7) reproduces them
+        assert claims[cid]["status"] == "reproduced", (cid, claims[cid]["reason"])
     for c in claims.values():
         assert c["status"] in STATUSES
         assert c["statement"] and c["reason"] and c["measured"] and c["details"] and c["commands"]
@@ -67,7 +69,7 @@ def test_c2_witness_reloads_and_certifies(claims):
 
 
 def test_no_violation_goes_unreported(claims):
-    for cid in ("C3", "C5"):
+    for cid in ("C3", "C5"):  # C4's claim is about bounds: its violations are listed, not its status
         c = claims[cid]
         n_viol = len(c["details"]["violations"])
         assert (c["status"] == "not_reproduced") == (n_viol > 0)
@@ -119,10 +121,13 @@ def test_cli_only_rejects_unknown_claim():
     assert res.stderr.strip() == "error: The 'only' parameter must be one of 'C1', 'C2', 'C3', 'C4', 'C5'. Got 'C9' instead."
 
 
-def test_rerun_command_of_a_census_row_reproduces_it(quick_run):
+@pytest.mark.parametrize("claim", ["C3", "C4"])
+def test_rerun_command_of_a_census_row_reproduces_it(quick_run, claim):
+    """A census record's ``resland certify`` command recomputes it (C4's with ``--delta0``)."""
     rec = next(json.loads(l) for l in (quick_run / "records.jsonl").read_text().splitlines()
-               if json.loads(l).get("claim") == "C3" and json.loads(l).get("verdict"))
+               if json.loads(l).get("claim") == claim and json.loads(l).get("verdict"))
     args = rec["command"].split()[1:] + ["--json"]
+    assert ("--delta0" in args) == (claim == "C4")
     res = subprocess.run([sys.executable, "-m", "resland.cli", *args], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
@@ -131,16 +136,16 @@ def test_rerun_command_of_a_census_row_reproduces_it(quick_run):
     assert out["certificate"]["risk"] == pytest.approx(rec["risk"], rel=1e-12)
 
 
-def test_c3_and_c5_run_as_census_specs_and_replay_from_their_store(quick_run):
-    """C3 and C5 go through the census runner: their runs are in ``census.db`` (one spec per data set
-    and finder kind, every run with its parameters), and a certified record replays to its verdict."""
+def test_c3_c4_and_c5_run_as_census_specs_and_replay_from_their_store(quick_run):
+    """C3, C4 and C5 go through the census runner: their runs are in ``census.db`` (one spec per data
+    set and finder kind, every run with its parameters), and a certified record replays to its verdict."""
     from resland.census import RunStore
 
     recs = [json.loads(l) for l in (quick_run / "records.jsonl").read_text().splitlines()]
-    ours = [r for r in recs if r.get("claim") in ("C3", "C5")]
+    ours = [r for r in recs if r.get("claim") in ("C3", "C4", "C5")]
     with RunStore(quick_run / "census.db", create=False) as store:
         rows = list(store.rows())
-        assert {s["name"].split("-")[0] for s in store.specs()} == {"C3", "C5"}
+        assert {s["name"].split("-")[0] for s in store.specs()} == {"C3", "C4", "C5"}
     assert len(rows) == len(ours) and all(r["parameters"] for r in rows)
     rec = next(r for r in ours if r["verdict"])
     res = subprocess.run([sys.executable, "-m", "resland.cli", *rec["replay"].split()[1:], "--json"],
@@ -149,3 +154,22 @@ def test_c3_and_c5_run_as_census_specs_and_replay_from_their_store(quick_run):
     out = json.loads(res.stdout)
     assert out["agrees"] and out["certificate"]["verdict"] == rec["verdict"]
     assert out["certificate"]["risk"] == pytest.approx(rec["risk"], rel=1e-12)
+
+
+def test_dichotomy_status_needs_non_trivial_evidence_in_every_group():
+    """docs/theory.md §7: linear-equivalent points never reproduce a claim on their own; a certified
+    non-trivial point or a below-linear descent run does; a violation is never outweighed."""
+    from resland.paper.dichotomy import _status
+
+    def rec(depth, outcome="critical", verdict=None, trivial=False):
+        return {"depth": depth, "outcome": outcome, "verdict": verdict, "linear_equivalent": trivial}
+
+    trivial = [rec(1, verdict="better_than_linear", trivial=True), rec(2, verdict="strict_saddle", trivial=True)]
+    status, reason = _status(trivial, (1, 2), "depth")
+    assert status == "inconclusive" and "depth = [1, 2]" in reason
+    status, reason = _status(trivial + [rec(1, "below_linear"), rec(2, verdict="strict_saddle")], (1, 2), "depth")
+    assert status == "reproduced" and "1 certified" in reason and "1 descent" in reason and "2 linear-equivalent" in reason
+    status, _ = _status(trivial + [rec(1, "below_linear"), rec(2, "unresolved")], (1, 2), "depth")
+    assert status == "inconclusive"
+    status, _ = _status([rec(1, "below_linear"), rec(1, verdict="violation")], (1,), "depth")
+    assert status == "not_reproduced"

@@ -47,6 +47,9 @@ def cli():
 @click.option("--max-iter", type=int, default=200, show_default=True, help="Finder iterations.")
 @click.option("--v-scale", type=float, default=1.0, show_default=True,
               help="Multiply every V_l of the initial ResNet by this (near-identity starts).")
+@click.option("--delta0", type=float, default=None,
+              help="A near-identity start of budget δ₀: a ResNet without branch biases, every V_l rescaled so that "
+                   "Σ‖V_l‖‖U_l‖ = δ₀ (docs/theory.md §4.3).")
 @click.option("--checkpoint", default=None,
               help="Certify these parameters (a .safetensors file or a torch state_dict, loaded with "
                    "weights_only=True) as they are, in the architecture given by --model/--depth/--width/--activation.")
@@ -58,7 +61,7 @@ def cli():
 @click.option("--json", "as_json", is_flag=True,
               help="Print the finder result and certificate as JSON (wall-clock figures only in 'timing').")
 def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_name, seed, kind, tol, max_iter,
-                v_scale, checkpoint, refine, max_params, max_memory, as_json):
+                v_scale, delta0, checkpoint, refine, max_params, max_memory, as_json):
     """Build a model, find a critical point from a seeded start (or load one), and certify it."""
     check_choice("model", model_name, MODELS)
     if activation is not None:
@@ -74,7 +77,7 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
     if refine and checkpoint is None:
         raise ValidationError("The '--refine' option needs --checkpoint.")
     model = init_model(model_name, ds.X.shape[1], width=width, depth=depth, activation=activation, seed=seed,
-                       v_scale=v_scale)
+                       v_scale=v_scale, delta0=delta0)
     n = sum(p.numel() for p in model.parameters())
     dense_max = dense_limit(n, check_positive_int("max_params", max_params), parse_memory(max_memory))
     cp = None

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from . import tolerances as T
-from ._checks import ValidationError, check_choice, check_positive_int
+from ._checks import ValidationError, check_choice, check_positive_int, check_scalar
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -252,29 +252,42 @@ def build_model(config: dict) -> nn.Module:
 
 
 
-def param_count(name: str, d_in: int, *, width: int = 4, depth: int = 1) -> int:
-    """Number of parameters of :func:`init_model`'s model (one-layer branches), without building it."""
+def param_count(name: str, d_in: int, *, width: int = 4, depth: int = 1, block_bias: bool = True) -> int:
+    """Number of parameters of :func:`init_model`'s model (one-layer branches), without building it.
+
+    ``block_bias=False``: a ResNet without the branch biases ``b_l`` (:func:`init_model` with ``delta0``)."""
     if name == "resnet":
-        return depth * (width * d_in + width + d_in * width) + d_in + 1
+        return depth * (width * d_in + width * block_bias + d_in * width) + d_in + 1
     if name == "fc":
         return d_in * width + width + (depth - 1) * (width * width + width) + width + 1
     return d_in + 1
 
 
 def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activation: str | None = None,
-               seed: int = 0, v_scale: float = 1.0) -> nn.Module:
+               seed: int = 0, v_scale: float = 1.0, delta0: float | None = None) -> nn.Module:
     """A seeded fresh model, the one initialisation the CLI and the census share.
 
     ``torch.manual_seed(seed)``, then the constructor (PyTorch's default initialisation);
     for a ResNet every ``V_l`` is then multiplied by ``v_scale`` (near-identity starts).
     ``activation`` defaults to softplus (ResNet) or relu (FCNet).
 
+    ``delta0`` (ResNets only): a start inside the near-identity region of docs/theory.md §4.3,
+    a ResNet without branch biases (the class §4.3's a-priori bound is proved for) whose every
+    ``V_l`` is rescaled so that ``‖V_l‖₂‖U_l‖₂ = δ₀/L``, hence ``δ = Σ_l ‖V_l‖₂‖U_l‖₂ = δ₀``
+    (``v_scale`` must then be 1).
+
     Raises:
-        ValidationError: an unknown model or activation, a non-positive width or depth, or more
-            than :data:`~resland.tolerances.MAX_PARAMS` parameters.
+        ValidationError: an unknown model or activation, a non-positive width or depth, more
+            than :data:`~resland.tolerances.MAX_PARAMS` parameters, or ``delta0`` that is not
+            positive, given for a model other than a ResNet, or with ``v_scale`` ≠ 1.
     """
     check_choice("model", name, MODELS)
-    n = param_count(name, d_in, width=width, depth=depth)
+    if delta0 is not None:
+        check_scalar(delta0, "delta0", float, min_val=0, include_boundaries="neither")
+        if name != "resnet" or v_scale != 1.0:
+            raise ValidationError(f"The 'delta0' start applies to ResNets with v_scale 1 only. Got model {name!r}, "
+                                  f"v_scale {v_scale!r}.")
+    n = param_count(name, d_in, width=width, depth=depth, block_bias=delta0 is None)
     if n > T.MAX_PARAMS:
         raise ValidationError(
             f"The model would have {n:.3g} parameters ({8 * n / 2**30:.3g} GiB in float64); the limit is "
@@ -282,10 +295,15 @@ def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activati
         )
     torch.manual_seed(seed)
     if name == "resnet":
-        model = ResNet(d_in, width, depth, activation or "softplus")
+        model = ResNet(d_in, width, depth, activation or "softplus", block_bias=delta0 is None)
         with torch.no_grad():
             for l in range(1, depth + 1):
-                model.V(l).mul_(v_scale)
+                V = model.V(l)
+                if delta0 is None:
+                    V.mul_(v_scale)
+                else:
+                    gain = torch.linalg.matrix_norm(V, ord=2) * torch.linalg.matrix_norm(model.U(l), ord=2)
+                    V.mul_(delta0 / depth / gain)
         return model
     if name == "fc":
         return FCNet(d_in, width, depth, activation or "relu")

@@ -100,7 +100,7 @@ def replay_export(path: str | Path, run: str) -> Replay:
     ds = load_dataset(r["data"], rho=r.get("rho"))
     act = None if r["activation"] == "auto" else r["activation"]
     model = init_model(r["model"], ds.X.shape[1], width=r["width"], depth=r["depth"], activation=act, seed=seed,
-                       v_scale=r["v_scale"])
+                       v_scale=r["v_scale"], delta0=r.get("delta0"))
     _set_parameters(model, json.loads(r["parameters"]))
     return Replay(f"export:{run}", r["verdict"], certify(model, ds.X, ds.y, r["loss"], keep_parameters=True))
 

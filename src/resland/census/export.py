@@ -55,7 +55,7 @@ def export(store: RunStore, out: str | Path, fmt: str = "csv") -> int:
 COMPACT_FIELDS = (
     ("spec_hash", "string"), ("config_id", "string"), ("seed", "int64"), ("data", "string"), ("model", "string"),
     ("depth", "int64"), ("width", "int64"), ("activation", "string"), ("v_scale", "float64"), ("rho", "float64"),
-    ("kind", "string"),
+    ("delta0", "float64"), ("kind", "string"),
     ("loss", "string"), ("n_params", "int64"), ("status", "string"), ("outcome", "string"), ("verdict", "string"),
     ("linear_equivalent", "int64"), ("risk", "float64"), ("linear_risk", "float64"),
     ("linear_risk_lower", "float64"), ("linear_risk_upper", "float64"), ("gap", "float64"),
@@ -76,7 +76,8 @@ def compact_row(row: dict) -> dict:
     gb, ni = cert.get("gap_bound") or {}, cert.get("near_identity") or {}
     keep = row["verdict"] in KEEP_PARAMETERS["verdicts"] or row["outcome"] in KEEP_PARAMETERS["outcomes"]
     out = {k: row.get(k) for k, _ in COMPACT_FIELDS}
-    out.update({k: c.get(k) for k in ("data", "model", "depth", "width", "activation", "v_scale", "rho", "kind")})
+    out.update({k: c.get(k) for k in ("data", "model", "depth", "width", "activation", "v_scale", "rho", "delta0",
+                                     "kind")})
     out.update(loss=cert.get("loss", c.get("loss")), delta=_num(ni.get("delta")), G=_num(gb.get("G")),
                lambda_tol=_num((cert.get("tolerances") or {}).get("lambda_tol")),
                gap_bound=_num(gb.get("rigorous")), near_identity_bound=_num(ni.get("bound")),

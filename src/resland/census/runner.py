@@ -85,7 +85,7 @@ def _run(task: Task, finder: dict) -> list[dict]:
     loss = ds.loss if c["loss"] == "auto" else c["loss"]
     act = None if c["activation"] == "auto" else c["activation"]
     models = [init_model(c["model"], ds.X.shape[1], width=c["width"], depth=c["depth"], activation=act, seed=s,
-                         v_scale=c["v_scale"]) for s in task.seeds]
+                         v_scale=c["v_scale"], delta0=c.get("delta0")) for s in task.seeds]
     opts = {k: finder[k] for k in ("tol", "max_iter", "xtol", "max_norm")}
     opts["kink_iter"] = finder.get("kink_iter")
     if "newton_always_max" in finder:

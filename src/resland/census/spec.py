@@ -31,7 +31,9 @@ STORE_KEYS = ("parameters",)
 STORE_PARAMETERS = ("candidates", "all")
 FINDER_KEYS = ("kind", "tol", "max_iter", "xtol", "max_norm", "kink_iter", "newton_always_max")
 GRID_KEYS = ("data", "rho", "model", "depth", "width", "activation", "loss", "v_scale", "kind", "seeds", "regime",
-             "max_params")
+             "max_params", "delta0")
+#: Grid keys that enter a config only when given (older specs keep their config ids).
+OPTIONAL_KEYS = ("delta0",)
 #: ``[[grid]] regime``: keep every config, or only those with fewer (``below_samples``: n < m)
 #: or at least as many (``above_samples``) parameters n as samples m (docs/theory.md §7).
 REGIMES = ("all", "below_samples", "above_samples")
@@ -185,7 +187,8 @@ def _expand(g: dict, where: str, default_kind: str) -> list[dict]:
     regime = _choice(f"{where}.regime", g.get("regime", "all"), REGIMES)
     max_params = _int(f"{where}.max_params", g["max_params"], 1, 10**9) if "max_params" in g else None
     seeds = _seeds(g["seeds"]) if "seeds" in g else None
-    values = {k: g.get(k, GRID_DEFAULTS.get(k)) for k in GRID_KEYS if k not in ("seeds", "regime", "max_params")}
+    values = {k: g.get(k, GRID_DEFAULTS.get(k)) for k in GRID_KEYS if k not in ("seeds", "regime", "max_params")
+              and (k in g or k not in OPTIONAL_KEYS)}
     values["kind"] = g.get("kind", default_kind)
     lists = {k: (v if isinstance(v, list) else [v]) for k, v in values.items()}
     for k, vs in lists.items():
@@ -196,7 +199,7 @@ def _expand(g: dict, where: str, default_kind: str) -> list[dict]:
         c = _check_config(dict(zip(lists, combo)), where)
         if regime != "all" or max_params is not None:   # filters: they select configs, not change them
             m, d = _shape(c["data"], c["rho"])
-            n = param_count(c["model"], d, width=c["width"], depth=c["depth"])
+            n = param_count(c["model"], d, width=c["width"], depth=c["depth"], block_bias="delta0" not in c)
             if regime != "all" and (n < m) != (regime == "below_samples"):
                 continue
             if max_params is not None and n > max_params:
@@ -238,6 +241,11 @@ def _check_config(c: dict, where: str) -> dict:
         c.update(depth=1, width=1, activation="auto", v_scale=1.0)
     elif c["model"] == "fc":    # v_scale scales a ResNet's V_l: an FC grid point is one config
         c["v_scale"] = 1.0
+    if "delta0" in c:           # a near-identity start of budget δ₀ (init_model): ResNets, v_scale 1
+        c["delta0"] = _float(f"{where}.delta0", c["delta0"])
+        if c["model"] != "resnet" or c["v_scale"] != 1.0:
+            raise ValidationError(f"The '{where}.delta0' key applies to ResNets with v_scale 1 only. Got model "
+                                  f"{c['model']!r}, v_scale {c['v_scale']!r}.")
     return c
 
 

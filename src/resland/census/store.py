@@ -71,13 +71,10 @@ class RunStore:
         """
         from .spec import config_id, run_settings
 
-        settings = run_settings(spec.canonical())
-        wanted = {(config_id(c), s) for c in spec.configs for s in spec.seeds_of(c)}
-        donors = [d["spec_hash"] for d in self.specs()
-                  if d["spec_hash"] != spec.spec_hash and run_settings(d["spec"]) == settings]
-        have = self.done(spec.spec_hash)
-        rows = [dict(r, spec_hash=spec.spec_hash) for h in donors for r in self.rows(h)
-                if (r["config_id"], r["seed"]) in wanted and (r["config_id"], r["seed"]) not in have]
+        settings, own = run_settings(spec.canonical()), spec.spec_hash
+        wanted = {(config_id(c), s) for c in spec.configs for s in spec.seeds_of(c)} - self.done(own)
+        donors = [d["spec_hash"] for d in self.specs() if d["spec_hash"] != own and run_settings(d["spec"]) == settings]
+        rows = [dict(r, spec_hash=own) for h in donors for r in self.rows(h) if (r["config_id"], r["seed"]) in wanted]
         self.add_spec(spec)
         return self.write(rows) if rows else 0
 

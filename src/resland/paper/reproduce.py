@@ -2,8 +2,8 @@
 
 Writes into ``out``: ``report.html`` (self-contained), ``claims.json`` (one entry per claim:
 id, statement, paper_value, measured, status, details), one PNG per plot and
-``records.jsonl`` (raw per-run records) and ``census.db``, the census store of C3 and C5 (a rerun
-into the same ``out`` resumes from it; every C3/C5 record names its ``resland replay`` command). ``quick`` keeps the structure with fewer seeds and
+``records.jsonl`` (raw per-run records) and ``census.db``, the census store of C3, C4 and C5 (a rerun
+into the same ``out`` resumes from it; every C3/C4/C5 record names its ``resland replay`` command). ``quick`` keeps the structure with fewer seeds and
 grid points.
 """
 
@@ -21,18 +21,18 @@ from .claims import Claim
 from .report import render
 
 CLAIMS = ("C1", "C2", "C3", "C4", "C5")
-#: The census store of C3 and C5 inside ``out`` (a rerun resumes from it; replay commands read it).
+#: The census store of C3, C4 and C5 inside ``out`` (a rerun resumes from it; replay commands read it).
 STORE = "census.db"
 
 
 def _runner(cid: str, store: Path):
-    """Claim ``cid``'s function ``(quick, progress) -> Claim``; C3 and C5 run census specs into ``store``."""
+    """Claim ``cid``'s function ``(quick, progress) -> Claim``; C3, C4 and C5 run census specs into ``store``."""
     from functools import partial
 
     from . import dichotomy, example1, example2, near_identity
 
     return {"C1": example1.run, "C2": example2.run, "C3": partial(dichotomy.run_c3, store=store),
-            "C4": near_identity.run, "C5": partial(dichotomy.run_c5, store=store)}[cid]
+            "C4": partial(near_identity.run, store=store), "C5": partial(dichotomy.run_c5, store=store)}[cid]
 
 
 def reproduce(out: str | Path = "results/reproduce", *, quick: bool = False, only: tuple[str, ...] = (),

@@ -255,3 +255,14 @@ def test_the_markdown_summary_states_the_counts_of_the_questions():
     assert "| resnet | 1/2 (50%) |" in md and "| fc | 0/1 (0%) |" in md      # question 1 at L = 1
     assert "| fc | violation | 1 |" in md and "Violations: 0 ResNet, 1 FC." in md
     assert "| fc | 1/1 (100%) |" in md                                        # question 3
+
+
+def test_cost_adds_core_seconds_per_stratum_and_gives_runs_per_hour():
+    rows = [_row(config_id="a", seconds=1.0), _row(config_id="b", seconds=3.0, depth=8),
+            _row(config_id="c", seconds=2.0, activation="relu", kind="any")]
+    c = atlas.cost(rows, workers=2)
+    assert c["strata"] == {("relu", "any", "1–4"): (1, 2.0), ("smooth", "minimum", "1–4"): (1, 1.0),
+                           ("smooth", "minimum", "8–32"): (1, 3.0)}
+    assert c["total"]["core_seconds"] == 6.0 and c["total"]["wall_minutes"] == 3.0 / 60
+    assert c["total"]["runs_per_hour"] == 3 / 3.0 * 3600
+    assert "| smooth | minimum | 8–32 | 1 | 3.00 | 1,200 |" in atlas.markdown_summary(rows)

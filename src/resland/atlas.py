@@ -244,6 +244,25 @@ def headline(rows: list[dict]) -> dict:
             "unresolved_share": outcomes.get("unresolved", 0) / n if n else 0.0}
 
 
+def cost(rows: list[dict], workers: int = 2) -> dict:
+    """What the atlas cost, per stratum ``(activation class, kind, depth band)``: ``(runs, core-seconds)``.
+
+    A row's ``seconds`` is its task's wall time on one worker divided by the task's seeds, so
+    core-seconds add up; ``"total"`` adds the wall time ``core-seconds / workers`` (the time on
+    ``workers`` fully busy workers) and the runs per hour it implies.
+    """
+    out: dict = defaultdict(lambda: [0, 0.0])
+    for r in rows:
+        key = ("relu" if r["activation"] == "relu" else "smooth", r["kind"], "1–4" if r["depth"] <= 4 else "8–32")
+        out[key][0] += 1
+        out[key][1] += r["seconds"] or 0.0
+    strata = {k: (v[0], v[1]) for k, v in sorted(out.items())}
+    n, sec = sum(v[0] for v in strata.values()), sum(v[1] for v in strata.values())
+    wall = sec / workers
+    return {"strata": strata, "total": {"runs": n, "core_seconds": sec, "workers": workers, "wall_minutes": wall / 60,
+                                        "runs_per_hour": n / wall * 3600 if wall else 0.0}}
+
+
 def markdown_summary(rows: list[dict], of: int | None = None) -> str:
     """The headline numbers and questions 1–3 and 5 as Markdown tables (docs/atlas.md pastes them).
 
@@ -276,6 +295,14 @@ def markdown_summary(rows: list[dict], of: int | None = None) -> str:
     n5, b5 = sum(v[0] for v in q5.values()), sum(v[1] for v in q5.values())
     lines += ["", f"Question 5: {_share(b5, n5)} certified ResNet minima with probes have a certified rise of "
               "R_lin(h_l) along depth."]
+    c = cost(rows)
+    lines += ["", "Cost (core-seconds from the runs' own timings; wall time on 2 fully busy workers):", "",
+              "| activation | kind | depths | runs | s / run | runs / h per core |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {k[0]} | {k[1]} | {k[2]} | {n} | {sec / n:.2f} | {3600 * n / sec:,.0f} |"
+              for k, (n, sec) in c["strata"].items() if sec > 0]
+    t = c["total"]
+    lines += ["", f"Total: {t['runs']} runs, {t['core_seconds'] / 60:.0f} core-minutes, {t['wall_minutes']:.0f} minutes "
+              f"on 2 workers, {t['runs_per_hour']:,.0f} runs per hour."]
     return "\n".join(lines) + "\n"
 
 
@@ -435,5 +462,12 @@ def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "a
         ["config", "seed", "status", "‖∇R‖", "replay"],
         [[r["config_id"], r["seed"], r["status"], f"{r['grad_norm']:.2e}" if r["grad_norm"] is not None else "–",
           replay_export_command(runs_path, r["config_id"], r["seed"])] for r in q6]) if q6 else "<p>None.</p>"))
+    c = cost(rows)
+    t = c["total"]
+    parts.append("<h2 id='cost'>Cost</h2><p>Core-seconds from the runs' own timings (a task's wall time shared "
+                 f"among its seeds): {t['core_seconds'] / 60:.0f} core-minutes, {t['wall_minutes']:.0f} minutes on "
+                 f"{t['workers']} fully busy workers, {t['runs_per_hour']:,.0f} runs per hour.</p>"
+                 + _table(["activation", "kind", "depths", "runs", "s / run"],
+                          [[*k, n, f"{sec / n:.2f}"] for k, (n, sec) in c["strata"].items() if n]))
     parts.append("</body></html>")
     Path(out).write_text("\n".join(parts), encoding="utf-8")

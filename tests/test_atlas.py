@@ -204,6 +204,26 @@ def test_the_committed_atlas_spec_covers_what_the_atlas_promises():
     for data in losses:
         dw = {m: {(c["depth"], c["width"]) for c in cs if c["model"] == m and c["data"] == data} for m in ("resnet", "fc")}
         assert dw["resnet"] & dw["fc"], data
+    assert spec.n_runs >= 10_000
+
+
+def test_the_committed_export_is_the_whole_spec_within_the_atlas_targets():
+    """atlas/runs.parquet holds every run of atlas/atlas.toml (so `make atlas` on a clone computes
+    nothing), each with an outcome; at most 5 % unresolved; at least 10³ certified non-trivial
+    critical points; under 25 MB."""
+    from pathlib import Path
+
+    from resland.census.spec import config_id
+
+    root = Path(__file__).parents[1] / "atlas"
+    spec = load_spec(root / "atlas.toml")
+    rows = atlas.read_runs(root / "runs.parquet")
+    assert {(r["spec_hash"], r["config_id"], r["seed"]) for r in rows} == {
+        (spec.spec_hash, config_id(c), s) for c in spec.configs for s in spec.seeds_of(c)}
+    assert all(r["outcome"] in ("critical", "kink", "below_linear", "diverging", "unresolved", "failed") for r in rows)
+    h = atlas.headline(rows)
+    assert h["unresolved_share"] <= 0.05 and h["certified_non_trivial"] >= 1000 and len(h["data_sets"]) >= 6
+    assert (root / "runs.parquet").stat().st_size <= atlas.MAX_EXPORT_MB * 1e6
 
 
 def test_bad_executor_options_leave_the_atlas_directory_untouched(tmp_path):
@@ -266,3 +286,15 @@ def test_cost_adds_core_seconds_per_stratum_and_gives_runs_per_hour():
     assert c["total"]["core_seconds"] == 6.0 and c["total"]["wall_minutes"] == 3.0 / 60
     assert c["total"]["runs_per_hour"] == 3 / 3.0 * 3600
     assert "| smooth | minimum | 8–32 | 1 | 3.00 | 1,200 |" in atlas.markdown_summary(rows)
+
+
+def test_a_violation_certificate_at_a_diverging_run_is_listed_but_not_counted():
+    lin = 0.5
+    crit = dict(model="fc", verdict="violation", risk=0.7, linear_risk_lower=lin, linear_risk_upper=lin,
+                lambda_min=0.0, lambda_tol=1e-9, gap=0.2)
+    rows = [_row(outcome="critical", config_id="a", **crit), _row(outcome="diverging", config_id="b", **crit)]
+    counts, viol = atlas.q2_certified(rows)
+    assert counts == {("fc", "violation"): 1} and [r["config_id"] for r in viol] == ["a"]
+    assert [r["config_id"] for r in atlas.uncounted_violations(rows)] == ["b"]
+    assert "Violations: 0 ResNet, 1 FC. Not counted: 1 runs that end on a violation certificate while diverging (1 fc)." \
+        in atlas.markdown_summary(rows)

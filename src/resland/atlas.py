@@ -90,7 +90,8 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
         executor, workers, scheduler, retries: as :func:`resland.census.run_census`.
         rademacher_draws: as :func:`write_atlas_report`.
         export_only: compute nothing; write the export and report from the committed runs and
-            those already in the working store (a partial atlas, to commit and resume later).
+            those already in the working store (a partial atlas, to commit and resume later, or
+            a report rendered by a newer resland).
 
     Returns:
         ``{"spec": name, "committed": runs read from the export, "adopted": runs the working store
@@ -118,7 +119,7 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
            "total": len(committed) + len(fresh),
            "of": spec.n_runs, "written": False,
            "export_mb": runs_path.stat().st_size / 1e6 if runs_path.is_file() else 0.0}
-    if not fresh and runs_path.is_file() and report_path.is_file():
+    if not fresh and not export_only and runs_path.is_file() and report_path.is_file():
         return out                                     # everything is committed: nothing more to do
     rows = committed + fresh
     write_runs(rows, runs_path)
@@ -166,8 +167,16 @@ def q2_certified(rows: list[dict]) -> tuple[dict, list[dict]]:
         if r["outcome"] == "critical" and not r["linear_equivalent"] and r["verdict"] in (
                 "better_than_linear", "strict_saddle", "violation"):
             counts[(r["model"], r["verdict"])] += 1
-    viol = [r for r in rows if r["verdict"] == "violation"]
+    # Only critical outcomes: a run that ends on a violation certificate while ‖θ‖ still grows (a
+    # diverging run on a plateau) is not a critical point the finder reached (see uncounted_violations).
+    viol = [r for r in rows if r["outcome"] == "critical" and r["verdict"] == "violation"]
     return dict(sorted(counts.items())), viol
+
+
+def uncounted_violations(rows: list[dict]) -> list[dict]:
+    """Runs whose final point certifies as a violation but whose outcome is not ``critical``
+    (the finder saw ``‖θ‖`` grow while R fell): listed, never counted as violations."""
+    return [r for r in rows if r["verdict"] == "violation" and r["outcome"] != "critical"]
 
 
 def q3_fc_vs_resnet(rows: list[dict]) -> dict:
@@ -263,6 +272,13 @@ def cost(rows: list[dict], workers: int = 2) -> dict:
                                         "runs_per_hour": n / wall * 3600 if wall else 0.0}}
 
 
+def _count(items) -> dict:
+    out: dict = defaultdict(int)
+    for x in items:
+        out[x] += 1
+    return out
+
+
 def markdown_summary(rows: list[dict], of: int | None = None) -> str:
     """The headline numbers and questions 1–3 and 5 as Markdown tables (docs/atlas.md pastes them).
 
@@ -287,8 +303,12 @@ def markdown_summary(rows: list[dict], of: int | None = None) -> str:
     counts, viol = q2_certified(rows)
     lines += ["", "Question 2, certified non-trivial critical points:", "", "| model | verdict | points |",
               "| --- | --- | --- |"] + [f"| {k[0]} | {k[1]} | {v} |" for k, v in counts.items()]
+    other = uncounted_violations(rows)
     lines += ["", f"Violations: {sum(r['model'] == 'resnet' for r in viol)} ResNet, "
-              f"{sum(r['model'] == 'fc' for r in viol)} FC."]
+              f"{sum(r['model'] == 'fc' for r in viol)} FC."
+              + (f" Not counted: {len(other)} runs that end on a violation certificate while diverging "
+                 f"({', '.join(f'{v} {k}' for k, v in sorted(_count(r['model'] for r in other).items()))})."
+                 if other else "")]
     lines += ["", "Question 3, certified local minima worse than linear:", "", "| model | worse than linear |",
               "| --- | --- |"] + [f"| {k} | {_share(v[1], v[0])} |" for k, v in q3_fc_vs_resnet(rows).items()]
     q5 = q5_probes(rows)
@@ -438,6 +458,12 @@ def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "a
                      + _table(["model", "config", "seed", "R − R_lin", "replay"],
                               [[r["model"], r["config_id"], r["seed"], f"{r['gap']:.3e}",
                                 replay_export_command(runs_path, r["config_id"], r["seed"])] for r in viol]))
+    if other := uncounted_violations(rows):
+        parts.append(f"<p>Not counted: {len(other)} run(s) whose final point certifies as a violation while the run "
+                     "is diverging (‖θ‖ grows while R falls, e.g. a drift along a vanishing-gradient plateau).</p>"
+                     + _table(["model", "config", "seed", "outcome", "R − R_lin", "replay"],
+                              [[r["model"], r["config_id"], r["seed"], r["outcome"], f"{r['gap']:.3e}",
+                                replay_export_command(runs_path, r["config_id"], r["seed"])] for r in other]))
     q3 = q3_fc_vs_resnet(rows)
     parts.append("<h2 id='q3'>3. FC against ResNet</h2><p>Certified local minima (λ_min ≥ −lambda_tol) with "
                  "R &gt; R_lin,upper + risk_tol.</p>"

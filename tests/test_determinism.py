@@ -60,3 +60,22 @@ def test_max_memory_refuses_the_dense_hessian_and_falls_back_to_lanczos():
         "error: The 'max_memory' parameter must be a positive size such as 512MiB or 4GB. Got 'lots'.")
     res = run("certify", "--data", "diabetes", "--width", "100000000", "--depth", "4")
     assert res.returncode == 2 and "parameters (" in res.stderr and "the limit is 1e+08" in res.stderr
+
+
+def test_a_relu_kink_polish_repeats_bit_for_bit_in_one_process():
+    """The kink polish's multipliers come from an SVD least squares (gelsd): torch's default CPU
+    driver (gelsy) gave different last bits on identical inputs, and this run (engel, a width-8
+    ReLU ResNet that ends on a kink after about 30 iterations) then ended at different points."""
+    import torch
+
+    import resland
+    from resland.models import init_model
+
+    ds = resland.load_dataset("engel")
+    thetas = []
+    for _ in range(3):
+        model = init_model("resnet", 1, width=8, depth=1, activation="relu", seed=0)
+        cp = resland.find_critical_point(model, ds.X, ds.y, kind="minimum", max_iter=100, kink_iter=100)
+        assert cp.outcome == "kink"
+        thetas.append(torch.cat([p.detach().reshape(-1) for p in cp.model.parameters()]))
+    assert all(torch.equal(thetas[0], t) for t in thetas[1:])

@@ -362,7 +362,10 @@ def _active_set_newton(pieces: _Pieces, theta, W, mask0, max_iter, kind="minimum
         return g, torch.func.jacrev(c)(t), c(t)
 
     def multipliers(g, A):
-        return torch.linalg.lstsq(A.T, g[:, None]).solution[:, 0] if A.shape[0] else g.new_zeros(0)
+        # gelsd (SVD): torch's default CPU driver gelsy returned different last bits on identical
+        # inputs from call to call, which made ReLU runs unrepeatable.
+        return (torch.linalg.lstsq(A.T, g[:, None], driver="gelsd").solution[:, 0] if A.shape[0]
+                else g.new_zeros(0))
 
     def kkt_norm(t, W):
         g, A, c = state(t, W)

@@ -2,8 +2,10 @@
 
 ``make atlas`` (``resland atlas``) runs the spec ``atlas/atlas.toml`` into ``atlas/atlas.db``
 (git-ignored, resumable), skipping every run already in the committed export
-``atlas/runs.parquet`` and keeping the runs an edited spec shares with the earlier one, then rewrites ``atlas/runs.parquet`` (the committed runs and the new
-ones, compact form: :data:`resland.census.export.COMPACT_FIELDS`) and ``atlas/index.html``.
+``atlas/runs.parquet`` and keeping the runs an edited spec shares with the earlier one
+(:meth:`resland.census.RunStore.adopt`), then rewrites ``atlas/runs.parquet`` (the committed
+runs and the new ones, compact form: :data:`resland.census.export.COMPACT_FIELDS`) and
+``atlas/index.html``.
 On a clone whose ``runs.parquet`` holds every run of the spec, a rerun computes nothing.
 
 The report answers six questions, one table or figure each (functions ``q1_…`` to ``q6_…``
@@ -30,7 +32,7 @@ import html
 import json
 import math
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from . import tolerances as T
@@ -272,13 +274,6 @@ def cost(rows: list[dict], workers: int = 2) -> dict:
                                         "runs_per_hour": n / wall * 3600 if wall else 0.0}}
 
 
-def _count(items) -> dict:
-    out: dict = defaultdict(int)
-    for x in items:
-        out[x] += 1
-    return out
-
-
 def markdown_summary(rows: list[dict], of: int | None = None) -> str:
     """The headline numbers and questions 1–3 and 5 as Markdown tables (docs/atlas.md pastes them).
 
@@ -307,7 +302,7 @@ def markdown_summary(rows: list[dict], of: int | None = None) -> str:
     lines += ["", f"Violations: {sum(r['model'] == 'resnet' for r in viol)} ResNet, "
               f"{sum(r['model'] == 'fc' for r in viol)} FC."
               + (f" Not counted: {len(other)} runs that end on a violation certificate while diverging "
-                 f"({', '.join(f'{v} {k}' for k, v in sorted(_count(r['model'] for r in other).items()))})."
+                 f"({', '.join(f'{v} {k}' for k, v in sorted(Counter(r['model'] for r in other).items()))})."
                  if other else "")]
     lines += ["", "Question 3, certified local minima worse than linear:", "", "| model | worse than linear |",
               "| --- | --- |"] + [f"| {k} | {_share(v[1], v[0])} |" for k, v in q3_fc_vs_resnet(rows).items()]
@@ -316,13 +311,13 @@ def markdown_summary(rows: list[dict], of: int | None = None) -> str:
     lines += ["", f"Question 5: {_share(b5, n5)} certified ResNet minima with probes have a certified rise of "
               "R_lin(h_l) along depth."]
     c = cost(rows)
-    lines += ["", "Cost (core-seconds from the runs' own timings; wall time on 2 fully busy workers):", "",
+    t = c["total"]
+    lines += ["", f"Cost (core-seconds from the runs' own timings; wall time on {t['workers']} fully busy workers):", "",
               "| activation | kind | depths | runs | s / run | runs / h per core |", "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {k[0]} | {k[1]} | {k[2]} | {n} | {sec / n:.2f} | {3600 * n / sec:,.0f} |"
               for k, (n, sec) in c["strata"].items() if sec > 0]
-    t = c["total"]
     lines += ["", f"Total: {t['runs']} runs, {t['core_seconds'] / 60:.0f} core-minutes, {t['wall_minutes']:.0f} minutes "
-              f"on 2 workers, {t['runs_per_hour']:,.0f} runs per hour."]
+              f"on {t['workers']} workers, {t['runs_per_hour']:,.0f} runs per hour."]
     return "\n".join(lines) + "\n"
 
 

@@ -252,6 +252,19 @@ def build_model(config: dict) -> nn.Module:
 
 
 
+@torch.no_grad()
+def block_gain(model: ResNet, l: int) -> float:
+    """``‖V_l‖₂ ‖U_l‖₂``: block ``l``'s share of ``δ = Σ_l ‖V_l‖₂‖U_l‖₂`` (docs/theory.md §4.3)."""
+    return float(torch.linalg.matrix_norm(model.V(l), ord=2) * torch.linalg.matrix_norm(model.U(l), ord=2))
+
+
+@torch.no_grad()
+def scale_to_budget(model: ResNet, delta0: float) -> None:
+    """Rescale every ``V_l`` in place so that ``‖V_l‖₂‖U_l‖₂ = δ₀/L``, hence ``δ = δ₀``."""
+    for l in range(1, model.depth + 1):
+        model.V(l).mul_(delta0 / model.depth / block_gain(model, l))
+
+
 def param_count(name: str, d_in: int, *, width: int = 4, depth: int = 1, block_bias: bool = True) -> int:
     """Number of parameters of :func:`init_model`'s model (one-layer branches), without building it.
 
@@ -296,14 +309,12 @@ def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activati
     torch.manual_seed(seed)
     if name == "resnet":
         model = ResNet(d_in, width, depth, activation or "softplus", block_bias=delta0 is None)
-        with torch.no_grad():
-            for l in range(1, depth + 1):
-                V = model.V(l)
-                if delta0 is None:
-                    V.mul_(v_scale)
-                else:
-                    gain = torch.linalg.matrix_norm(V, ord=2) * torch.linalg.matrix_norm(model.U(l), ord=2)
-                    V.mul_(delta0 / depth / gain)
+        if delta0 is not None:
+            scale_to_budget(model, delta0)
+        else:
+            with torch.no_grad():
+                for l in range(1, depth + 1):
+                    model.V(l).mul_(v_scale)
         return model
     if name == "fc":
         return FCNet(d_in, width, depth, activation or "relu")

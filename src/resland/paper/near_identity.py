@@ -22,28 +22,15 @@ import numpy as np
 import torch
 
 from ..data import load_dataset
-from ..models import ResNet
+from ..models import ResNet, block_gain, scale_to_budget
 from .._html import png
 from .claims import Claim
 
 DELTA0 = 0.5
 
 
-@torch.no_grad()
-def _gain(model: ResNet, l: int) -> float:
-    """``‖V_l‖₂ ‖U_l‖₂``, block l's share of δ."""
-    return float(torch.linalg.matrix_norm(model.V(l), ord=2) * torch.linalg.matrix_norm(model.U(l), ord=2))
-
-
 def _delta(model: ResNet) -> float:
-    return sum(_gain(model, l) for l in range(1, model.depth + 1))
-
-
-def _set_budget(model: ResNet, delta0: float) -> None:
-    """Scale every V_l so that ‖V_l‖‖U_l‖ = δ₀ / L."""
-    with torch.no_grad():
-        for l in range(1, model.depth + 1):
-            model.V(l).mul_(delta0 / model.depth / _gain(model, l))
+    return sum(block_gain(model, l) for l in range(1, model.depth + 1))
 
 
 def _project(model: ResNet, delta0: float) -> None:
@@ -65,7 +52,7 @@ def rademacher(X: torch.Tensor, depth: int, width: int, delta0: float, draws: in
         sigma = torch.randint(0, 2, (X.shape[0],), generator=g).to(torch.float64) * 2 - 1
         torch.manual_seed(1000 * seed + k)
         model = ResNet(X.shape[1], width, depth, "tanh", out_bias=False, block_bias=False)
-        _set_budget(model, delta0)
+        scale_to_budget(model, delta0)
         _project(model, delta0)
         opt = torch.optim.Adam(model.parameters(), lr=0.05)
         best = -math.inf

@@ -2,9 +2,9 @@
 
 Writes into ``out``: ``report.html`` (self-contained), ``claims.json`` (one entry per claim:
 id, statement, paper_value, measured, status, details), one PNG per plot and
-``records.jsonl`` (raw per-run records) and ``census.db``, the census store of C3, C4 and C5 (a rerun
-into the same ``out`` resumes from it; every C3/C4/C5 record names its ``resland replay`` command). ``quick`` keeps the structure with fewer seeds and
-grid points.
+``records.jsonl`` (raw per-run records) and ``census.db``, the census store of C3, C4 and C5
+(a rerun into the same ``out`` resumes from it; every C3/C4/C5 record names its ``resland
+replay`` command). ``quick`` keeps the structure with fewer seeds and grid points.
 """
 
 from __future__ import annotations

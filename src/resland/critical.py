@@ -227,8 +227,8 @@ def find_critical_points(
         kind, tol, max_iter, xtol, max_norm, dense_max_params, kink_iter, newton_always_max: as
             :func:`find_critical_point`.
         fit: the best linear predictor (computed here when None).
-        batched: all members in one vmapped computation (True) or one at a time (False); both
-            give the same iterates.
+        batched: all members in one vmapped computation (True) or one at a time (False); the same
+            iteration, rounded by different kernels.
 
     Returns:
         One :class:`CriticalPoint` per member, in order.

@@ -166,18 +166,33 @@ class HessianOperator:
             out = self._block(V if self.stacked else V[None])
         return out if self.stacked else out[0]
 
-    def dense(self, chunk_size: int = 128) -> torch.Tensor:
+    def dense(self, chunk_size: int = 128, *, method: str = "auto") -> torch.Tensor:
         """The dense Hessian, symmetrised: (n, n), or (k, n, n) for a stack.
 
-        Built from products against blocks of ``chunk_size`` unit vectors (faster than
-        ``torch.func.hessian`` for large n, same values: docs/performance.md).
+        Args:
+            chunk_size: unit vectors per block product (``autodiff``).
+            method: ``closed_form`` (:mod:`resland.closed_form`: the chain ResNet and the FC
+                net, batched matrix products), ``autodiff`` (products against blocks of unit
+                vectors; faster than ``torch.func.hessian`` for large n, same values:
+                docs/performance.md) or ``auto`` (the closed form where the model has one).
+
+        Raises:
+            ValidationError: an unknown ``method``, or ``closed_form`` for a model without one.
         """
+        check_choice("method", method, ("auto", "closed_form", "autodiff"))
+        chain = self.fr.chain_derivatives
+        if method == "closed_form" and chain is None:
+            raise ValidationError(f"The 'method' closed_form needs a ResNet (one-layer branches) or an FCNet. "
+                                  f"Got {type(self.fr.model).__name__}.")
+        self.products += self.n
+        if method != "autodiff" and chain is not None:
+            H = chain.hessian(self._rows)
+            return H if self.stacked else H[0]
         eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
 
         def one(theta):
             H = torch.cat([self._block_one(theta, eye[:, i : i + chunk_size]) for i in range(0, self.n, chunk_size)], 1)
             return 0.5 * (H + H.T)
-        self.products += self.n
         H = torch.vmap(one)(self._rows)
         return H if self.stacked else H[0]
 

@@ -82,7 +82,11 @@ class Ensemble:
         return self._predict(theta)
 
     def jacobian(self, theta: torch.Tensor) -> torch.Tensor:
-        """``J_j = ∂f_{θ_j}(x_i)/∂θ``, shape (k, m, n)."""
+        """``J_j = ∂f_{θ_j}(x_i)/∂θ``, shape (k, m, n): in closed form for the chain ResNet and the FC
+        net (:mod:`resland.closed_form`), else per-sample reverse mode under ``vmap``."""
+        chain = self.fr.chain_derivatives
+        if chain is not None:
+            return chain.jacobian(theta)[1]
         return torch.vmap(lambda t: self._jac(t, self.fr.X))(theta)
 
     def model_at(self, theta: torch.Tensor) -> nn.Module:

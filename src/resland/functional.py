@@ -12,12 +12,14 @@ Risk convention: ``R(θ) = (1/m) Σ_i ℓ(f_θ(x_i); y_i)`` (mean, squared loss 
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad
 
 from ._checks import ValidationError, check_data
+from .closed_form import ChainDerivatives, supports
 from .losses import Loss, get_loss
 
 
@@ -91,6 +93,12 @@ class FlatRisk:
         """``(R(θ), ∇R(θ))`` in one reverse pass."""
         g, r = grad(lambda t: (self.risk(t), self.risk(t)), has_aux=True)(theta)
         return float(r), g
+
+    @functools.cached_property
+    def chain_derivatives(self):
+        """The closed-form derivatives (:class:`~resland.closed_form.ChainDerivatives`) of this
+        risk's model, or None where the model has none (then autodiff serves)."""
+        return ChainDerivatives(self) if supports(self.model) else None
 
     def model_at(self, theta: torch.Tensor) -> nn.Module:
         """A deep copy of the model with parameters ``θ`` (flat, shape (n,))."""

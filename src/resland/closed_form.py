@@ -26,8 +26,9 @@ bilinear ``V``–``z`` term ``∂²/∂V_pq∂θ = a_p σ'(z_q) Dz_q`` and the b
 bilinear ``w``–``s_L`` term. Activations are differentiated as autograd does (ReLU-type:
 ``σ' = 1[z > 0]`` or the negative slope, ``σ'' = 0``: the current region's piece).
 
-Memory: the forward Jacobians of every layer are kept, ``(L + 1) · K · m · width · n`` floats;
-:func:`member_chunk` picks how many members go through at once.
+Memory: one layer's forward Jacobians at a time, about ``4 · K · m · width · n + 2 K n²``
+floats (``width`` the larger of d and k); :meth:`ChainDerivatives.member_chunk` picks how many
+members go through at once.
 
 Conventions: mean risk, squared loss ``(p − y)²`` without 1/2, flat parameters in
 ``model.parameters()`` order. Tested against ``torch.func.hessian`` (tests/test_closed_form.py).
@@ -42,8 +43,8 @@ from torch import nn
 
 from .models import FCNet, ResNet
 
-#: Float budget of one chunk's stored forward Jacobians (32 Mi floats: 256 MiB in float64).
-CHUNK_FLOATS = 2**25
+#: Float budget of one chunk's working tensors (128 Mi floats: 1 GiB in float64).
+CHUNK_FLOATS = 2**27
 
 
 def supports(model: nn.Module) -> bool:
@@ -120,10 +121,10 @@ class ChainDerivatives:
             last = V or b or U
             self.layers.append((U, b, V, self.offsets[U][0], self.offsets[last][0] + math.prod(self.offsets[last][1])))
         widest = max(model.width, fr.X.shape[1])
-        self.floats_per_member = 2 * model.depth * self.m * widest * self.n
+        self.floats_per_member = 4 * self.m * widest * self.n + 2 * self.n**2
 
     def member_chunk(self) -> int:
-        """Members per pass so that the stored forward Jacobians stay within :data:`CHUNK_FLOATS`."""
+        """Members per pass so that the working tensors stay within :data:`CHUNK_FLOATS`."""
         return max(1, CHUNK_FLOATS // max(1, self.floats_per_member))
 
     def _param(self, theta: torch.Tensor, name: str | None):

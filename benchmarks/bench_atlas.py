@@ -9,13 +9,20 @@ the median of the rows' ratios, and the pooled ratio (all rows' sequential secon
 rows' batched seconds: the throughput ratio of an atlas made of these strata in equal parts). The
 atlas wants ≥ 5× at n ≤ 200 (issue 14). Outcomes of both engines are reported side by side.
 
-Run: .venv/bin/python benchmarks/bench_atlas.py [--seeds 32] [--max-iter 100]
+The finder settings are the atlas spec's (``atlas/atlas.toml`` [finder]: ``max_iter``,
+``kink_iter``, ``newton_always_max``). The **atlas-weighted ratio** is the throughput ratio of
+the atlas's own mix at n ≤ 200: each stratum of :func:`resland.atlas.cost` (activation class,
+kind, depth band) is timed by the rows in it (seconds per run, averaged) and weighted by its
+number of runs with n ≤ 200 in ``atlas/runs.parquet``.
+
+Run: .venv/bin/python benchmarks/bench_atlas.py [--seeds 16] [--max-iter 100]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tomllib
 import platform
 import statistics
 import time
@@ -25,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from resland.atlas import read_runs
 from resland.census import parse_spec
 from resland.census.runner import run_task
 
@@ -43,18 +51,32 @@ CONFIGS = [  # (data, model, depth, width, activation, kind): atlas strata at n 
 ]
 
 
+def stratum(row: dict) -> tuple[str, str, str]:
+    """The atlas cost stratum of a row (resland.atlas.cost): activation class, kind, depth band."""
+    return ("relu" if row["activation"] == "relu" else "smooth", row["kind"], "1–4" if row["depth"] <= 4 else "8–32")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=32)
-    ap.add_argument("--max-iter", type=int, default=100)
+    ap.add_argument("--max-iter", type=int, default=None, help="default: the atlas spec's")
+    ap.add_argument("--atlas", default="atlas", help="the atlas directory: its [finder] settings and the weights")
     ap.add_argument("--configs", type=int, default=len(CONFIGS), help="use the first N configurations")
     ap.add_argument("--out", default="benchmarks/results/atlas_throughput.json")
     args = ap.parse_args()
+    finder = tomllib.loads((Path(args.atlas) / "atlas.toml").read_text())["finder"]
+    finder = {k: v for k, v in finder.items() if k != "kind"}
+    if args.max_iter is not None:
+        finder["max_iter"] = args.max_iter
+    warm = parse_spec({"name": "warm-up", "seeds": 2, "batch_size": 2, "finder": {**finder, "max_iter": 3},
+                       "grid": [{"data": "spector", "model": "resnet", "depth": 1, "width": 2, "activation": "tanh"}]})
+    for engine in ("batched", "sequential"):   # first calls (imports, kernels) outside the timings
+        run_task(replace(warm.tasks()[0], engine=engine), warm.task_options)
     rows = []
     for data, model, depth, width, act, kind in CONFIGS[: args.configs]:
         out = {"data": data, "model": model, "depth": depth, "width": width, "activation": act, "kind": kind}
         spec = parse_spec({"name": "bench-atlas", "seeds": args.seeds, "batch_size": args.seeds,
-                           "finder": {"max_iter": args.max_iter},
+                           "finder": finder,
                            "grid": [{"data": data, "model": model, "depth": depth, "width": width,
                                      "activation": act, "kind": kind}]})
         (batched,) = spec.tasks()
@@ -72,12 +94,25 @@ def main() -> None:
         print(f"{data:9s} {model:6s} L={depth:<2d} k={width} {act:8s} {kind:7s} n={out['n_params']:4d}  batched "
               f"{out['batched']['runs_per_hour']:8.0f}/h  sequential {out['sequential']['runs_per_hour']:8.0f}/h  "
               f"ratio {out['ratio']:5.2f}  {out['batched']['outcomes']}", flush=True)
+    # The atlas's own mix: its runs at n ≤ 200 per stratum, each stratum timed by the rows in it.
+    strata = {}
+    for r in rows:
+        strata.setdefault(stratum(r), []).append(r)
+    weights = Counter(stratum(r) for r in read_runs(Path(args.atlas) / "runs.parquet") if r["n_params"] <= 200)
+    per_run = {s: [sum(r[e]["seconds"] for r in rs) / (len(rs) * args.seeds) for e in ("batched", "sequential")]
+               for s, rs in strata.items()}
+    weighted = (sum(weights[s] * per_run[s][1] for s in per_run) / sum(weights[s] * per_run[s][0] for s in per_run))
+    covered = sum(weights[s] for s in per_run) / sum(weights.values())
+    print(f"atlas-weighted ratio {weighted:.2f} (strata holding {covered:.1%} of the atlas's runs at n ≤ 200: "
+          + ", ".join(f"{'/'.join(s)} {weights[s]}" for s in per_run) + ")")
     ratios = sorted(r["ratio"] for r in rows)
     pooled = sum(r["sequential"]["seconds"] for r in rows) / sum(r["batched"]["seconds"] for r in rows)
     median = statistics.median(ratios)
     print(f"median ratio {median:.2f}, pooled (all rows' runs per hour) {pooled:.2f}, "
           f"{sum(x >= 5 for x in ratios)} of {len(ratios)} rows ≥ 5")
-    res = {"median_ratio": median, "pooled_ratio": pooled, "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": 1,
+    res = {"atlas_weighted_ratio": weighted, "atlas_weights": {"/".join(s): weights[s] for s in per_run},
+           "atlas_share_covered": covered, "median_ratio": median, "pooled_ratio": pooled, "finder": finder,
+           "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": 1,
                        "torch": torch.__version__, "python": platform.python_version()},
            "date": time.strftime("%Y-%m-%d %H:%M"), "seeds": args.seeds, "max_iter": args.max_iter, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,112 @@
+"""The atlas's own throughput ratio, batched against sequential, at n ≤ 200 parameters.
+
+bench_atlas.py times hand-picked rows; this times the atlas itself. From ``atlas/atlas.toml``'s
+tasks whose configuration has n ≤ 200 parameters, ``--per-stratum`` tasks are drawn at random
+(``--seed``) from each cost stratum of :func:`resland.atlas.cost` (activation class, kind,
+depth band). Each task (its own seeds, up to the spec's batch of 16) runs with
+``engine = "batched"``, as the atlas ran it, and with ``engine = "sequential"`` (the same finder one
+seed at a time, certify() per run), in this process, one torch thread. The atlas ratio is the
+stratified ratio estimate
+
+    Σ_s N_s · (seconds per run, sequential)_s  /  Σ_s N_s · (seconds per run, batched)_s,
+
+``N_s`` the atlas's runs at n ≤ 200 in stratum ``s`` (atlas/runs.parquet), the seconds per run
+pooled over the stratum's sampled tasks: the ratio of the two engines' wall times for the whole
+atlas at n ≤ 200. A 90 % interval comes from resampling the tasks within each stratum (bootstrap,
+2,000 draws). Issue 14 asks for ≥ 5×.
+
+Run: .venv/bin/python benchmarks/bench_atlas_sample.py [--per-stratum 4] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from resland.atlas import read_runs
+from resland.census import load_spec
+from resland.census.runner import run_task
+
+
+def stratum(c: dict) -> tuple[str, str, str]:
+    """The cost stratum of :func:`resland.atlas.cost`: activation class, kind, depth band."""
+    return ("relu" if c["activation"] == "relu" else "smooth", c["kind"], "1–4" if c["depth"] <= 4 else "8–32")
+
+
+def ratio(sample: dict, weights: Counter) -> float:
+    """Stratified ratio estimate; ``sample[s]`` a list of (runs, batched s, sequential s) per task."""
+    num = den = 0.0
+    for s, tasks in sample.items():
+        runs = sum(t[0] for t in tasks)
+        den += weights[s] * sum(t[1] for t in tasks) / runs
+        num += weights[s] * sum(t[2] for t in tasks) / runs
+    return num / den
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--per-stratum", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--atlas", default="atlas")
+    ap.add_argument("--out", default="benchmarks/results/atlas_sample.json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    spec = load_spec(Path(args.atlas) / "atlas.toml")
+    atlas = read_runs(Path(args.atlas) / "runs.parquet")
+    n_params = {r["config_id"]: r["n_params"] for r in atlas}
+    weights = Counter(stratum(r) for r in atlas if r["n_params"] <= 200)
+    by: dict = {}
+    for t in spec.tasks():
+        if n_params[t.config_id] <= 200:
+            by.setdefault(stratum(t.config), []).append(t)
+    rng = random.Random(args.seed)
+    picks = {s: rng.sample(by[s], min(args.per_stratum, len(by[s]))) for s in sorted(by)}
+    warm = next(iter(picks.values()))[0]
+    for engine in ("batched", "sequential"):   # first calls (imports, kernels) outside the timings
+        run_task(replace(warm, seeds=warm.seeds[:1], engine=engine), spec.task_options)
+    sample, rows = {}, []
+    for s, tasks in picks.items():
+        for task in tasks:
+            row = {"stratum": "/".join(s), "config": task.config, "seeds": len(task.seeds),
+                   "n_params": n_params[task.config_id]}
+            for engine in ("batched", "sequential"):
+                t0 = time.perf_counter()
+                res = run_task(replace(task, engine=engine), spec.task_options)
+                row[engine] = {"seconds": time.perf_counter() - t0, "outcomes": dict(Counter(r["outcome"] for r in res))}
+            row["ratio"] = row["sequential"]["seconds"] / row["batched"]["seconds"]
+            rows.append(row)
+            sample.setdefault(s, []).append((len(task.seeds), row["batched"]["seconds"], row["sequential"]["seconds"]))
+            c = task.config
+            print(f"{row['stratum']:22s} {c['data']:9s} {c['model']:6s} L={c['depth']:<2d} k={c['width']:<2d} "
+                  f"{c['activation']:8s} n={row['n_params']:4d} seeds={row['seeds']:2d}  batched "
+                  f"{row['batched']['seconds']:6.2f} s  sequential {row['sequential']['seconds']:6.2f} s  "
+                  f"ratio {row['ratio']:5.2f}", flush=True)
+    est = ratio(sample, weights)
+    boot = np.random.default_rng(args.seed)
+    draws = [ratio({s: [ts[i] for i in boot.integers(0, len(ts), len(ts))] for s, ts in sample.items()}, weights)
+             for _ in range(2000)]
+    lo, hi = np.quantile(draws, [0.05, 0.95])
+    per = {"/".join(s): {"atlas_runs": weights[s], "ratio": ratio({s: ts}, weights)} for s, ts in sample.items()}
+    for s, v in per.items():
+        print(f"  {s:22s} atlas runs {v['atlas_runs']:5d}  ratio {v['ratio']:5.2f}")
+    print(f"atlas ratio (n ≤ 200, stratified over {len(rows)} sampled tasks): {est:.2f}, "
+          f"90 % bootstrap interval [{lo:.2f}, {hi:.2f}]")
+    res = {"atlas_ratio": est, "interval_90": [float(lo), float(hi)], "strata": per, "per_stratum": args.per_stratum,
+           "seed": args.seed, "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                                          "threads": 1, "torch": torch.__version__, "python": platform.python_version()},
+           "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,7 @@ import random
 import sqlite3
 import time
 
+from resland.atlas import stratum
 from resland.census import load_spec
 from resland.census.runner import run_task
 
@@ -29,8 +30,7 @@ def main() -> None:
     conn = sqlite3.connect("atlas/atlas.db")
     by: dict = {}
     for t in spec.tasks():
-        c = t.config
-        by.setdefault(("relu" if c["activation"] == "relu" else "smooth", c["kind"], c["depth"] <= 4), []).append(t)
+        by.setdefault(stratum(t.config), []).append(t)
     rng = random.Random(args.seed)
     pick = [t for k in sorted(by) for t in rng.sample(by[k], min(args.per_stratum, len(by[k])))]
     same, differ, start = 0, 0, time.perf_counter()

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from resland.atlas import read_runs
+from resland.atlas import read_runs, stratum
 from resland.census import parse_spec
 from resland.census.runner import run_task
 
@@ -49,11 +49,6 @@ CONFIGS = [  # (data, model, depth, width, activation, kind): atlas strata at n 
     ("star98", "resnet", 2, 2, "tanh", "minimum"),
     ("iris", "resnet", 2, 2, "softplus", "any"),
 ]
-
-
-def stratum(row: dict) -> tuple[str, str, str]:
-    """The atlas cost stratum of a row (resland.atlas.cost): activation class, kind, depth band."""
-    return ("relu" if row["activation"] == "relu" else "smooth", row["kind"], "1–4" if row["depth"] <= 4 else "8–32")
 
 
 def main() -> None:

@@ -32,14 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resland.atlas import read_runs
+from resland.atlas import read_runs, stratum
 from resland.census import load_spec
 from resland.census.runner import run_task
-
-
-def stratum(c: dict) -> tuple[str, str, str]:
-    """The cost stratum of :func:`resland.atlas.cost`: activation class, kind, depth band."""
-    return ("relu" if c["activation"] == "relu" else "smooth", c["kind"], "1–4" if c["depth"] <= 4 else "8–32")
 
 
 def ratio(sample: dict, weights: Counter) -> float:

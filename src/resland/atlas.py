@@ -255,6 +255,11 @@ def headline(rows: list[dict]) -> dict:
             "unresolved_share": outcomes.get("unresolved", 0) / n if n else 0.0}
 
 
+def stratum(r: dict) -> tuple[str, str, str]:
+    """The cost stratum of a run or config: activation class (``relu`` or ``smooth``), kind, depth band."""
+    return ("relu" if r["activation"] == "relu" else "smooth", r["kind"], "1–4" if r["depth"] <= 4 else "8–32")
+
+
 def cost(rows: list[dict], workers: int = 2) -> dict:
     """What the atlas cost, per stratum ``(activation class, kind, depth band)``: ``(runs, core-seconds)``.
 
@@ -264,7 +269,7 @@ def cost(rows: list[dict], workers: int = 2) -> dict:
     """
     out: dict = defaultdict(lambda: [0, 0.0])
     for r in rows:
-        key = ("relu" if r["activation"] == "relu" else "smooth", r["kind"], "1–4" if r["depth"] <= 4 else "8–32")
+        key = stratum(r)
         out[key][0] += 1
         out[key][1] += r["seconds"] or 0.0
     strata = {k: (v[0], v[1]) for k, v in sorted(out.items())}

@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import tomllib
 import platform
 import statistics
 import time
-from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from resland.atlas import read_runs, stratum
-from resland.census import parse_spec
-from resland.census.runner import run_task
+from engine_timing import atlas_weights, stratified_ratio, time_engines, warm_up
+from resland.atlas import stratum
+from resland.census import load_spec, parse_spec
 
 CONFIGS = [  # (data, model, depth, width, activation, kind): atlas strata at n ≤ 200
     ("engel", "resnet", 4, 2, "tanh", "minimum"),
@@ -59,14 +56,12 @@ def main() -> None:
     ap.add_argument("--configs", type=int, default=len(CONFIGS), help="use the first N configurations")
     ap.add_argument("--out", default="benchmarks/results/atlas_throughput.json")
     args = ap.parse_args()
-    finder = tomllib.loads((Path(args.atlas) / "atlas.toml").read_text())["finder"]
-    finder = {k: v for k, v in finder.items() if k != "kind"}
+    finder = {k: v for k, v in load_spec(Path(args.atlas) / "atlas.toml").finder.items() if k != "kind"}
     if args.max_iter is not None:
         finder["max_iter"] = args.max_iter
     warm = parse_spec({"name": "warm-up", "seeds": 2, "batch_size": 2, "finder": {**finder, "max_iter": 3},
                        "grid": [{"data": "spector", "model": "resnet", "depth": 1, "width": 2, "activation": "tanh"}]})
-    for engine in ("batched", "sequential"):   # first calls (imports, kernels) outside the timings
-        run_task(replace(warm.tasks()[0], engine=engine), warm.task_options)
+    warm_up(warm.tasks()[0], warm.task_options)
     rows = []
     for data, model, depth, width, act, kind in CONFIGS[: args.configs]:
         out = {"data": data, "model": model, "depth": depth, "width": width, "activation": act, "kind": kind}
@@ -74,38 +69,27 @@ def main() -> None:
                            "finder": finder,
                            "grid": [{"data": data, "model": model, "depth": depth, "width": width,
                                      "activation": act, "kind": kind}]})
-        (batched,) = spec.tasks()
-        for engine in ("batched", "sequential"):
-            task = replace(batched, engine=engine)  # the same seeds in one task, either engine
-            t = time.perf_counter()
-            res = run_task(task, spec.task_options)
-            wall = time.perf_counter() - t
-            out["n_params"] = res[0]["n_params"]
-            out[engine] = {"seconds": wall, "runs_per_hour": 3600 * len(res) / wall,
-                           "outcomes": dict(Counter(r["outcome"] for r in res)),
-                           "verdicts": dict(Counter(r["verdict"] for r in res))}
-        out["ratio"] = out["batched"]["runs_per_hour"] / out["sequential"]["runs_per_hour"]
+        (task,) = spec.tasks()
+        out.update(time_engines(task, spec.task_options))   # the same seeds in one task, either engine
         rows.append(out)
         print(f"{data:9s} {model:6s} L={depth:<2d} k={width} {act:8s} {kind:7s} n={out['n_params']:4d}  batched "
               f"{out['batched']['runs_per_hour']:8.0f}/h  sequential {out['sequential']['runs_per_hour']:8.0f}/h  "
               f"ratio {out['ratio']:5.2f}  {out['batched']['outcomes']}", flush=True)
     # The atlas's own mix: its runs at n ≤ 200 per stratum, each stratum timed by the rows in it.
-    strata = {}
+    strata: dict = {}
     for r in rows:
-        strata.setdefault(stratum(r), []).append(r)
-    weights = Counter(stratum(r) for r in read_runs(Path(args.atlas) / "runs.parquet") if r["n_params"] <= 200)
-    per_run = {s: [sum(r[e]["seconds"] for r in rs) / (len(rs) * args.seeds) for e in ("batched", "sequential")]
-               for s, rs in strata.items()}
-    weighted = (sum(weights[s] * per_run[s][1] for s in per_run) / sum(weights[s] * per_run[s][0] for s in per_run))
-    covered = sum(weights[s] for s in per_run) / sum(weights.values())
+        strata.setdefault(stratum(r), []).append((args.seeds, r["batched"]["seconds"], r["sequential"]["seconds"]))
+    weights = atlas_weights(args.atlas)
+    weighted = stratified_ratio(strata, weights)
+    covered = sum(weights[s] for s in strata) / sum(weights.values())
     print(f"atlas-weighted ratio {weighted:.2f} (strata holding {covered:.1%} of the atlas's runs at n ≤ 200: "
-          + ", ".join(f"{'/'.join(s)} {weights[s]}" for s in per_run) + ")")
+          + ", ".join(f"{'/'.join(s)} {weights[s]}" for s in strata) + ")")
     ratios = sorted(r["ratio"] for r in rows)
     pooled = sum(r["sequential"]["seconds"] for r in rows) / sum(r["batched"]["seconds"] for r in rows)
     median = statistics.median(ratios)
     print(f"median ratio {median:.2f}, pooled (all rows' runs per hour) {pooled:.2f}, "
           f"{sum(x >= 5 for x in ratios)} of {len(ratios)} rows ≥ 5")
-    res = {"atlas_weighted_ratio": weighted, "atlas_weights": {"/".join(s): weights[s] for s in per_run},
+    res = {"atlas_weighted_ratio": weighted, "atlas_weights": {"/".join(s): weights[s] for s in strata},
            "atlas_share_covered": covered, "median_ratio": median, "pooled_ratio": pooled, "finder": finder,
            "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": 1,
                        "torch": torch.__version__, "python": platform.python_version()},

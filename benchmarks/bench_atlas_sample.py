@@ -25,26 +25,14 @@ import json
 import platform
 import random
 import time
-from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from engine_timing import atlas_weights, stratified_ratio as ratio, time_engines, warm_up
 from resland.atlas import read_runs, stratum
 from resland.census import load_spec
-from resland.census.runner import run_task
-
-
-def ratio(sample: dict, weights: Counter) -> float:
-    """Stratified ratio estimate; ``sample[s]`` a list of (runs, batched s, sequential s) per task."""
-    num = den = 0.0
-    for s, tasks in sample.items():
-        runs = sum(t[0] for t in tasks)
-        den += weights[s] * sum(t[1] for t in tasks) / runs
-        num += weights[s] * sum(t[2] for t in tasks) / runs
-    return num / den
 
 
 def main() -> None:
@@ -56,28 +44,20 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     spec = load_spec(Path(args.atlas) / "atlas.toml")
-    atlas = read_runs(Path(args.atlas) / "runs.parquet")
-    n_params = {r["config_id"]: r["n_params"] for r in atlas}
-    weights = Counter(stratum(r) for r in atlas if r["n_params"] <= 200)
+    n_params = {r["config_id"]: r["n_params"] for r in read_runs(Path(args.atlas) / "runs.parquet")}
+    weights = atlas_weights(args.atlas)
     by: dict = {}
     for t in spec.tasks():
         if n_params[t.config_id] <= 200:
             by.setdefault(stratum(t.config), []).append(t)
     rng = random.Random(args.seed)
     picks = {s: rng.sample(by[s], min(args.per_stratum, len(by[s]))) for s in sorted(by)}
-    warm = next(iter(picks.values()))[0]
-    for engine in ("batched", "sequential"):   # first calls (imports, kernels) outside the timings
-        run_task(replace(warm, seeds=warm.seeds[:1], engine=engine), spec.task_options)
+    warm_up(next(iter(picks.values()))[0], spec.task_options)
     sample, rows = {}, []
     for s, tasks in picks.items():
         for task in tasks:
             row = {"stratum": "/".join(s), "config": task.config, "seeds": len(task.seeds),
-                   "n_params": n_params[task.config_id]}
-            for engine in ("batched", "sequential"):
-                t0 = time.perf_counter()
-                res = run_task(replace(task, engine=engine), spec.task_options)
-                row[engine] = {"seconds": time.perf_counter() - t0, "outcomes": dict(Counter(r["outcome"] for r in res))}
-            row["ratio"] = row["sequential"]["seconds"] / row["batched"]["seconds"]
+                   **time_engines(task, spec.task_options)}
             rows.append(row)
             sample.setdefault(s, []).append((len(task.seeds), row["batched"]["seconds"], row["sequential"]["seconds"]))
             c = task.config

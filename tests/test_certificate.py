@@ -74,7 +74,7 @@ def test_nondifferentiable_when_relu_preactivation_is_zero(small_data):
     assert cert.tolerances["kink_tol"] > 0
 
 
-def test_violation_for_a_model_that_cannot_be_linear(small_data):
+def test_a_constant_predictor_is_a_local_minimum_worse_than_linear_and_trivial(small_data):
     """A constant predictor at its minimum is worse than linear with no negative curvature."""
 
     class Constant(nn.Module):
@@ -90,7 +90,8 @@ def test_violation_for_a_model_that_cannot_be_linear(small_data):
     with torch.no_grad():
         model.c.fill_(float(y.mean()))
     cert = resland.certify(model, X, y)
-    assert cert.verdict == "violation"
+    assert cert.verdict == "local_minimum_worse" and cert.trivial == "constant"
+    assert cert.higher_order["null_dim"] == 0 and cert.higher_order["symmetries"]["count"] == 0
     assert cert.lambda_min == pytest.approx(2.0, rel=1e-12)  # ℓ'' = 2, mean risk
     assert cert.parameters == [float(y.mean())]  # saved for replay
     assert cert.gap_bound is None  # theory fields for resland.ResNet only
@@ -123,7 +124,7 @@ def test_certificate_renders_as_an_html_table_in_jupyter(small_data):
     assert page.startswith("<table>") and f"<td>{cert.verdict}</td>" in page and "R_lin" in page
 
 
-def _evidence(R, *, lower=1.0, upper=1.0, gnorm=0.0, lam=(0.5, 2.0), polish=None, kink=None):
+def _evidence(R, *, lower=1.0, upper=1.0, gnorm=0.0, lam=(0.5, 2.0), polish=None, kink=None, null_dim=0, found=False):
     from resland.certificate import Evidence
     from resland.curvature import EigResult
     from resland.linear import LinearFit
@@ -134,7 +135,15 @@ def _evidence(R, *, lower=1.0, upper=1.0, gnorm=0.0, lam=(0.5, 2.0), polish=None
             "polish_max_move": 1e-3}
     v = torch.tensor([1.0, 0.0])
     eig = EigResult(lam[0], lam[1], v, v, 0.0, 0.0, 2, "dense")
-    return Evidence(R, gnorm, fit, tols, kink=kink, eig=eig, polish=polish)
+    from resland.higher_order import HigherOrder, NullAnalysis
+
+    null = None
+    if null_dim is not None:
+        test = None if null_dim == 0 else HigherOrder(found, null_dim, [0.5, 1e-7, 24], R - 1e-3 * found, 66)
+        if found:
+            test.step, test.decrease, test.order, test.run = 1e-2, 1e-9, 3.0, [0.5, 1e-2]
+        null = NullAnalysis({"count": 1, "names": ["s"], "max_residual": 0.0, "rejected": []}, 0.3, null_dim, test)
+    return Evidence(R, gnorm, fit, tols, kink=kink, eig=eig, polish=polish, null=null)
 
 
 def test_decide_maps_evidence_to_verdicts_without_computing_anything():
@@ -148,9 +157,16 @@ def test_decide_maps_evidence_to_verdicts_without_computing_anything():
     # inside the R_lin interval: neither side can be defended
     verdict, why = decide(_evidence(1.05, lower=1.0, upper=1.1))
     assert verdict == "inconclusive" and "R_lin interval" in why
-    # a candidate violation: the polish decides
+    # worse than linear, no negative curvature: positive definite beyond the symmetries → the polish decides
     ok = {"risk": 2.0, "grad_norm": 1e-14, "distance": 1e-9, "iterations": 3, "status": "converged", "err": 1e-13}
-    assert decide(_evidence(2.0, polish=ok))[0] == "violation"
+    assert decide(_evidence(2.0, polish=ok))[0] == "local_minimum_worse"
+    # a null space with a verified higher-order descent, and one without
+    verdict, why = decide(_evidence(2.0, lam=(0.0, 2.0), null_dim=2, found=True))
+    assert verdict == "degenerate_saddle" and "order ≈ 3" in why
+    verdict, why = decide(_evidence(2.0, lam=(0.0, 2.0), null_dim=2, polish=ok))
+    assert verdict == "degenerate" and "no verified descent" in why and "best probe risk" in why
+    # without the dense spectrum (n > dense_max_params) §8 cannot be decided
+    assert decide(_evidence(2.0, null_dim=None))[0] == "inconclusive"
     closes = dict(ok, risk=1.0 + 1e-11)
     verdict, why = decide(_evidence(1.0 + 3e-10, polish=closes))
     assert verdict == "better_than_linear" and "polished" in why
@@ -168,4 +184,4 @@ def test_certificates_are_frozen(small_data):
 
     cert = resland.certify(resland.ResNet(3, 2, 1), *small_data)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cert.verdict = "violation"
+        cert.verdict = "local_minimum_worse"

@@ -57,13 +57,13 @@ def test_degenerate_columns_give_exact_r_lin_and_a_degenerate_certificate(data, 
     if case == "rank_deficient":
         # X0 − 2·X1 rounded leaves a genuine direction of singular value ~1e-16·σ_max: the exact
         # infimum of the float64 data is 9e-7 lower, so R_lin is an interval and the linear model
-        # at the rank-revealing solution is neither provably better than linear nor a violation.
+        # at the rank-revealing solution is neither provably better nor provably worse than linear.
         assert fit.risk_upper - fit.risk_lower > 1e-7
         assert cert.verdict == "inconclusive" and "R_lin interval" in cert.reason and "numerical rank" in cert.reason
     else:
         assert fit.risk_upper - fit.risk_lower <= 4 * np.finfo(float).eps * fit.risk
         assert cert.verdict == "better_than_linear"
-    assert cert.degenerate  # a zero eigenvalue, read as 0 and not as a sign
+    assert cert.singular  # a zero eigenvalue, read as 0 and not as a sign
     assert abs(cert.lambda_min) <= cert.tolerances["lambda_tol"]
     assert cert.index == 0
 
@@ -135,16 +135,16 @@ class Cubic(nn.Module):
         return self.a**3 * x[:, 0]
 
 
-def test_zero_lambda_min_is_reported_as_degenerate_not_guessed():
+def test_zero_lambda_min_is_a_degenerate_saddle_found_at_third_order():
     x = np.linspace(1, 2, 10)[:, None]
     y = 2 * x[:, 0]  # R_lin = 0 < R(a = 0)
     cert = resland.certify(Cubic(), x, y)
-    assert cert.grad_norm == 0.0 and cert.lambda_min == 0.0
-    assert cert.verdict == "violation" and cert.degenerate  # the theory's verdict, flagged
-    assert "degenerate" in cert.reason and "higher-order saddle" in cert.reason
-    # the reported step really lowers the risk (recomputed here)
-    a = cert.escape_step
-    assert np.mean((a**3 * x[:, 0] - y) ** 2) < np.mean(y**2)
+    assert cert.grad_norm == 0.0 and cert.lambda_min == 0.0 and cert.singular
+    assert cert.verdict == "degenerate_saddle" and "order ≈ 3" in cert.reason
+    assert cert.higher_order["test"]["order"] == pytest.approx(3.0, abs=0.05)
+    # the reported escape point really lowers the risk (recomputed here, in NumPy)
+    a = cert.escape_step * float(cert.escape_direction[0])
+    assert np.mean((a**3 * x[:, 0] - y) ** 2) < np.mean(y**2) - cert.tolerances["decrease_tol"]
 
 
 class WideCubic(nn.Module):
@@ -160,18 +160,18 @@ class WideCubic(nn.Module):
         return self.a**3 * x[:, 0] - (self.c * self.b**2).sum() * x[:, 1]
 
 
-def test_a_violation_above_the_dense_threshold_is_decided_on_the_dense_spectrum():
+def test_a_point_worse_than_linear_above_the_dense_threshold_is_decided_on_the_dense_spectrum():
     """n = 150 > DENSE_EIG_MAX: Lanczos finds no negative curvature, so certify confirms on the
-    full dense spectrum (a violation must exclude every negative eigenvalue); where the dense
-    Hessian is not allowed the reason says the claim rests on Lanczos."""
+    full dense spectrum and tests its null space (docs/theory.md §8); where the dense Hessian is
+    not allowed the verdict is inconclusive and the reason says why."""
     x = np.c_[np.linspace(1, 2, 10), np.linspace(1, 3, 10)]
     y = 2 * x[:, 0]
     assert resland.curvature.DENSE_EIG_MAX < 150
     cert = resland.certify(WideCubic(), x, y)
-    assert cert.verdict == "violation" and cert.eig_method == "dense" and cert.index == 0
-    assert cert.lambda_min == 0.0 and cert.degenerate
+    assert cert.verdict == "degenerate_saddle" and cert.eig_method == "dense" and cert.index == 0
+    assert cert.lambda_min == 0.0 and cert.singular and cert.higher_order["null_dim"] == 1
     lanczos_only = resland.certify(WideCubic(), x, y, dense_max_params=120)
-    assert lanczos_only.verdict == "violation" and lanczos_only.eig_method == "lanczos"
+    assert lanczos_only.verdict == "inconclusive" and lanczos_only.eig_method == "lanczos"
     assert "not excluded" in lanczos_only.reason and lanczos_only.index is None
     assert abs(lanczos_only.lambda_min) <= lanczos_only.eig_residual + 1e-12
 

@@ -2,7 +2,8 @@
 
 :func:`certify` works in three steps: :func:`gather_evidence` computes what the verdict will read
 (gradient, linear baseline, kink extent, Hessian extremes at critical points, the escape check
-at negative curvature, the polish of a candidate violation), :func:`decide` maps that
+at negative curvature, the symmetry directions and higher-order test and the polish of a point
+worse than linear), :func:`decide` maps that
 :class:`Evidence` to a verdict and its reason without computing anything, and the frozen
 :class:`Certificate` is built once from both.
 
@@ -17,22 +18,36 @@ Verdicts, decided in this order:
 * ``strict_saddle``: ``λ_min + residual ≤ −lambda_tol``, the eigenvector ``v`` has
   ``vᵀHv < 0`` by a fresh HVP, and a backtracking step ``α ∈ {1, ½, ¼, …}`` along ``±v``
   (the sign with ``∇Rᵀv ≤ 0``) actually lowers the risk by more than ``decrease_tol``;
-* ``violation``: critical, worse than linear and no negative curvature beyond
-  ``lambda_tol``: a counterexample candidate; ``to_dict`` then carries the parameters. It must
-  meet the *violation standard*: the point is polished (Newton/LM, ``kind="any"``, to
-  ``‖∇R‖ ≤ POLISH_GRAD_TOL·max(1, |R|)`` or until it stalls) without moving away, the polished point
-  is critical, not ``linear_equivalent``, and ``R_p − R_lin,upper > risk_tol + err`` with the
-  a-posteriori error ``err = ‖∇R(θ_p)‖·max(1, ‖θ_p‖) + decrease_tol`` (the residual-gradient term
-  of docs/theory.md §4.1, plus the rounding of ``R``). A polish that closes the gap gives
-  ``better_than_linear``; anything else is ``inconclusive``, and the reason names the bound;
-  When ``λ_min`` is 0 within tolerance the certificate is flagged ``degenerate`` and the
-  reason says that second order cannot decide (with a risk-lowering step along the null
-  eigenvector, if one is found);
+* for a critical point worse than linear (``R > R_lin,upper + risk_tol``) with no eigenvalue below
+  ``−lambda_tol``, second order alone does not decide; docs/theory.md §8 splits it, on the dense
+  spectrum (:mod:`resland.higher_order`):
+
+  * ``local_minimum_worse``: the Hessian is positive definite (``> lambda_tol``) on the complement
+    of the model's exact symmetry directions (:mod:`resland.symmetry`, each named and checked
+    null by a fresh product), and the point meets the *polish standard*: polished (Newton/LM,
+    ``kind="any"``, to ``‖∇R‖ ≤ POLISH_GRAD_TOL·max(1, |R|)`` or until it stalls) without moving
+    more than ``polish_max_move``, still critical, and ``R_p − R_lin,upper > risk_tol + err``
+    with ``err = ‖∇R(θ_p)‖·max(1, ‖θ_p‖) + decrease_tol`` (the residual-gradient term of
+    docs/theory.md §4.1, plus the rounding of ``R``);
+  * ``degenerate_saddle``: a null space that no symmetry explains, along which the higher-order
+    test finds a verified descent: ``escape_direction`` and ``escape_step`` reach a point whose
+    risk, recomputed, is lower by more than ``decrease_tol``; and ``R − R_lin,upper > risk_tol + err``;
+  * ``degenerate``: such a null space and no verified descent within the probe radii; the
+    polish standard as for a minimum. ``higher_order`` records the null dimension, the radii and
+    the best probe risk;
+
+  a polish that closes the gap gives ``better_than_linear``; anything else is ``inconclusive``;
 * ``inconclusive``: the numerical checks disagree (``λ_min`` is negative beyond tolerance
   but neither ``vᵀHv < 0`` nor a risk decrease can be verified, or the eigensolver did
-  not converge), ``R`` lies inside the ``R_lin`` interval (plus ``risk_tol``), or a candidate
-  violation fails the violation standard. Not one of the theory's five: resland says so rather
-  than guess.
+  not converge), ``R`` lies inside the ``R_lin`` interval (plus ``risk_tol``), the dense spectrum
+  the §8 split needs exceeds ``dense_max_params``, or a point worse than linear fails its
+  standard. resland says so rather than guess.
+
+Every certificate also says whether the point is *trivial* evidence (docs/theory.md §8):
+``trivial = "linear"`` (linear-equivalent, §7), ``"constant"`` (the predictions on the data are
+constant to ``pred_tol``: a dead or saturated network, whose risk is the constant predictor's) or
+``"none"``; ``units`` counts the dead and saturated hidden units. Only ``trivial = "none"`` is
+evidence.
 
 Default tolerances (``eps`` = float64 machine epsilon, ``n`` parameters, ``m`` samples)::
 
@@ -43,7 +58,7 @@ Default tolerances (``eps`` = float64 machine epsilon, ``n`` parameters, ``m`` s
     pred_tol     = PRED_TOL · max(1, max |f_lin|)      (1e-4; linear_equivalent)
     lambda_tol   = max(100 · n · eps · max(1, |λ_max|), 10 · grad_tol)
     decrease_tol = 100 · m · eps · max(1, |R|)
-    polish_grad_tol = POLISH_GRAD_TOL · max(1, |R_p|)  (1e-12; the violation standard)
+    polish_grad_tol = POLISH_GRAD_TOL · max(1, |R_p|)  (1e-12; the polish standard)
     polish_max_move = POLISH_MAX_MOVE · (1 + ‖θ‖)       (1e-4)
 
 All are defined in :mod:`resland.tolerances`. Every tolerance used is reported in
@@ -63,6 +78,7 @@ from torch import nn
 
 from .curvature import EigResult, HessianOperator
 from .functional import FlatRisk
+from .higher_order import NullAnalysis, analyse_null_space
 from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
 from .models import ResNet
@@ -71,8 +87,14 @@ from . import tolerances as T
 from ._checks import check_positive_float
 from ._json import jsonable
 from .regions import preactivation_extent
+from .symmetry import unit_activity
 
-VERDICTS = ("not_critical", "nondifferentiable", "better_than_linear", "strict_saddle", "violation", "inconclusive")
+VERDICTS = ("not_critical", "nondifferentiable", "better_than_linear", "strict_saddle", "degenerate_saddle",
+            "local_minimum_worse", "degenerate", "inconclusive")
+#: The verdicts of a critical point worse than linear without negative curvature (docs/theory.md §8).
+WORSE_NO_NEGATIVE = ("degenerate_saddle", "local_minimum_worse", "degenerate")
+#: Kinds of trivial evidence (docs/theory.md §8); only ``none`` counts.
+TRIVIAL = ("none", "linear", "constant")
 
 
 @dataclass(frozen=True)
@@ -83,26 +105,31 @@ class Certificate:
         verdict: one of ``VERDICTS``; reason: one line saying why.
         risk, linear_risk, linear_attained: ``R(θ)``, ``R_lin`` and whether it is attained.
         linear_risk_lower, linear_risk_upper: the interval that holds the exact ``R_lin``.
-        polish: for a candidate violation, the polished point's ``risk``, ``grad_norm``,
+        polish: for a candidate ``local_minimum_worse`` or ``degenerate``, the polished point's ``risk``, ``grad_norm``,
             ``distance`` (``‖θ_p − θ‖``), ``iterations``, ``status`` and the error bound ``err``.
         grad_norm: ``‖∇R(θ)‖₂``.
         lambda_min, lambda_max, eig_residual, eig_method: Hessian extremes (None if not computed).
         index: number of eigenvalues ``< −lambda_tol`` (dense spectrum only, else None).
-        escape_direction: unit ``v`` (flat tensor) with ``vᵀHv < 0`` (strict saddles).
-        escape_curvature: ``vᵀHv`` by a fresh HVP; escape_step: the accepted ``α`` (signed).
-        escape_decrease: ``R(θ) − R(θ + αv) > 0``.
+        escape_direction: unit ``v`` (flat tensor): the eigenvector with ``vᵀHv < 0`` (strict
+            saddles) or the direction of the higher-order test's escape point (degenerate saddles).
+        escape_curvature: ``vᵀHv`` by a fresh HVP (strict saddles); escape_step: the accepted ``α``
+            (signed); escape_decrease: ``R(θ) − R(θ + αv) > decrease_tol``, recomputed.
         linear_equivalent: ``|R − R_lin| ≤ risk_tol`` and, when ``R_lin`` is attained, the
             predictions equal the best linear predictions, ``max_i |f_i − (t*ᵀx_i + t0*)| ≤ pred_tol``:
             trivial evidence (a dead or linear branch), counted apart (docs/theory.md §7).
         kink_margin: ``min|z|/max(1, max|z|)`` over ReLU-type pre-activations (None without).
-        degenerate: ``|λ_min| ≤ lambda_tol + residual``: the smallest eigenvalue is 0 as far as
-            float64 can tell (docs/theory.md §6: read as 0, never as a sign). A degenerate
-            ``violation`` says so in its reason, and reports a step along the null eigenvector
-            that lowers ``R`` when one exists (a higher-order saddle).
+        singular: ``|λ_min| ≤ lambda_tol + residual``: the smallest eigenvalue is 0 as far as
+            float64 can tell (docs/theory.md §6: read as 0, never as a sign).
+        trivial: ``none``, ``linear`` or ``constant`` (module docstring); units: hidden units,
+            dead and saturated (:func:`~resland.symmetry.unit_activity`).
+        higher_order: for a critical point worse than linear without negative curvature: the
+            symmetry directions projected out, the restricted ``λ_min``, the null dimension and the
+            higher-order test (radii, best probe risk, the verified run): docs/theory.md §8.
         gap_bound, near_identity, theory_checks: ResNets only (docs/theory.md §4).
         tolerances: every tolerance used.
         n_params, n_samples, loss, model_config, data_sha256: what was certified.
-        parameters: flat parameters, kept for ``violation`` (to replay) or on request.
+        parameters: flat parameters, kept for the verdicts of ``WORSE_NO_NEGATIVE`` and
+            ``inconclusive`` (to replay) or on request.
     """
 
     verdict: str
@@ -123,8 +150,11 @@ class Certificate:
     escape_curvature: float | None = None
     escape_step: float | None = None
     escape_decrease: float | None = None
-    degenerate: bool | None = None
+    singular: bool | None = None
     linear_equivalent: bool = False
+    trivial: str = "none"
+    units: dict | None = None
+    higher_order: dict | None = None
     kink_margin: float | None = None
     gap_bound: dict | None = None
     near_identity: dict | None = None
@@ -198,7 +228,7 @@ def certify(
     theta = fr.theta0
     ev = gather_evidence(model, fr, theta, tol=tol, fit=fit, eig=eig, dense_max_params=dense_max_params, seed=seed)
     verdict, reason = decide(ev)
-    keep = keep_parameters or verdict in ("violation", "inconclusive")
+    keep = keep_parameters or verdict in WORSE_NO_NEGATIVE + ("inconclusive",)
     return _certificate(ev, fr, model, verdict, reason, theta if keep else None)
 
 
@@ -224,9 +254,11 @@ class Evidence:
         linear_equivalent: docs/theory.md §7.
         eig: Hessian extremes (at critical points); krylov_note: why ``λ_min`` rests on Krylov.
         escape: the check along the eigenvector of ``λ_min`` (negative curvature only).
-        probe: a risk-lowering step along a null eigenvector (degenerate candidate violations).
-        polish: the violation standard's polished point (candidate violations only).
+        null: symmetry directions, restricted spectrum and higher-order test (worse than linear,
+            no negative curvature: :func:`~resland.higher_order.analyse_null_space`).
+        polish: the polish standard's polished point (``local_minimum_worse`` and ``degenerate`` candidates).
         theory: ``gap_bound``, ``near_identity`` and ``theory_checks`` (ResNets only).
+        trivial: ``none``, ``linear`` or ``constant`` (docs/theory.md §8); units: :func:`~resland.symmetry.unit_activity`.
     """
 
     risk: float
@@ -239,9 +271,12 @@ class Evidence:
     eig: EigResult | None = None
     krylov_note: str = ""
     escape: Escape | None = None
-    probe: Escape | None = None
+    null: NullAnalysis | None = None
     polish: dict | None = None
     theory: dict = field(default_factory=dict)
+    trivial: str = "none"
+    units: dict | None = None
+    theta_norm: float = 0.0
 
     @property
     def critical(self) -> bool:
@@ -256,8 +291,13 @@ class Evidence:
         e = self.eig
         return e is not None and e.converged and e.lambda_min + e.residual <= -self.tolerances["lambda_tol"]
 
+    @property
+    def dense(self) -> bool:
+        """``λ_min`` comes from the full dense spectrum."""
+        return self.eig is not None and self.eig.method.startswith("dense")
+
     def needs(self) -> str | None:
-        """The next evidence the verdict waits for: ``eig``, ``escape``, ``polish`` or None."""
+        """The next evidence the verdict waits for: ``eig``, ``escape``, ``null``, ``polish`` or None."""
         if not self.critical:
             return None
         if self.eig is None:
@@ -266,9 +306,12 @@ class Evidence:
             return None
         if self.negative:
             return "escape" if self.escape is None else None
-        if self.risk <= self.fit.risk_upper + self.tolerances["risk_tol"]:
+        if self.risk <= self.fit.risk_upper + self.tolerances["risk_tol"] or not self.dense:
             return None
-        return "polish" if self.polish is None else None
+        if self.null is None:
+            return "null"
+        saddle = self.null.test is not None and self.null.test.found
+        return "polish" if self.polish is None and not saddle else None
 
 
 def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol: float | None = None,
@@ -291,10 +334,12 @@ def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol:
         "risk_tol": T.risk_tol(fit.risk),
         "decrease_tol": T.decrease_tol(fr.m, R),
     }
-    ev = Evidence(R, gnorm, fit, tols)
+    ev = Evidence(R, gnorm, fit, tols, theta_norm=float(torch.linalg.norm(theta)))
     if not (math.isfinite(R) and math.isfinite(gnorm)):
         return ev
     ev.linear_equivalent, tols["pred_tol"] = _linear_equivalent(fr, theta, R, fit, tols["risk_tol"])
+    ev.trivial, tols["constant_tol"] = _trivial(fr, theta, ev.linear_equivalent)
+    ev.units = unit_activity(model, fr.X)
     if isinstance(model, ResNet):
         ev.theory = _theory(model, fr, fit, R)
     extent = preactivation_extent(model, fr.X)          # (min |z|, max |z|) of ReLU-type units
@@ -309,21 +354,22 @@ def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol:
         better = R <= fit.risk_lower + tols["risk_tol"]  # then the verdict never reads λ_min
         if not (better or ev.negative or ev.eig.method.startswith("dense")):
             if fr.n <= dense_max_params:
-                # `violation` claims no negative curvature, which a Krylov method cannot prove (it could
-                # miss an eigenvalue): decide it, or an unconverged solve, on the full dense spectrum.
+                # "no negative curvature" is what a Krylov method cannot prove (it could miss an
+                # eigenvalue): decide it, or an unconverged solve, on the full dense spectrum.
                 ev.eig = H.extremes(method="dense")
                 _set_lambda_tol(ev, fr.n)
             else:
-                ev.krylov_note = (f" (λ_min by {ev.eig.method}: a dense spectrum exceeds dense_max_params = "
+                ev.krylov_note = (f"λ_min by {ev.eig.method}: a dense spectrum exceeds dense_max_params = "
                                   f"{dense_max_params}, so a negative eigenvalue missed by the Krylov space is "
-                                  "unlikely but not excluded)")
+                                  "not excluded and the null space of docs/theory.md §8 cannot be tested")
     need = ev.needs()
     if need == "escape":
         ev.escape = _escape(fr, theta, g, ev.eig.vec_min, R, tols["decrease_tol"], ev.eig.hv_min)
-    elif need == "polish":
-        if _degenerate(ev):
-            ev.probe = _probe_null_direction(fr, theta, ev.eig.vec_min, R, tols["decrease_tol"])
-        ev.polish = _polish(model, fr, theta, fit, tols)
+    elif need == "null":
+        ev.null = analyse_null_space(fr, theta, HessianOperator(fr, theta).dense(), lambda_tol=tols["lambda_tol"],
+                                     decrease_tol=tols["decrease_tol"], risk=R, seed=seed)
+        if ev.needs() == "polish":
+            ev.polish = _polish(model, fr, theta, fit, tols)
     return ev
 
 
@@ -353,44 +399,69 @@ def decide(ev: Evidence) -> tuple[str, str]:
     if R <= fit.risk_upper + t["risk_tol"]:
         return "inconclusive", (f"R = {R:.12g} lies inside the R_lin interval [{fit.risk_lower:.12g}, "
                                 f"{fit.risk_upper:.12g}] (± risk_tol = {t['risk_tol']:.3e}, bound '{fit.bound}'): "
-                                "neither better than linear nor a violation can be defended"
+                                "neither better nor worse than linear can be defended"
                                 + (f"; the interval is wide because {fit.why_wide}" if fit.why_wide else ""))
-    return _violation_standard(ev)
+    if ev.null is None:
+        return "inconclusive", (f"critical, R − R_lin,upper = {R - fit.risk_upper:.3e} > risk_tol and no eigenvalue below "
+                                f"−lambda_tol, but {ev.krylov_note}")
+    return _worse_than_linear(ev)
 
 
-def _violation_standard(ev: Evidence) -> tuple[str, str]:
-    """Decide a candidate violation from its polish (module docstring)."""
-    R, fit, t, eig, p = ev.risk, ev.fit, ev.tolerances, ev.eig, ev.polish
-    why = (f"critical, R − R_lin,upper = {R - fit.risk_upper:.3e} > risk_tol and λ_min = {eig.lambda_min:.3e} > "
-           f"−lambda_tol = {-t['lambda_tol']:.3e}") + ev.krylov_note
-    if _degenerate(ev):
-        why += "; λ_min is 0 within lambda_tol: the Hessian is degenerate and second order cannot decide"
-        if ev.probe is not None:
-            why += (f"; a step α = {ev.probe.step:.3g} along the null eigenvector lowers R by {ev.probe.decrease:.3e} "
-                    "(a higher-order saddle, not a local minimum)")
+def _worse_than_linear(ev: Evidence) -> tuple[str, str]:
+    """Split a critical point worse than linear without negative curvature (docs/theory.md §8)."""
+    R, fit, t, eig, nu = ev.risk, ev.fit, ev.tolerances, ev.eig, ev.null
+    sym = nu.symmetries
+    why = (f"critical, R − R_lin,upper = {R - fit.risk_upper:.3e} > risk_tol, λ_min = {eig.lambda_min:.3e} ≥ "
+           f"−lambda_tol = {-t['lambda_tol']:.3e}; {sym['count']} exact symmetry direction(s) projected out "
+           f"(max ‖Hξ‖ = {sym['max_residual']:.1e})")
+    test = nu.test
+    if test is not None and test.found:
+        err = ev.grad_norm * max(1.0, ev.theta_norm) + t["decrease_tol"]
+        gap = R - fit.risk_upper
+        if gap <= t["risk_tol"] + err:
+            return "inconclusive", (f"{why}; a degenerate saddle, but R − R_lin,upper = {gap:.3e} ≤ risk_tol + err = "
+                                    f"{t['risk_tol'] + err:.3e}: not shown worse than linear")
+        return "degenerate_saddle", (
+            f"{why}; null space of dimension {nu.null_dim} beyond them, and the higher-order test finds a verified "
+            f"descent: order ≈ {test.order:.2g} at radii {test.run[0]:.2e}…{test.run[1]:.2e}, the escape point "
+            f"(step {test.step:.3e}) lowers R by {test.decrease:.3e} > decrease_tol (case (ii) fails: no negative "
+            "eigenvalue)")
+    if nu.null_dim:
+        why += (f"; a null space of dimension {nu.null_dim} that no symmetry explains, and no verified descent along "
+                f"{test.paths} directions at radii {test.radii[0]:.2e}…{test.radii[1]:.2e} (best probe risk "
+                f"{test.best_risk:.12g})")
+        return _polish_standard(ev, "degenerate", why)
+    why += f"; positive definite on their complement (λ_min there = {nu.restricted_lambda_min:.3e} > lambda_tol)"
+    return _polish_standard(ev, "local_minimum_worse", why)
+
+
+def _polish_standard(ev: Evidence, verdict: str, why: str) -> tuple[str, str]:
+    """The polish standard of a point claimed worse than linear (module docstring)."""
+    fit, t, p = ev.fit, ev.tolerances, ev.polish
     polished = (f"polished ({p['status']}, {p['iterations']} iterations) to ‖∇R‖ = {p['grad_norm']:.3e}, "
                 f"R_p = {p['risk']:.12g}, moved {p['distance']:.3e}")
     if not math.isfinite(p["risk"]) or p["distance"] > t["polish_max_move"]:
-        return "inconclusive", (f"a candidate violation whose polish moved {p['distance']:.3e} > polish_max_move = "
+        return "inconclusive", (f"a candidate {verdict} whose polish moved {p['distance']:.3e} > polish_max_move = "
                                 f"{t['polish_max_move']:.3e}: θ is not close to a critical point the polish can confirm")
     if p["risk"] <= fit.risk_lower + t["risk_tol"]:
         return "better_than_linear", (f"{polished}: R_p − R_lin,lower = {p['risk'] - fit.risk_lower:.3e} ≤ risk_tol "
                                       f"= {t['risk_tol']:.3e} (the candidate's gap was within what the remaining "
                                       "gradient explains)")
     if not T.is_critical(p["risk"], p["grad_norm"]):
-        return "inconclusive", f"a candidate violation, {polished}: not critical (> grad_tol)"
+        return "inconclusive", f"a candidate {verdict}, {polished}: not critical (> grad_tol)"
     gap, bound = p["risk"] - fit.risk_upper, t["risk_tol"] + p["err"]
     if gap <= bound:
-        return "inconclusive", (f"a candidate violation, {polished}: R_p − R_lin,upper = {gap:.3e} ≤ risk_tol + err = "
+        return "inconclusive", (f"a candidate {verdict}, {polished}: R_p − R_lin,upper = {gap:.3e} ≤ risk_tol + err = "
                                 f"{bound:.3e} (err = ‖∇R‖·max(1, ‖θ‖) + decrease_tol, the a-posteriori error)")
-    return "violation", f"{why}; {polished}; R_p − R_lin,upper = {gap:.3e} > risk_tol + err = {bound:.3e} (the violation standard)"
+    return verdict, f"{why}; {polished}; R_p − R_lin,upper = {gap:.3e} > risk_tol + err = {bound:.3e} (the polish standard)"
 
 
 def _certificate(ev: Evidence, fr: FlatRisk, model: nn.Module, verdict: str, reason: str, theta) -> Certificate:
     """The frozen certificate, built once from the evidence and the verdict."""
     fit, eig = ev.fit, ev.eig
+    test = None if ev.null is None else ev.null.test
     esc = ev.escape if ev.escape is not None else (
-        Escape(eig.vec_min, None, ev.probe.step, ev.probe.decrease) if verdict == "violation" and ev.probe else None)
+        Escape(test.direction, None, test.step, test.decrease) if test is not None and test.found else None)
     return Certificate(
         verdict=verdict, reason=reason, risk=ev.risk, linear_risk=fit.risk, linear_attained=fit.attained,
         grad_norm=ev.grad_norm, linear_risk_lower=fit.risk_lower, linear_risk_upper=fit.risk_upper,
@@ -401,7 +472,8 @@ def _certificate(ev: Evidence, fr: FlatRisk, model: nn.Module, verdict: str, rea
         escape_direction=None if esc is None else esc.direction,
         escape_curvature=None if esc is None else esc.curvature,
         escape_step=None if esc is None else esc.step, escape_decrease=None if esc is None else esc.decrease,
-        degenerate=None if eig is None else _degenerate(ev), linear_equivalent=ev.linear_equivalent,
+        singular=None if eig is None else _singular(ev), linear_equivalent=ev.linear_equivalent,
+        trivial=ev.trivial, units=ev.units, higher_order=None if ev.null is None else ev.null.to_dict(),
         kink_margin=ev.kink_margin, tolerances=ev.tolerances, n_params=fr.n, n_samples=fr.m, loss=fr.loss.name,
         model_config=model.config() if hasattr(model, "config") else {"model": type(model).__name__},
         data_sha256=_data_hash(fr), parameters=None if theta is None else theta.detach().cpu().tolist(),
@@ -413,12 +485,12 @@ def _set_lambda_tol(ev: Evidence, n: int) -> None:
     ev.tolerances["lambda_tol"] = T.lambda_tol(n, abs(ev.eig.lambda_max), ev.tolerances["grad_tol"])
 
 
-def _degenerate(ev: Evidence) -> bool:
+def _singular(ev: Evidence) -> bool:
     return abs(ev.eig.lambda_min) <= ev.tolerances["lambda_tol"] + ev.eig.residual
 
 
 def _polish(model, fr: FlatRisk, theta, fit: LinearFit, tols: dict) -> dict:
-    """The violation standard's polish: ``kind="any"`` to POLISH_GRAD_TOL, at most POLISH_ITER iterations."""
+    """The polish standard's polish: ``kind="any"`` to POLISH_GRAD_TOL, at most POLISH_ITER iterations."""
     from .critical import find_critical_point      # the finder imports this module
 
     cp = find_critical_point(model, fr.X, fr.y, fr.loss, kind="any", tol=T.POLISH_GRAD_TOL,
@@ -434,29 +506,30 @@ def _polish(model, fr: FlatRisk, theta, fit: LinearFit, tols: dict) -> dict:
 
 
 def _linear_equivalent(fr: FlatRisk, theta, R: float, fit: LinearFit, risk_tol: float) -> tuple[bool, float]:
-    """``R`` within ``risk_tol`` of the ``R_lin`` interval and (when attained) predictions equal to the best linear ones."""
-    if not fit.risk_lower - risk_tol <= R <= fit.risk_upper + risk_tol:
-        return False, math.nan
-    if not fit.attained:
-        return True, math.nan
+    """``(linear_equivalent, pred_tol)``: ``R`` within ``risk_tol`` of the ``R_lin`` interval and (when attained)
+    predictions equal to the best linear ones within ``pred_tol = PRED_TOL · max(1, max|f_lin|)``
+    (``max|f|`` in place of ``max|f_lin|`` when ``R_lin`` is not attained)."""
     with torch.no_grad():
         f = fr.predict(theta)
-        f_lin = fr.X @ torch.as_tensor(np.asarray(fit.coef), dtype=f.dtype) + float(fit.intercept or 0.0)
-    tol = T.PRED_TOL * max(1.0, float(f_lin.abs().max()))
+        f_lin = (fr.X @ torch.as_tensor(np.asarray(fit.coef), dtype=f.dtype) + float(fit.intercept or 0.0)
+                 if fit.attained else None)
+    tol = T.PRED_TOL * max(1.0, float((f if f_lin is None else f_lin).abs().max()))
+    if not fit.risk_lower - risk_tol <= R <= fit.risk_upper + risk_tol:
+        return False, tol
+    if f_lin is None:
+        return True, tol
     return bool(float((f - f_lin).abs().max()) <= tol), tol
 
 
-def _probe_null_direction(fr, theta, v, R, decrease_tol) -> Escape | None:
-    """Steps ``±α v`` (``α = 1, ½, …, 2⁻²⁰``) along a zero-curvature eigenvector; the first that lowers R."""
-    v = v / torch.linalg.norm(v)
-    alpha = 1.0
-    for _ in range(21):
-        for a in (alpha, -alpha):
-            R_new = float(fr.risk(theta + a * v))
-            if math.isfinite(R_new) and R - R_new > decrease_tol:
-                return Escape(v, None, a, R - R_new)
-        alpha *= 0.5
-    return None
+def _trivial(fr: FlatRisk, theta, linear_equivalent: bool) -> tuple[str, float]:
+    """``(trivial, constant_tol)``: ``linear`` (linear-equivalent), ``constant`` (predictions on the data
+    vary by at most ``constant_tol = PRED_TOL · max(1, max|f|)``) or ``none`` (docs/theory.md §8)."""
+    with torch.no_grad():
+        f = fr.predict(theta)
+    tol = T.PRED_TOL * max(1.0, float(f.abs().max()))
+    if linear_equivalent:
+        return "linear", tol
+    return ("constant" if float(f.max() - f.min()) <= tol else "none"), tol
 
 
 def _escape(fr, theta, g, v, R, decrease_tol, hv=None) -> Escape:

@@ -767,7 +767,8 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
 
 
 #: Certificate verdicts that presuppose a critical point.
-_CRITICAL_VERDICTS = ("better_than_linear", "strict_saddle", "violation", "inconclusive")
+_CRITICAL_VERDICTS = ("better_than_linear", "strict_saddle", "degenerate_saddle", "local_minimum_worse", "degenerate",
+                      "inconclusive")
 
 
 def cert_outcome(cp: CriticalPoint | None, cert) -> str:

@@ -2,7 +2,8 @@
 
 :func:`export` writes every column; :func:`export_compact` writes the flat columns a published
 census needs (config, outcome, verdict, the R_lin interval, curvature, theory quantities),
-without certificate blobs, and parameters only for violations and unresolved runs.
+without certificate blobs, and parameters only for the points worse than linear without negative
+curvature (``degenerate_saddle``, ``local_minimum_worse``, ``degenerate``) and unresolved runs.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ COMPACT_FIELDS = (
     ("depth", "int64"), ("width", "int64"), ("activation", "string"), ("v_scale", "float64"), ("rho", "float64"),
     ("delta0", "float64"), ("kind", "string"),
     ("loss", "string"), ("n_params", "int64"), ("status", "string"), ("outcome", "string"), ("verdict", "string"),
-    ("linear_equivalent", "int64"), ("risk", "float64"), ("linear_risk", "float64"),
+    ("linear_equivalent", "int64"), ("trivial", "string"), ("null_dim", "int64"), ("symmetry_dim", "int64"),
+    ("dead_units", "int64"), ("saturated_units", "int64"), ("risk", "float64"), ("linear_risk", "float64"),
     ("linear_risk_lower", "float64"), ("linear_risk_upper", "float64"), ("gap", "float64"),
     ("path_min_risk", "float64"), ("lambda_min", "float64"), ("lambda_max", "float64"), ("lambda_tol", "float64"),
     ("grad_norm", "float64"),
@@ -66,7 +68,7 @@ COMPACT_FIELDS = (
     ("probe_risks", "string"), ("parameters", "string"),
 )
 #: Runs whose parameters :func:`export_compact` keeps (for replay).
-KEEP_PARAMETERS = {"verdicts": ("violation",), "outcomes": ("unresolved",)}
+KEEP_PARAMETERS = {"verdicts": ("degenerate_saddle", "local_minimum_worse", "degenerate"), "outcomes": ("unresolved",)}
 
 
 def compact_row(row: dict) -> dict:

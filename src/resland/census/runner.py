@@ -30,11 +30,12 @@ from .spec import Task
 
 #: The columns of a run row (the store's schema follows it).
 ROW_FIELDS = ("spec_hash", "config_id", "seed", "config", "engine", "status", "outcome", "converged", "verdict",
-              "linear_equivalent", "risk", "linear_risk", "linear_risk_lower", "linear_risk_upper", "gap", "path_min_risk", "lambda_min", "lambda_max",
+              "linear_equivalent", "trivial", "null_dim", "symmetry_dim", "dead_units", "saturated_units", "risk", "linear_risk", "linear_risk_lower", "linear_risk_upper", "gap", "path_min_risk", "lambda_min", "lambda_max",
               "grad_norm", "kink_margin", "clarke_stationary", "iterations", "n_params", "seconds", "attempts", "error",
               "certificate", "finder", "parameters", "versions", "probe_risks")
 #: Runs whose final parameters are stored under ``[store] parameters = "candidates"`` (the default).
-CANDIDATES = {"outcomes": ("unresolved", "failed"), "verdicts": ("violation", "inconclusive")}
+CANDIDATES = {"outcomes": ("unresolved", "failed"),
+              "verdicts": ("degenerate_saddle", "local_minimum_worse", "degenerate", "inconclusive")}
 
 
 def versions() -> dict:
@@ -61,7 +62,8 @@ def run_task(task: Task, finder: dict) -> list[dict]:
     ``finder`` holds the spec's ``[finder]`` settings (``kind`` is taken from the config) and
     ``store_parameters`` (the spec's ``[store] parameters``): ``all`` stores every run's final
     flat parameters (``model.parameters()`` order) in the ``parameters`` column, ``candidates``
-    only those of violations, inconclusive certificates and unresolved or failed runs.
+    only those of the verdicts of ``CANDIDATES`` (the points worse than linear without negative
+    curvature, and inconclusive certificates) and of unresolved or failed runs.
     ``seconds`` of a row is the task's wall time divided by its number of seeds.
     """
     start = time.perf_counter()
@@ -110,8 +112,8 @@ def _run(task: Task, finder: dict) -> list[dict]:
 
 def local_minimum(cert) -> bool:
     """A certified critical point with ``λ_min ≥ −lambda_tol``: verdict better_than_linear or
-    violation, the smallest Hessian eigenvalue measured and not below tolerance."""
-    return (cert.verdict in ("better_than_linear", "violation") and cert.lambda_min is not None
+    local_minimum_worse, the smallest Hessian eigenvalue measured and not below tolerance."""
+    return (cert.verdict in ("better_than_linear", "local_minimum_worse") and cert.lambda_min is not None
             and cert.lambda_min >= -cert.tolerances["lambda_tol"])
 
 
@@ -146,7 +148,11 @@ def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None
     kink = cp.kink or {}
     row.update(
         status=cp.status, outcome=outcome, converged=int(outcome in ("critical", "kink")), verdict=cert.verdict,
-        linear_equivalent=int(cert.linear_equivalent), risk=cert.risk, linear_risk=cert.linear_risk,
+        linear_equivalent=int(cert.linear_equivalent), trivial=cert.trivial,
+        null_dim=None if cert.higher_order is None else cert.higher_order["null_dim"],
+        symmetry_dim=None if cert.higher_order is None else cert.higher_order["symmetries"]["count"],
+        dead_units=None if cert.units is None else cert.units["dead"],
+        saturated_units=None if cert.units is None else cert.units["saturated"], risk=cert.risk, linear_risk=cert.linear_risk,
         linear_risk_lower=cert.linear_risk_lower, linear_risk_upper=cert.linear_risk_upper,
         gap=cert.risk - cert.linear_risk, path_min_risk=cp.path_min_risk, lambda_min=cert.lambda_min,
         lambda_max=cert.lambda_max, grad_norm=cert.grad_norm, kink_margin=cp.kink_margin,

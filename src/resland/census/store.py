@@ -18,7 +18,7 @@ from .runner import ROW_FIELDS
 
 _REAL = {"risk", "linear_risk", "linear_risk_lower", "linear_risk_upper", "gap", "path_min_risk", "lambda_min", "lambda_max", "grad_norm", "kink_margin",
          "seconds"}
-_INT = {"seed", "converged", "linear_equivalent", "clarke_stationary", "iterations", "n_params", "attempts"}
+_INT = {"seed", "converged", "linear_equivalent", "null_dim", "symmetry_dim", "dead_units", "saturated_units", "clarke_stationary", "iterations", "n_params", "attempts"}
 
 
 def column_type(f: str) -> str:

@@ -73,7 +73,7 @@ def _row(**kw):
     r = dict.fromkeys(k for k, _ in COMPACT_FIELDS)
     r.update(spec_hash="h", config_id="c", seed=0, data="diabetes", model="resnet", depth=1, width=2,
              activation="tanh", v_scale=1.0, kind="minimum", loss="squared", outcome="below_linear",
-             verdict="not_critical", linear_equivalent=0, risk=0.4, linear_risk=0.48, linear_risk_lower=0.48,
+             verdict="not_critical", linear_equivalent=0, trivial="none", risk=0.4, linear_risk=0.48, linear_risk_lower=0.48,
              linear_risk_upper=0.48, gap=-0.08, lambda_min=None, lambda_tol=None)
     r.update(kw)
     return r
@@ -85,11 +85,15 @@ def test_the_six_questions_count_what_they_say():
         _row(outcome="below_linear"),                                                    # q1: below
         _row(outcome="unresolved", risk=0.6, status="max_iter", grad_norm=1e-3),        # q1: not below; q6
         _row(outcome="critical", verdict="better_than_linear", risk=lin, linear_risk_lower=lin, linear_risk_upper=lin,
-             linear_equivalent=1, lambda_min=-1e-3, lambda_tol=1e-9),                 # trivial, a saddle
+             linear_equivalent=1, trivial="linear", lambda_min=-1e-3, lambda_tol=1e-9),   # trivial, a saddle
         _row(outcome="critical", verdict="better_than_linear", risk=0.3, linear_risk_lower=lin, linear_risk_upper=lin,
              lambda_min=1e-6, lambda_tol=1e-9, probe_risks=json.dumps([[0.5, 0.5], [0.45, 0.45], [0.3, 0.3]])),
-        _row(model="fc", outcome="critical", verdict="violation", risk=0.7, linear_risk_lower=lin,
-             linear_risk_upper=lin, lambda_min=0.0, lambda_tol=1e-9, gap=0.2, config_id="fcv", seed=3),
+        _row(model="fc", outcome="critical", verdict="local_minimum_worse", risk=0.7, linear_risk_lower=lin,
+             linear_risk_upper=lin, lambda_min=0.0, lambda_tol=1e-9, gap=0.2, config_id="fcv", seed=3, null_dim=0),
+        _row(model="fc", outcome="critical", verdict="local_minimum_worse", risk=0.9, linear_risk_lower=lin,
+             linear_risk_upper=lin, lambda_min=0.0, lambda_tol=1e-9, gap=0.4, trivial="constant", depth=8),
+        _row(outcome="critical", verdict="degenerate_saddle", risk=0.9, linear_risk_lower=lin, linear_risk_upper=lin,
+             lambda_min=0.0, lambda_tol=1e-9, gap=0.4, trivial="constant", depth=8, config_id="rd", seed=5),
         _row(model="fc", outcome="critical", verdict="better_than_linear", risk=0.2, linear_risk_lower=lin,
              linear_risk_upper=lin, lambda_min=-2e-9, lambda_tol=1e-9),               # λ_min below −tol: no minimum
         _row(outcome="critical", verdict="better_than_linear", risk=0.3, linear_risk_lower=lin, linear_risk_upper=lin,
@@ -101,14 +105,22 @@ def test_the_six_questions_count_what_they_say():
     assert q1[("diabetes", 1, "resnet")] == (4, 2)      # below_linear and the critical point at 0.3
     assert q1[("diabetes", 1, "fc")] == (2, 1)
     assert q1[("diabetes", 2, "resnet")] == (1, 1)
-    counts, viol = atlas.q2_certified(rows)
-    assert counts == {("fc", "better_than_linear"): 1, ("fc", "violation"): 1, ("resnet", "better_than_linear"): 2}
-    assert [(v["config_id"], v["seed"]) for v in viol] == [("fcv", 3)]
-    assert atlas.q3_fc_vs_resnet(rows) == {"fc": (1, 1), "resnet": (2, 0)}   # the trivial point is a saddle
+    assert atlas.q2_dichotomy(rows) == {
+        ("fc", 1): {"better_than_linear": {"none": 1}, "local_minimum_worse": {"none": 1}},
+        ("fc", 8): {"local_minimum_worse": {"constant": 1}},
+        ("resnet", 1): {"better_than_linear": {"linear": 1, "none": 1}},
+        ("resnet", 2): {"better_than_linear": {"none": 1}},
+        ("resnet", 8): {"degenerate_saddle": {"constant": 1}}}
+    assert [(v["config_id"], v["seed"]) for v in atlas.q2_theorem2(rows)] == [("rd", 5)]   # trivial, still listed
+    # local minima: better with λ_min ≥ −tol (the linear-equivalent point is a saddle), or local_minimum_worse
+    assert atlas.q3_fc_vs_resnet(rows) == {"fc": {"local minima": 2, "worse": 2, "worse_non_trivial": 1},
+                                           "resnet": {"local minima": 2, "worse": 0, "worse_non_trivial": 0}}
+    assert [r["config_id"] for r in atlas.q3_examples(rows)] == ["fcv"]
     assert atlas.q5_probes(rows) == {("diabetes", 1): (1, 0), ("diabetes", 2): (1, 1)}   # 0.42 > 0.41 + tol
     assert [r["outcome"] for r in atlas.q6_unresolved(rows)] == ["unresolved"]
     h = atlas.headline(rows)
-    assert h["runs"] == 8 and h["certified_non_trivial"] == 4 and math.isclose(h["unresolved_share"], 1 / 8)
+    assert h["runs"] == 10 and h["certified_non_trivial"] == 4 and math.isclose(h["unresolved_share"], 1 / 10)
+    assert h["certified"] == 7 and h["trivial"] == {"constant": 2, "linear": 1}
 
 
 def test_probe_intervals_overlapping_within_tolerance_are_monotone():
@@ -234,15 +246,19 @@ def test_bad_executor_options_leave_the_atlas_directory_untouched(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["atlas.toml"]
 
 
-def test_the_report_and_its_figures_separate_resnet_from_fc_violations(tmp_path):
+def test_the_report_opens_with_findings_and_names_repo_relative_replay_commands(tmp_path):
     lin = 0.5
     rows = [_row(outcome="below_linear", depth=d, seed=s, config_id=f"b{d}") for d in (1, 2, 4) for s in range(2)]
-    rows += [_row(model="fc", outcome="critical", verdict="violation", risk=0.7, linear_risk_lower=lin,
-                  linear_risk_upper=lin, lambda_min=0.0, lambda_tol=1e-9, gap=0.2, config_id="fcv")]
+    rows += [_row(model="fc", outcome="critical", verdict="local_minimum_worse", risk=0.7, linear_risk_lower=lin,
+                  linear_risk_upper=lin, lambda_min=0.1, lambda_tol=1e-9, gap=0.2, config_id="fcv")]
     out = tmp_path / "index.html"
-    atlas.write_atlas_report(rows, out, rademacher_draws=0)
+    atlas.write_atlas_report(rows, out, rademacher_draws=0, runs_path=tmp_path / "runs.parquet")  # absolute
     page = out.read_text()
-    assert "No ResNet violation" in page and "1 FC violation(s)" in page and "resland replay --parquet" in page
+    assert page.index("<h2 id='findings'>") < page.index("<h2 id='q2'>")
+    findings = page[page.index("<ul>"):page.index("</ul>")]
+    assert 4 <= findings.count("<li>") <= 6 and findings.count("<a href='#") == findings.count("<li>")
+    assert "None: every certified ResNet critical point is better than linear or a strict saddle." in page
+    assert "resland replay --parquet atlas/runs.parquet --run fcv:0" in page and str(tmp_path) not in page
     paths = atlas.write_atlas_figures(rows, tmp_path)
     assert [p.name for p in paths] == ["below_linear.png"]          # no certified ResNet point with δ
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -267,14 +283,18 @@ def test_export_only_publishes_a_partial_atlas_that_a_rerun_completes(tmp_path):
 def test_the_markdown_summary_states_the_counts_of_the_questions():
     lin = 0.5
     rows = [_row(outcome="below_linear", config_id="a"), _row(outcome="unresolved", risk=0.6, config_id="b"),
-            _row(model="fc", outcome="critical", verdict="violation", risk=0.7, linear_risk_lower=lin,
-                 linear_risk_upper=lin, lambda_min=0.0, lambda_tol=1e-9, gap=0.2, config_id="c")]
+            _row(model="fc", outcome="critical", verdict="local_minimum_worse", risk=0.7, linear_risk_lower=lin,
+                 linear_risk_upper=lin, lambda_min=0.1, lambda_tol=1e-9, gap=0.2, config_id="c"),
+            _row(model="fc", outcome="critical", verdict="degenerate", risk=0.7, linear_risk_lower=lin,
+                 linear_risk_upper=lin, lambda_min=0.0, lambda_tol=1e-9, gap=0.2, config_id="d", trivial="constant")]
     md = atlas.markdown_summary(rows, of=10)
-    assert md.startswith("3 runs of 10 on 1 data sets (diabetes); 1 certified non-trivial critical points; "
-                         "unresolved 33.3%.")
-    assert "| resnet | 1/2 (50%) |" in md and "| fc | 0/1 (0%) |" in md      # question 1 at L = 1
-    assert "| fc | violation | 1 |" in md and "Violations: 0 ResNet, 1 FC." in md
-    assert "| fc | 1/1 (100%) |" in md                                        # question 3
+    assert md.startswith("Findings:\n\n* 4 runs on 1 data sets reached 2 certified critical points; 1 of them are "
+                         "non-trivial evidence (excluded as trivial: 1 constant; unresolved runs: 25.0%). ([table](#q2))")
+    assert "4 runs of 10 on 1 data sets (diabetes)." in md
+    assert "| resnet | 1/2 (50%) |" in md and "| fc | 0/2 (0%) |" in md      # question 1 at L = 1
+    assert "| fc | 1 | 0 | 0 | 0 | 1 | 0 (+1 constant) |" in md               # question 2
+    assert "ResNet points worse than linear without a negative eigenvalue: 0." in md
+    assert "| fc | 1 | 1 | 1 |" in md                                         # question 3
 
 
 def test_cost_adds_core_seconds_per_stratum_and_gives_runs_per_hour():
@@ -288,13 +308,14 @@ def test_cost_adds_core_seconds_per_stratum_and_gives_runs_per_hour():
     assert "| smooth | minimum | 8–32 | 1 | 3.00 | 1,200 |" in atlas.markdown_summary(rows)
 
 
-def test_a_violation_certificate_at_a_diverging_run_is_listed_but_not_counted():
+def test_a_worse_certificate_at_a_diverging_run_is_listed_but_not_counted(tmp_path):
     lin = 0.5
-    crit = dict(model="fc", verdict="violation", risk=0.7, linear_risk_lower=lin, linear_risk_upper=lin,
+    crit = dict(model="resnet", verdict="degenerate", risk=0.7, linear_risk_lower=lin, linear_risk_upper=lin,
                 lambda_min=0.0, lambda_tol=1e-9, gap=0.2)
     rows = [_row(outcome="critical", config_id="a", **crit), _row(outcome="diverging", config_id="b", **crit)]
-    counts, viol = atlas.q2_certified(rows)
-    assert counts == {("fc", "violation"): 1} and [r["config_id"] for r in viol] == ["a"]
-    assert [r["config_id"] for r in atlas.uncounted_violations(rows)] == ["b"]
-    assert "Violations: 0 ResNet, 1 FC. Not counted: 1 runs that end on a violation certificate while diverging (1 fc)." \
-        in atlas.markdown_summary(rows)
+    assert atlas.q2_dichotomy(rows) == {("resnet", 1): {"degenerate": {"none": 1}}}
+    assert [r["config_id"] for r in atlas.q2_theorem2(rows)] == ["a"]
+    assert [r["config_id"] for r in atlas.not_counted(rows)] == ["b"]
+    atlas.write_atlas_report(rows, tmp_path / "index.html", rademacher_draws=0)
+    page = (tmp_path / "index.html").read_text()
+    assert "Not counted: 1 run(s)" in page and "ResNet critical points worse than linear without a negative" in page

@@ -1,12 +1,14 @@
-"""Verdict soundness audit: every better_than_linear, strict_saddle and violation verdict of the
-quick reproduce run, re-verified from scratch with independent references.
+"""Verdict soundness audit: every certified verdict of the quick reproduce run (better_than_linear,
+strict_saddle and the §8 verdicts), re-verified from scratch with independent references.
 
 References (none shares code with resland's certificate): the model's own forward pass and the
 loss formulas of conftest.REF_LOSSES; gradients by torch.autograd; the dense Hessian by
 reverse-over-reverse autograd and numpy.linalg.eigh; R_lin by numpy.linalg.lstsq (squared) or
 scikit-learn's unpenalised LogisticRegression (logistic). Tolerances: R ≤ R_lin + 1e-9·max(1, R_lin)
 (lstsq) or 1e-6 relative (iterative logistic reference); ‖∇R‖ ≤ 10 × the certificate's grad_tol;
-λ_min < 0 beyond 1e-10·max(1, |λ_max|) for strict saddles; the escape step must lower the risk.
+λ_min < 0 beyond 1e-10·max(1, |λ_max|) for strict saddles; the escape step must lower the risk
+(strict and degenerate saddles); no eigenvalue below −1e-8·max(1, |λ_max|) for the other §8 verdicts,
+and for local_minimum_worse no more near-zero eigenvalues than named symmetry directions.
 """
 
 import json
@@ -21,7 +23,7 @@ from resland.models import build_model
 
 from conftest import REF_LOSSES, reference_hessian
 
-AUDITED = ("better_than_linear", "strict_saddle", "violation")
+AUDITED = ("better_than_linear", "strict_saddle", "degenerate_saddle", "local_minimum_worse", "degenerate")
 
 
 def ref_linear_risk(X, y, loss):
@@ -65,12 +67,16 @@ def audit(verdict, a, seen):
         ev = np.linalg.eigvalsh(reference_hessian(model, X, yt, a["loss"]).numpy())
         if verdict == "strict_saddle":
             assert ev[0] < -1e-10 * max(1.0, abs(ev[-1])), (verdict, ev[0])
+        else:  # the §8 verdicts: no negative curvature
+            assert ev[0] >= -1e-8 * max(1.0, abs(ev[-1]))
+        if verdict in ("strict_saddle", "degenerate_saddle"):
             theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
             step = a["escape_step"] * torch.tensor(a["escape_direction"], dtype=torch.float64)
             moved = rebuild({**a, "parameters": (theta + step).tolist()})
             assert float(ref(moved(X).reshape(-1), yt).detach()) < R
-        else:  # a violation must really have no negative curvature
-            assert ev[0] >= -1e-8 * max(1.0, abs(ev[-1]))
+        if verdict == "local_minimum_worse":
+            zero = int((np.abs(ev) <= 1e-8 * max(1.0, abs(ev[-1]))).sum())
+            assert zero <= a["symmetry_dim"], (zero, a["symmetry_dim"])
     seen[verdict] = seen.get(verdict, 0) + 1
 
 
@@ -99,7 +105,8 @@ def test_every_certified_verdict_of_a_census_survives_an_independent_recheck(tmp
             c = json.loads(r["certificate"])
             a = {"data": json.loads(r["config"])["data"], "loss": c["loss"], "model_config": c["model_config"],
                  "parameters": json.loads(r["parameters"]), "escape_direction": c["escape_direction"],
-                 "escape_step": c["escape_step"], "grad_tol": c["tolerances"]["grad_tol"]}
+                 "escape_step": c["escape_step"], "grad_tol": c["tolerances"]["grad_tol"],
+                 "symmetry_dim": (c.get("higher_order") or {}).get("symmetries", {}).get("count", 0)}
             audit(r["verdict"], a, seen)
     print("audited verdicts (census):", seen)
     assert seen.get("strict_saddle", 0) >= 3 and seen.get("better_than_linear", 0) >= 3
@@ -135,11 +142,12 @@ def test_every_verdict_of_an_open_regime_census_survives_an_independent_recheck(
             c = json.loads(r["certificate"])
             a = {"data": data, "loss": c["loss"], "model_config": c["model_config"],
                  "parameters": json.loads(r["parameters"]), "escape_direction": c["escape_direction"],
-                 "escape_step": c["escape_step"], "grad_tol": c["tolerances"]["grad_tol"]}
+                 "escape_step": c["escape_step"], "grad_tol": c["tolerances"]["grad_tol"],
+                 "symmetry_dim": (c.get("higher_order") or {}).get("symmetries", {}).get("count", 0)}
             audit(r["verdict"], a, {})
             if r["verdict"] == "better_than_linear":
                 assert r["risk"] <= float(ref) + c["tolerances"]["risk_tol"]
-            if r["verdict"] == "violation":
+            if r["verdict"] in ("degenerate_saddle", "local_minimum_worse", "degenerate"):
                 assert r["risk"] > float(ref) + c["tolerances"]["risk_tol"]
     print("open-regime census verdicts:", seen)
     assert len(rows) == 10

@@ -4,6 +4,7 @@ Every census here is small (Example 2, a few seeds); results are compared byte f
 each task computes on one torch thread, so the same spec gives identical certificates.
 """
 
+import csv
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import pytest
 from resland import ValidationError
 from resland.census import RunStore, load_spec, parse_spec, run_census
 from resland.census.spec import config_id
-from resland.census.export import export
+from resland.census.export import KEEP_PARAMETERS, export
 
 SPEC = """
 name = "test"
@@ -225,6 +226,11 @@ def test_export_csv_and_parquet_hold_every_run(census_db, tmp_path):
     assert [r["certificate"] for r in back] == [r["certificate"] for r in rows]
     table = pq.read_table(tmp_path / "r.parquet").to_pylist()
     assert [r["risk"] for r in table] == [r["risk"] for r in rows]
+    # one flat layout in both formats: the config's keys are columns, no nested config
+    assert list(back[0]) == list(table[0]) and "config" not in back[0]
+    assert [(r["data"], r["model"], r["depth"], r["kind"]) for r in table] == [
+        tuple(json.loads(r["config"])[k] for k in ("data", "model", "depth", "kind")) for r in rows]
+    assert [r["depth"] for r in back] == [str(r["depth"]) for r in table]
     res = cli("export", "--store", census_db, "--format", "xlsx")
     assert res.returncode == 2 and res.stderr.strip() == "error: The 'format' parameter must be one of 'csv', 'parquet'. Got 'xlsx' instead."
     res = cli("export", "--store", tmp_path / "missing.db")
@@ -266,7 +272,8 @@ def test_census_summary_counts_every_run_and_renders_in_jupyter(census_db):
 
 def test_compact_export_is_flat_small_and_keeps_parameters_only_for_candidates(census_db, tmp_path):
     """The published form of a census: one flat row per run, the theory quantities from the
-    certificate, no certificate blobs, parameters only for violations and unresolved runs."""
+    certificate, no certificate blobs, parameters only for the points worse than linear without negative
+    curvature and unresolved runs."""
     import pyarrow.parquet as pq
 
     from resland.census.export import COMPACT_FIELDS
@@ -285,9 +292,12 @@ def test_compact_export_is_flat_small_and_keeps_parameters_only_for_candidates(c
         assert g["risk"] == r["risk"] and g["verdict"] == r["verdict"] and g["outcome"] == r["outcome"]
         assert g["G"] == float(cert["gap_bound"]["G"])
         assert g["delta"] == float(cert["near_identity"]["delta"])
-        assert (g["parameters"] is not None) == (r["verdict"] == "violation" or r["outcome"] == "unresolved")
-    res = cli("export", "--store", census_db, "--compact")
-    assert res.returncode == 2 and res.stderr.strip() == "error: The '--compact' option writes Parquet: add --format parquet."
+        assert (g["parameters"] is not None) == (r["verdict"] in KEEP_PARAMETERS["verdicts"]
+                                                 or r["outcome"] in KEEP_PARAMETERS["outcomes"])
+    res = cli("export", "--store", census_db, "--compact", "--out", tmp_path / "c.csv")   # the same columns in CSV
+    assert res.returncode == 0, res.stderr
+    with open(tmp_path / "c.csv", newline="") as fh:
+        assert next(csv.reader(fh)) == [k for k, _ in COMPACT_FIELDS]
 
 
 def test_example_specs_parse_and_the_open_regime_has_fewer_parameters_than_samples():

@@ -13,6 +13,7 @@ import torch
 
 import resland
 from conftest import assert_close, teacher_problem
+from resland.census.runner import CANDIDATES
 from resland.critical import divergence, find_critical_point
 from resland.functional import FlatRisk, flat_parameters
 from resland.models import ResNet, init_model
@@ -227,7 +228,7 @@ def test_census_stores_parameters_only_for_candidates_by_default(tmp_path):
     assert len(rows) == 2
     for r in rows:
         assert r["outcome"] in resland.OUTCOMES
-        keep = r["outcome"] in ("unresolved", "failed") or r["verdict"] in ("violation", "inconclusive")
+        keep = r["outcome"] in CANDIDATES["outcomes"] or r["verdict"] in CANDIDATES["verdicts"]
         assert (r["parameters"] is not None) == keep, r["outcome"]
 
 

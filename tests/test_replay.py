@@ -10,6 +10,7 @@ import pytest
 from resland import ValidationError
 from resland.census import RunStore, parse_spec, run_census
 from resland.census.report import candidates, write_report
+from resland.census.runner import CANDIDATES
 from resland.replay import replay_command, replay_file, replay_run
 
 
@@ -66,7 +67,7 @@ def test_candidates_list_their_replay_command_in_the_report(store, tmp_path):
         write_report(s, tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
     for c in cands:
-        assert c["verdict"] in ("violation", "inconclusive") or c["outcome"] in ("unresolved", "failed")
+        assert c["verdict"] in CANDIDATES["verdicts"] or c["outcome"] in CANDIDATES["outcomes"]
         assert f"--run {c['config_id']}:{c['seed']}" in html
 
 
@@ -76,7 +77,7 @@ def test_bad_replay_requests_are_one_line_errors(store, tmp_path):
     with pytest.raises(ValidationError, match="has no run"):
         replay_run(store, "nope:0")
     bare = tmp_path / "bare.json"
-    bare.write_text(json.dumps({"certificate": {"verdict": "violation"}}))
+    bare.write_text(json.dumps({"certificate": {"verdict": "local_minimum_worse"}}))
     for args in (("replay", bare), ("replay",), ("replay", "--store", store, "--run", "nope:3"),
                  ("replay", tmp_path / "missing.json")):
         res = cli(*args)

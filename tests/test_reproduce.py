@@ -68,11 +68,11 @@ def test_c2_witness_reloads_and_certifies(claims):
     assert probes[1] > probes[0] + 1e-9
 
 
-def test_no_violation_goes_unreported(claims):
-    for cid in ("C3", "C5"):  # C4's claim is about bounds: its violations are listed, not its status
+def test_no_point_worse_than_linear_without_negative_curvature_goes_unreported(claims):
+    for cid in ("C3", "C5"):  # C4's claim is about bounds: such points are listed, not its status
         c = claims[cid]
-        n_viol = len(c["details"]["violations"])
-        assert (c["status"] == "not_reproduced") == (n_viol > 0)
+        n_worse = len(c["details"]["worse_no_negative"])
+        assert (c["status"] == "not_reproduced") == (n_worse > 0)
 
 
 def _chromium():
@@ -157,19 +157,21 @@ def test_c3_c4_and_c5_run_as_census_specs_and_replay_from_their_store(quick_run)
 
 
 def test_dichotomy_status_needs_non_trivial_evidence_in_every_group():
-    """docs/theory.md §7: linear-equivalent points never reproduce a claim on their own; a certified
-    non-trivial point or a below-linear descent run does; a violation is never outweighed."""
+    """docs/theory.md §7–§8: trivial points (linear or constant) never reproduce a claim on their own; a
+    certified non-trivial point or a below-linear descent run does; a point worse than linear without
+    negative curvature (even a trivial one) is never outweighed."""
     from resland.paper.dichotomy import _status
 
-    def rec(depth, outcome="critical", verdict=None, trivial=False):
-        return {"depth": depth, "outcome": outcome, "verdict": verdict, "linear_equivalent": trivial}
+    def rec(depth, outcome="critical", verdict=None, trivial="none"):
+        return {"depth": depth, "outcome": outcome, "verdict": verdict, "trivial": trivial}
 
-    trivial = [rec(1, verdict="better_than_linear", trivial=True), rec(2, verdict="strict_saddle", trivial=True)]
+    trivial = [rec(1, verdict="better_than_linear", trivial="linear"), rec(2, verdict="strict_saddle", trivial="constant")]
     status, reason = _status(trivial, (1, 2), "depth")
     assert status == "inconclusive" and "depth = [1, 2]" in reason
     status, reason = _status(trivial + [rec(1, "below_linear"), rec(2, verdict="strict_saddle")], (1, 2), "depth")
-    assert status == "reproduced" and "1 certified" in reason and "1 descent" in reason and "2 linear-equivalent" in reason
+    assert status == "reproduced" and "1 certified" in reason and "1 descent" in reason and "2 trivial" in reason
     status, _ = _status(trivial + [rec(1, "below_linear"), rec(2, "unresolved")], (1, 2), "depth")
     assert status == "inconclusive"
-    status, _ = _status([rec(1, "below_linear"), rec(1, verdict="violation")], (1,), "depth")
-    assert status == "not_reproduced"
+    for verdict in ("degenerate_saddle", "local_minimum_worse", "degenerate"):
+        status, reason = _status([rec(1, "below_linear"), rec(1, verdict=verdict, trivial="constant")], (1,), "depth")
+        assert status == "not_reproduced" and f"1 {verdict} (constant)" in reason

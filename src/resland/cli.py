@@ -23,13 +23,13 @@ from .losses import LOSSES
 from .models import ACTIVATIONS, MODELS, init_model
 
 
-@click.group()
+@click.group(context_settings={"max_content_width": 110, "help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="resland")
 def cli():
     """resland: critical points of deep ResNets vs the best linear predictor."""
 
 
-@cli.command("certify")
+@cli.command("certify", short_help="Find a critical point from a seeded start and certify it.")
 @click.option("--data", "data", required=True,
               help="A built-in data set (docs/data.md: example1, example2, diabetes, linnerud, breast-cancer, wine, "
                    "iris, star98, grunfeld, engel, anes96, spector) or a .csv/.npz path.")
@@ -84,13 +84,24 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
     timing = {}
     if checkpoint is not None:
         load_parameters(model, checkpoint)
-    if checkpoint is None or refine:
-        cp = find_critical_point(model, ds.X, ds.y, loss, kind=kind, tol=tol, max_iter=max_iter, seed=seed,
-                                 dense_max_params=min(dense_max, FINDER_DENSE_MAX))
-        model = cp.model
-        timing["finder_seconds"] = cp.seconds
-    start = time.perf_counter()
-    cert = certify(model, ds.X, ds.y, loss, tol, dense_max_params=dense_max, seed=seed, keep_parameters=as_json)
+    from rich.console import Console
+
+    from .critical import reporting
+
+    with Console(stderr=True).status(f"finding a critical point ({n} parameters, {ds.X.shape[0]} samples)") as status:
+        def progress(stage, it, total, gn):
+            status.update(f"{stage}: iteration {it}/{total}, smallest ‖∇R‖ = {gn:.2e}" if stage == "search"
+                          else f"{stage} (active-set Newton, at most {total} iterations) from ‖∇R‖ = {gn:.2e}")
+
+        if checkpoint is None or refine:
+            with reporting(progress):
+                cp = find_critical_point(model, ds.X, ds.y, loss, kind=kind, tol=tol, max_iter=max_iter, seed=seed,
+                                         dense_max_params=min(dense_max, FINDER_DENSE_MAX))
+            model = cp.model
+            timing["finder_seconds"] = cp.seconds
+        status.update("certifying: gradient, R_lin interval, Hessian spectrum, §8 tests where needed")
+        start = time.perf_counter()
+        cert = certify(model, ds.X, ds.y, loss, tol, dense_max_params=dense_max, seed=seed, keep_parameters=as_json)
     timing["certify_seconds"] = time.perf_counter() - start
     if as_json:
         finder = None if cp is None else cp.to_dict(timing=False)
@@ -103,7 +114,7 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
     _print_table(ds, cp, cert)
 
 
-@cli.command("reproduce")
+@cli.command("reproduce", short_help="Re-derive every claim of the paper (report.html, claims.json).")
 @click.option("--quick", is_flag=True, help="Fewer seeds and grid points (under 3 minutes on 2 cores).")
 @click.option("--out", "out", default="results/reproduce", show_default=True, help="Output folder.")
 @click.option("--only", "only", multiple=True, help="Run only these claims (C1..C5); repeatable.")
@@ -134,7 +145,7 @@ def reproduce_cmd(quick, out, only):
     Console().print(table)
 
 
-@cli.command("census")
+@cli.command("census", short_help="Run a census from a TOML sweep spec (resumable).")
 @click.argument("spec_path", metavar="SPEC")
 @click.option("--store", "store_path", default="runs.db", show_default=True, help="SQLite run store (resumed if it exists).")
 @click.option("--executor", default="local", show_default=True, help="local (process pool) or dask.")
@@ -159,10 +170,27 @@ def census_cmd(spec_path, store_path, executor, workers, scheduler, retries):
         with _CensusProgress(console, verdicts) as bar:
             summary = run_census(spec, store, executor=executor, workers=workers, scheduler=scheduler,
                                  retries=retries, on_rows=bar.advance, on_start=bar.start)
-        console.print(f"census {spec.name!r}: {summary['runs']} runs done, {summary['skipped']} already in "
-                      f"{store_path}, {summary['failures']} worker failures · verdicts: "
-                      + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
+        console.print(f"census {spec.name!r}: {summary['runs']} runs done now, {summary['skipped']} already in "
+                      f"{store_path}, {summary['failures']} worker failures")
+        _print_tally(console, store, spec.spec_hash)
         _print_replays(console, store, store_path)
+
+
+def _print_tally(console, store, spec_hash: str) -> None:
+    """Outcomes and certificate verdicts of every stored run of the spec (a resumed census included).
+
+    Outcomes (critical, kink, below_linear, diverging, …) and verdicts are tallied apart: a run that
+    ended below_linear or diverging is an outcome, never a verdict.
+    """
+    from collections import Counter
+
+    rows = list(store.rows(spec_hash))
+    outcomes = Counter(r["outcome"] or "failed" for r in rows)
+    verdicts = Counter(r["verdict"] for r in rows if r["outcome"] == "critical" and r["verdict"])
+    console.print(f"  {len(rows)} stored runs of the spec · outcomes: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+    console.print("  verdicts of the critical points: "
+                  + (", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none (no run ended critical)"))
 
 
 def _print_replays(console, store, store_path, limit: int = 20) -> None:
@@ -212,32 +240,38 @@ class _CensusProgress:
         self.bar.update(self.task, advance=len(rows), rate=f"{rate:.2f} runs/s", counts=counts)
 
 
-@cli.command("replay")
+@cli.command("replay", short_help="Re-certify a stored run, or rerun an export row bit for bit.")
 @click.argument("cert_file", required=False)
 @click.option("--store", "store_path", default=None, help="SQLite run store (with --run).")
 @click.option("--parquet", "parquet_path", default=None, help="Compact export, e.g. atlas/runs.parquet (with --run).")
 @click.option("--run", "run", default=None, help="CONFIG_ID:SEED of a stored run.")
+@click.option("--spec", "spec_path", default=None,
+              help="Spec to rerun an export row without parameters (default: atlas.toml beside the export).")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored and the fresh verdict and the certificate as JSON.")
-def replay_cmd(cert_file, store_path, parquet_path, run, as_json):
-    """Rebuild a stored run (or a `certify --json` file) from its parameters and certify it again."""
+def replay_cmd(cert_file, store_path, parquet_path, run, spec_path, as_json):
+    """Certify a stored run again from its parameters, or rerun an export row from its spec (bit for bit)."""
     from .replay import replay_export, replay_file, replay_run
 
     sources = (cert_file is not None) + (store_path is not None) + (parquet_path is not None)
     if sources != 1 or (cert_file is None) != (run is not None):
         raise ValidationError("Give a certificate file, or --store or --parquet with --run CONFIG_ID:SEED.")
     rep = (replay_file(cert_file) if cert_file else replay_run(store_path, run) if store_path
-           else replay_export(parquet_path, run))
+           else replay_export(parquet_path, run, spec_path))
     cert = rep.certificate
     if as_json:
         click.echo(json.dumps({"source": rep.source, "stored_verdict": rep.stored_verdict, "agrees": rep.agrees,
-                               "certificate": cert.to_dict()}, indent=2, default=_json_default))
+                               "rerun": rep.rerun, "certificate": cert.to_dict()}, indent=2, default=_json_default))
         return
     _print_table(None, None, cert, title=rep.source)
+    if rep.rerun is not None:
+        diff = rep.rerun["differences"]
+        click.echo("rerun from the spec: " + ("bit-identical to the stored row (all fields but seconds)" if not diff
+                                              else f"DIFFERS in {len(diff)} field(s): {', '.join(sorted(diff))}"))
     click.echo(f"stored verdict: {rep.stored_verdict} · replayed: {cert.verdict} · "
                + ("agrees" if rep.agrees else "DIFFERS"))
 
 
-@cli.command("atlas")
+@cli.command("atlas", short_help="Run the landscape atlas (resumes from atlas/runs.parquet).")
 @click.option("--dir", "directory", default="atlas", show_default=True,
               help="Holds atlas.toml, the committed runs.parquet and index.html, and the working store atlas.db.")
 @click.option("--executor", default="local", show_default=True, help="local (process pool) or dask.")
@@ -265,29 +299,29 @@ def atlas_cmd(directory, executor, workers, scheduler, retries, export_only):
                      "; nothing to do"))
 
 
-@cli.command("export")
+@cli.command("export", short_help="Export a run store to CSV or Parquet.")
 @click.option("--store", "store_path", required=True, help="SQLite run store.")
 @click.option("--format", "fmt", default="csv", show_default=True, help="csv or parquet.")
 @click.option("--out", "out", default=None, help="Output file (default: the store's name with .csv/.parquet).")
-@click.option("--compact", is_flag=True, help="Parquet of the flat columns only (no certificates; parameters of "
-                                              "violations and unresolved runs): the published form of a census.")
+@click.option("--compact", is_flag=True, help="The flat columns only (no certificates; parameters of the points "
+                                              "worse than linear without negative curvature and of unresolved "
+                                              "runs): the published form of a census.")
 def export_cmd(store_path, fmt, out, compact):
-    """Export every run of a store (one row per run, certificates as JSON) to CSV or Parquet."""
+    """Export every run of a store to CSV or Parquet: one row per run, the config as flat columns (the same in
+    both formats), certificates as JSON text; --compact: the flat columns only."""
     from pathlib import Path
 
     from .census import RunStore
     from .census.export import FORMATS, export, export_compact
 
     check_choice("format", fmt, FORMATS)
-    if compact and fmt != "parquet":
-        raise ValidationError("The '--compact' option writes Parquet: add --format parquet.")
     out = out or str(Path(store_path).with_suffix("." + fmt))
     with RunStore(store_path, create=False) as store:
-        n = export_compact(store, out) if compact else export(store, out, fmt)
+        n = export_compact(store, out, fmt=fmt) if compact else export(store, out, fmt)
     click.echo(f"wrote {n} runs to {out}")
 
 
-@cli.command("report")
+@cli.command("report", short_help="Write the HTML report of a census store.")
 @click.option("--store", "store_path", required=True, help="SQLite run store.")
 @click.option("--out", "out", default="census.html", show_default=True, help="HTML report to write.")
 def report_cmd(store_path, out):
@@ -316,19 +350,28 @@ def _print_table(ds, cp, cert, title: str | None = None) -> None:
     title = f"{title or ds.description} · {cert.model_config.get('model')} · {cert.loss} loss"
     finder = Table(title="Critical-point search", show_header=False, title_justify="left")
     if cp is not None:
-        for k, v in (("outcome", cert_outcome(cp, cert)), ("status", cp.status), ("converged", cp.converged),
-                     ("‖∇R‖", cp.grad_norm), ("grad tolerance", cp.grad_tol), ("kink margin", cp.kink_margin),
+        outcome = cert_outcome(cp, cert)
+        # at a kink the gradient of one smooth piece is not a stationarity measure: Clarke stationarity is
+        gn_label = "‖∇R‖ (one smooth piece; see the kink analysis)" if outcome == "kink" else "‖∇R‖"
+        for k, v in (("outcome", outcome), ("status", cp.status), (gn_label, cp.grad_norm),
+                     ("grad tolerance", cp.grad_tol), ("kink margin", cp.kink_margin),
                      ("iterations", cp.iterations),
                      ("seconds", cp.seconds), ("message", cp.message)):
             finder.add_row(k, _fmt(v))
     table = Table(title=f"Certificate: {title}", show_header=False, title_justify="left")
     rows = [("verdict", f"[bold]{cert.verdict}[/bold]"), ("reason", cert.reason),
-            ("linear-equivalent", cert.linear_equivalent), ("R", cert.risk),
+            ("trivial", cert.trivial), ("hidden units (dead, saturated)", None if cert.units is None else
+                                         f"{cert.units['units']} ({cert.units['dead']}, {cert.units['saturated']})"),
+            ("R", cert.risk),
             ("R_lin", cert.linear_risk),
             ("R_lin interval", f"[{cert.linear_risk_lower:.12g}, {cert.linear_risk_upper:.12g}]"),
             ("R − R_lin", cert.risk - cert.linear_risk), ("‖∇R‖", cert.grad_norm),
             ("λ_min", cert.lambda_min), ("λ_max", cert.lambda_max), ("index", cert.index),
             ("escape decrease", cert.escape_decrease)]
+    if cert.higher_order:
+        ho = cert.higher_order
+        rows.append(("symmetries projected out", ho["symmetries"]["count"]))
+        rows.append(("null dimension beyond them", ho["null_dim"]))
     if cert.gap_bound:
         rows.append(("gap bound G (Prop. A, rigorous)", cert.gap_bound["rigorous"]))
     rows.append(("parameters", cert.n_params))

@@ -64,6 +64,8 @@ Conventions: mean risk, squared loss ``(p − y)²`` without 1/2, float64, flat 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import time
 import warnings
@@ -259,6 +261,27 @@ def find_critical_points(
 
 
 # ----------------------------------------------------------------------------- the driver
+#: The progress reporter of the running search, if any (:func:`reporting`).
+_PROGRESS: contextvars.ContextVar = contextvars.ContextVar("resland_progress", default=None)
+
+
+@contextlib.contextmanager
+def reporting(callback):
+    """Within the block, every finder iteration calls ``callback(stage, iteration, max_iter, grad_norm)``
+    (``stage`` is ``"search"`` or ``"kink polish"``; ``grad_norm`` the smallest ‖∇R‖ of the live members)."""
+    token = _PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def _report(stage: str, it: int, max_iter: int, gn: float) -> None:
+    cb = _PROGRESS.get()
+    if cb is not None:
+        cb(stage, it, max_iter, gn)
+
+
 def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, max_norm, dense,
            newton_always) -> list[dict]:
     theta = ens.theta[members].clone()
@@ -288,6 +311,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
             if idx.numel() == 0:
                 break
         tn = torch.linalg.norm(th, dim=1)
+        _report("search", it + 1, max_iter, float(gn.min()))
         # Second-order curvature only where it pays: near a critical point, for saddle search, or
         # where the Gauss–Newton damping shows GGN steps failing; elsewhere GGN alone.
         near = gn <= NEWTON_SWITCH * torch.clamp(R.abs(), min=1.0)
@@ -702,6 +726,7 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
     if margin is not None and status != "nan" and near_kink and ens.n <= T.KINK_POLISH_MAX_PARAMS:
         fr = FlatRisk(model, ens.fr.X, ens.fr.y, ens.fr.loss)
         try:
+            _report("kink polish", 0, opts["kink_iter"] or 0, gn)
             polished, an = analyse_kink(fr, theta, grad_tol=T.grad_tol(R, tol), kind=kind, max_iter=opts["kink_iter"])
         except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:  # a failed polish is reported
             an, polished = None, None

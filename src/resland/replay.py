@@ -1,10 +1,15 @@
 """Replay: rebuild a stored run (or a certificate file) from its parameters and certify it again.
 
-Every stored violation and candidate names its replay command::
+Every stored candidate names its replay command, and every row of a compact export replays::
 
     resland replay --store runs.db --run CONFIG_ID:SEED
     resland replay --parquet atlas/runs.parquet --run CONFIG_ID:SEED   # a compact export
     resland replay certificate.json          # the output of ``resland certify --json``
+
+A compact export keeps the parameters of the points worse than linear without negative curvature
+and of unresolved runs; any other row is *rerun*: its task (config and seed batch) is computed
+again from the spec (``atlas.toml`` beside the export, or ``--spec``) and the fresh row must equal
+the stored one bit for bit in every field but the timing (:attr:`Replay.rerun`).
 
 The model is rebuilt from the certificate's ``model_config`` and the flat parameters
 (``model.parameters()`` order), the data set from its name, and the data's SHA-256 must equal
@@ -25,7 +30,7 @@ from ._checks import ValidationError
 from .census.store import RunStore
 from .certificate import Certificate, certify
 from .data import load_dataset
-from .models import build_model, init_model
+from .models import build_model
 
 
 @dataclass
@@ -36,16 +41,19 @@ class Replay:
         source: what was replayed (``store:CONFIG_ID:SEED`` or the file name).
         stored_verdict: the verdict on record (None if the record has none).
         certificate: the fresh :class:`~resland.certificate.Certificate`.
+        rerun: for a rerun export row, ``{"identical": bool, "differences": {field: [stored, fresh]}}``
+            over every compact field but ``seconds`` (None when replayed from parameters).
     """
 
     source: str
     stored_verdict: str | None
     certificate: Certificate
+    rerun: dict | None = None
 
     @property
     def agrees(self) -> bool:
-        """The fresh verdict equals the stored one."""
-        return self.stored_verdict == self.certificate.verdict
+        """The fresh verdict equals the stored one (and a rerun row is bit-identical)."""
+        return self.stored_verdict == self.certificate.verdict and (self.rerun is None or self.rerun["identical"])
 
 
 def replay_command(store: str | Path, config_id: str, seed: int) -> str:
@@ -74,15 +82,18 @@ def replay_run(store: str | Path, run: str) -> Replay:
     return Replay(f"store:{run}", verdict, _certify(data, cert, json.loads(params)))
 
 
-def replay_export(path: str | Path, run: str) -> Replay:
+def replay_export(path: str | Path, run: str, spec: str | Path | None = None) -> Replay:
     """Replay run ``CONFIG_ID:SEED`` of a compact Parquet export (``resland export --compact``,
-    the atlas's ``runs.parquet``), which keeps the parameters of violations and unresolved runs.
+    the atlas's ``runs.parquet``).
 
-    The model is rebuilt as the census built it (:func:`resland.models.init_model` from the
-    row's config), then given the stored parameters.
+    With stored parameters the model is rebuilt as the census built it
+    (:func:`resland.models.init_model` from the row's config), given them, and certified. Without,
+    the run's task is rerun from ``spec`` (default: ``atlas.toml`` beside the export) and compared
+    field by field (:func:`rerun_export_row`).
 
     Raises:
-        ValidationError: a bad run key, a missing file or run, or a run without parameters.
+        ValidationError: a bad run key, a missing file or run, or a run without parameters and no
+            spec of the export's hash to rerun it from.
     """
     config_id, seed = _run_key(run)
     path = Path(path)
@@ -95,14 +106,58 @@ def replay_export(path: str | Path, run: str) -> Replay:
         raise ValidationError(f"The export {str(path)!r} has no run {run!r}.")
     r = rows[0]
     if not r.get("parameters"):
-        raise ValidationError(f"Run {run!r} has no parameters in the export: it keeps them for violations and "
-                              "unresolved runs only.")
-    ds = load_dataset(r["data"], rho=r.get("rho"))
-    act = None if r["activation"] == "auto" else r["activation"]
-    model = init_model(r["model"], ds.X.shape[1], width=r["width"], depth=r["depth"], activation=act, seed=seed,
-                       v_scale=r["v_scale"], delta0=r.get("delta0"))
+        return rerun_export_row(r, spec if spec is not None else path.parent / "atlas.toml", f"export:{run}")
+    from .census.runner import config_model
+
+    model, ds, _ = config_model({**r, "loss": r["loss"]}, seed)
     _set_parameters(model, json.loads(r["parameters"]))
     return Replay(f"export:{run}", r["verdict"], certify(model, ds.X, ds.y, r["loss"], keep_parameters=True))
+
+
+def rerun_export_row(row: dict, spec_path: str | Path, source: str) -> Replay:
+    """Recompute an export row from its spec and seed; the fresh row must be bit-identical.
+
+    The run's task (its config and the batch of seeds it was computed with) is run again by
+    :func:`resland.census.run_task` (one torch thread, as every executor runs it), every field of
+    the compact row but ``seconds`` is compared exactly, and the fresh final point is certified.
+
+    Raises:
+        ValidationError: no spec file, a spec whose hash is not the row's, or no task with the run.
+    """
+    from .census import load_spec, run_task
+    from .census.export import COMPACT_FIELDS, compact_row
+
+    spec_path = Path(spec_path)
+    if not spec_path.is_file():
+        raise ValidationError(f"Run {row['config_id']}:{row['seed']} has no parameters in the export and there is no "
+                              f"spec {str(spec_path)!r} to rerun it from: pass --spec.")
+    spec = load_spec(spec_path)
+    if spec.spec_hash != row["spec_hash"]:
+        raise ValidationError(f"The spec {str(spec_path)!r} (hash {spec.spec_hash[:12]}) is not the one the run was "
+                              f"computed under (hash {row['spec_hash'][:12]}): rerun it with that spec.")
+    task = next((t for t in spec.tasks() if t.config_id == row["config_id"] and row["seed"] in t.seeds), None)
+    if task is None:
+        raise ValidationError(f"The spec {str(spec_path)!r} has no run {row['config_id']}:{row['seed']}.")
+    fresh_full = next(r for r in run_task(task, dict(spec.task_options, store_parameters="all"))
+                      if r["seed"] == row["seed"])
+    fresh = compact_row(fresh_full)
+    diff = {k: [row.get(k), fresh.get(k)] for k, _ in COMPACT_FIELDS
+            if k != "seconds" and not _same(row.get(k), fresh.get(k))}
+    if fresh_full["parameters"]:
+        from .census.runner import config_model
+        model, ds, loss = config_model(task.config, row["seed"])
+        _set_parameters(model, json.loads(fresh_full["parameters"]))
+        cert = certify(model, ds.X, ds.y, loss, keep_parameters=True)
+    else:  # a failed task: nothing to certify; the stored row says so too
+        raise ValidationError(f"Run {row['config_id']}:{row['seed']} failed when rerun: {fresh_full['error']}")
+    return Replay(source, row["verdict"], cert, {"identical": not diff, "differences": diff})
+
+
+def _same(a, b) -> bool:
+    """Exact equality, NaN equal to NaN."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return a == b
 
 
 def replay_export_command(path: str | Path, config_id: str, seed: int) -> str:

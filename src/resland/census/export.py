@@ -22,19 +22,45 @@ FORMATS = ("csv", "parquet")
 _BATCH = 1000
 
 
+#: The config keys that :func:`export` writes as flat columns (after ``seed``), in both formats.
+CONFIG_FIELDS = (("data", "string"), ("model", "string"), ("depth", "int64"), ("width", "int64"),
+                 ("activation", "string"), ("v_scale", "float64"), ("rho", "float64"), ("delta0", "float64"),
+                 ("kind", "string"), ("loss_config", "string"))
+
+
+def _flat(row: dict) -> dict:
+    """A store row with its config as flat columns (:data:`CONFIG_FIELDS`) instead of nested JSON; the
+    config's ``loss`` (``auto`` or a name) is ``loss_config``."""
+    c = json.loads(row["config"]) if row["config"] else {}
+    out = {k: row[k] for k in ("spec_hash", "config_id", "seed")}
+    out.update({k: c.get("loss" if k == "loss_config" else k) for k, _ in CONFIG_FIELDS})
+    out.update({k: v for k, v in row.items() if k not in out and k != "config"})
+    return out
+
+
+def _columns() -> list[tuple[str, str]]:
+    kinds = {"REAL": "float64", "INTEGER": "int64", "TEXT": "string"}
+    head = [("spec_hash", "string"), ("config_id", "string"), ("seed", "int64"), *CONFIG_FIELDS]
+    return head + [(f, kinds[column_type(f)]) for f in ROW_FIELDS if f not in {k for k, _ in head} | {"config"}]
+
+
 def export(store: RunStore, out: str | Path, fmt: str = "csv") -> int:
-    """Write every stored row (all columns, certificates as JSON text) to ``out``; returns the count.
+    """Write every stored row to ``out``, the config as flat columns (:data:`CONFIG_FIELDS`) and the
+    certificates as JSON text, with the same columns in CSV and Parquet; returns the count.
 
     Raises:
         ValidationError: an unknown ``fmt``.
     """
     check_choice("format", fmt, FORMATS)
-    out = Path(out)
-    rows = store.rows()
+    return _write((_flat(r) for r in store.rows()), _columns(), Path(out), fmt)
+
+
+def _write(rows, columns: list[tuple[str, str]], out: Path, fmt: str, compression: str = "snappy") -> int:
+    """Stream dict rows to CSV or Parquet with the given ``(name, arrow type)`` columns."""
     n = 0
     if fmt == "csv":
         with out.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=ROW_FIELDS)
+            writer = csv.DictWriter(fh, fieldnames=[k for k, _ in columns], extrasaction="ignore")
             writer.writeheader()
             for row in rows:
                 writer.writerow(row)
@@ -43,11 +69,10 @@ def export(store: RunStore, out: str | Path, fmt: str = "csv") -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    kinds = {"REAL": pa.float64(), "INTEGER": pa.int64(), "TEXT": pa.string()}
-    schema = pa.schema([(f, kinds[column_type(f)]) for f in ROW_FIELDS])
-    with pq.ParquetWriter(out, schema) as writer:
+    schema = pa.schema([(k, getattr(pa, t)()) for k, t in columns])
+    with pq.ParquetWriter(out, schema, compression=compression) as writer:
         while batch := list(itertools.islice(rows, _BATCH)):
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            writer.write_table(pa.Table.from_pylist([{k: r.get(k) for k, _ in columns} for r in batch], schema=schema))
             n += len(batch)
     return n
 
@@ -92,20 +117,11 @@ def _num(x) -> float | None:
     return None if x is None else float(x)
 
 
-def export_compact(store: RunStore, out: str | Path, spec_hash: str | None = None) -> int:
-    """Write the compact Parquet file of a store (or of one spec); returns the number of runs.
+def export_compact(store: RunStore, out: str | Path, spec_hash: str | None = None, fmt: str = "parquet") -> int:
+    """Write the compact file of a store (or of one spec), Parquet or CSV; returns the number of runs.
 
     Raises:
-        ValidationError: never for a readable store (the store validates on open).
+        ValidationError: an unknown ``fmt``.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pa.schema([(k, getattr(pa, t)()) for k, t in COMPACT_FIELDS])
-    rows = (compact_row(r) for r in store.rows(spec_hash))
-    n = 0
-    with pq.ParquetWriter(Path(out), schema, compression="zstd") as writer:
-        while batch := list(itertools.islice(rows, _BATCH)):
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-            n += len(batch)
-    return n
+    check_choice("format", fmt, FORMATS)
+    return _write((compact_row(r) for r in store.rows(spec_hash)), list(COMPACT_FIELDS), Path(out), fmt, "zstd")

@@ -1,11 +1,12 @@
 """The census report: one self-contained HTML file read from a run store.
 
-Sections: verdict counts per config (violations first, flagged), ``R − R_lin`` against
-depth, ``λ_min`` against ``R − R_lin`` (the dichotomy plane: a violation would sit at
-``R − R_lin > 0``, ``λ_min ≥ 0``), convergence rate per config, the slowest configs, and the replay command of every candidate
-(violation, inconclusive, unresolved or failed run with stored parameters).
-Only runs whose certificate has a verdict other than ``not_critical`` count as certified
-critical points; the rest are reported as not converged, never as evidence.
+Sections: verdict counts per config (the points worse than linear without negative curvature
+first, flagged), ``R − R_lin`` against depth, ``λ_min`` against ``R − R_lin`` (the dichotomy plane:
+such points sit at ``R − R_lin > 0``, ``λ_min ≥ 0``), convergence rate per config, the slowest
+configs, and the replay command of every candidate (``degenerate_saddle``,
+``local_minimum_worse``, ``degenerate``, ``inconclusive``, unresolved or failed run with stored
+parameters). Only runs with a verdict of :data:`~resland.census.dichotomy.CERTIFIED` count as
+certified critical points, and of them only ``trivial = none`` as evidence (drawn filled).
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ from pathlib import Path
 from .._html import CSS, data_uri, png
 from ..critical import OUTCOMES
 from ..replay import replay_command
+from ..certificate import WORSE_NO_NEGATIVE
+from .dichotomy import CERTIFIED, trivial_of
 from .runner import CANDIDATES
 from .store import RunStore
 
-CERTIFIED = ("better_than_linear", "strict_saddle", "violation")
-_COLOURS = {"better_than_linear": "#1b7837", "strict_saddle": "#2166ac", "violation": "#b2182b",
-            "inconclusive": "#e08214", "nondifferentiable": "#8c6bb1"}
+_COLOURS = {"better_than_linear": "#1b7837", "strict_saddle": "#2166ac", "degenerate_saddle": "#5e3c99",
+            "local_minimum_worse": "#b2182b", "degenerate": "#e7298a", "inconclusive": "#e08214",
+            "nondifferentiable": "#8c6bb1"}
+
+
+def _first(v: str) -> tuple:
+    """Sort key: the verdicts worse than linear without negative curvature first."""
+    return (v not in WORSE_NO_NEGATIVE, v)
 _MAX_POINTS = 20000  # scatter points kept in memory
 
 
@@ -46,7 +54,7 @@ class CensusSummary:
         configs: ``config_id → {config, runs, converged, seconds, verdicts, outcomes,
             linear_equivalent, failed}`` (``verdicts`` and ``outcomes`` map a name to a count).
         points: certified and near-certified runs for the plots (depth, gap, λ_min, verdict, data, trivial).
-        candidates: the replay keys of violations, inconclusive, unresolved and failed runs.
+        candidates: the replay keys of the candidates (module docstring).
 
     In Jupyter it renders as the verdict table of the report (``_repr_html_``).
     """
@@ -60,8 +68,8 @@ class CensusSummary:
         return sum(c["runs"] for c in self.configs.values())
 
     def verdict_names(self) -> list[str]:
-        """Every verdict (or status, for runs without one) present, violations first."""
-        return sorted({v for c in self.configs.values() for v in c["verdicts"]}, key=lambda v: (v != "violation", v))
+        """Every verdict (or status, for runs without one) present, worse-than-linear ones first."""
+        return sorted({v for c in self.configs.values() for v in c["verdicts"]}, key=_first)
 
     def verdict_table(self) -> str:
         """The HTML table of verdicts per config."""
@@ -81,7 +89,8 @@ class CensusSummary:
 def summarise(store: RunStore) -> CensusSummary:
     """Per-config counts, the points of the plots and the candidates to replay, in one pass over the store."""
     per = defaultdict(lambda: {"runs": 0, "converged": 0, "seconds": 0.0, "verdicts": defaultdict(int),
-                               "outcomes": defaultdict(int), "linear_equivalent": 0, "failed": 0, "config": None})
+                               "outcomes": defaultdict(int), "linear_equivalent": 0, "trivial": 0, "failed": 0,
+                               "config": None})
     points, cands = [], []
     for r in store.rows():
         if (cand := _candidate(r)) is not None:
@@ -97,8 +106,9 @@ def summarise(store: RunStore) -> CensusSummary:
         s["failed"] += r["status"] == "failed"
         s["verdicts"][r["verdict"] or r["status"]] += 1
         s["outcomes"][r["outcome"] or "failed"] += 1
-        trivial = bool(r["linear_equivalent"])
-        s["linear_equivalent"] += trivial
+        trivial = trivial_of(r) != "none"
+        s["linear_equivalent"] += bool(r["linear_equivalent"])
+        s["trivial"] += trivial and r["outcome"] == "critical"
         if r["verdict"] in CERTIFIED + ("inconclusive", "nondifferentiable") and len(points) < _MAX_POINTS:
             points.append({"depth": c["depth"] if c["model"] != "linear" else 0, "gap": r["gap"],
                            "lambda_min": r["lambda_min"], "verdict": r["verdict"], "data": c["data"],
@@ -107,7 +117,7 @@ def summarise(store: RunStore) -> CensusSummary:
 
 
 def candidates(store: RunStore) -> list[dict]:
-    """Stored runs with parameters whose verdict or outcome makes them candidates (violations first)."""
+    """Stored runs with parameters whose verdict or outcome makes them candidates (worse than linear first)."""
     return _sorted_candidates(_candidate(r) for r in store.rows())
 
 
@@ -119,7 +129,7 @@ def _candidate(r: dict) -> dict | None:
 
 
 def _sorted_candidates(cands) -> list[dict]:
-    return sorted((c for c in cands if c), key=lambda r: (r["verdict"] != "violation", r["config_id"], r["seed"]))
+    return sorted((c for c in cands if c), key=lambda r: (_first(r["verdict"] or ""), r["config_id"], r["seed"]))
 
 
 def write_report(store: RunStore, out: str | Path) -> int:
@@ -131,10 +141,11 @@ def write_report(store: RunStore, out: str | Path) -> int:
     specs = store.specs()
     parts.append("<p>" + " · ".join(f"spec <code>{html.escape(x['name'])}</code> ({x['spec_hash'][:12]}, "
                                     f"{x['n_runs']} runs)" for x in specs) + f" · {n} runs stored</p>")
-    n_viol = sum(c["verdicts"].get("violation", 0) for c in configs.values())
-    if n_viol:
-        parts.append(f"<p class='alert'><b>{n_viol} violation(s) of the dichotomy.</b> Each replays from its stored "
-                     "parameters with the command below.</p>")
+    n_worse = sum(c["verdicts"].get(v, 0) for c in configs.values() for v in WORSE_NO_NEGATIVE)
+    if n_worse:
+        parts.append(f"<p class='alert'><b>{n_worse} critical point(s) worse than linear without a negative "
+                     "eigenvalue</b> (degenerate_saddle, local_minimum_worse, degenerate). Each replays from its "
+                     "stored parameters with the command below.</p>")
     cands = s.candidates
     if cands:
         parts.append("<h2 id='replay'>Candidates to replay</h2><table><tr><th>verdict / outcome</th><th>command</th>"
@@ -143,16 +154,16 @@ def write_report(store: RunStore, out: str | Path) -> int:
                                        "</td></tr>" for c in cands[:50]) + "</table>")
     parts.append("<h2 id='verdicts'>Verdicts per config</h2>" + s.verdict_table())
     outcome_names = [o for o in OUTCOMES if any(c["outcomes"].get(o) for c in configs.values())]
-    parts.append("<h2 id='outcomes'>Run outcomes per config</h2><p>Linear-equivalent critical points (the "
-                 "network's predictions are the best linear ones) are trivial evidence, counted apart and drawn "
-                 "hollow in the plots.</p><table><tr><th>config</th>"
+    parts.append("<h2 id='outcomes'>Run outcomes per config</h2><p>Trivial critical points (linear-equivalent: the "
+                 "network's predictions are the best linear ones; constant: the predictions are constant) are "
+                 "not evidence: counted apart and drawn hollow in the plots.</p><table><tr><th>config</th>"
                  + "".join(f"<th>{html.escape(o)}</th>" for o in outcome_names)
-                 + "<th>critical, linear-equivalent</th><th>critical, non-trivial</th></tr>")
+                 + "<th>critical, linear-equivalent</th><th>critical, trivial</th><th>critical, non-trivial</th></tr>")
     for c in sorted(configs.values(), key=lambda c: _label(c["config"])):
         crit = c["outcomes"].get("critical", 0)
         parts.append(f"<tr><td>{html.escape(_label(c['config']))}</td>"
                      + "".join(f"<td>{c['outcomes'].get(o, 0)}</td>" for o in outcome_names)
-                     + f"<td>{c['linear_equivalent']}</td><td>{crit - c['linear_equivalent']}</td></tr>")
+                     + f"<td>{c['linear_equivalent']}</td><td>{c['trivial']}</td><td>{crit - c['trivial']}</td></tr>")
     parts.append("</table>")
     for title, fig in (("R − R_lin against depth", _gap_plot(s.points)),
                        ("λ_min against R − R_lin", _scatter(s.points)),
@@ -165,7 +176,7 @@ def write_report(store: RunStore, out: str | Path) -> int:
     for c in sorted(configs.values(), key=lambda c: -c["seconds"] / c["runs"])[:10]:
         parts.append(f"<tr><td>{html.escape(_label(c['config']))}</td><td>{c['seconds'] / c['runs']:.3g}</td>"
                      f"<td>{c['runs']}</td></tr>")
-    parts.append("</table><p>Certified = verdict better_than_linear, strict_saddle or violation; runs that did not "
+    parts.append("</table><p>Certified = a verdict of the dichotomy (" + ", ".join(CERTIFIED) + "); runs that did not "
                  "converge (not_critical) are counted, never plotted as evidence.</p></body></html>")
     Path(out).write_text("\n".join(parts), encoding="utf-8")
     return n
@@ -208,7 +219,7 @@ def _scatter(points) -> bytes | None:
         return None
     fig, ax = _figure()
     lim = max(max(abs(p["gap"]) for p in pts), max(abs(p["lambda_min"]) for p in pts), 1e-3) * 2
-    ax.fill_between([0, lim], 0, lim, color="#b2182b", alpha=0.08, label="violation region")
+    ax.fill_between([0, lim], 0, lim, color="#b2182b", alpha=0.08, label="worse than linear, no negative curvature")
     for v, col in _COLOURS.items():
         sel = [p for p in pts if p["verdict"] == v]
         if sel:

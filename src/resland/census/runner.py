@@ -81,13 +81,23 @@ def run_task(task: Task, finder: dict) -> list[dict]:
     return rows
 
 
+def config_model(config: dict, seed: int, ds=None):
+    """``(model, data set, loss name)`` of one run of a census config: the seeded start the census
+    builds (:func:`~resland.models.init_model`), the named data set and the config's loss."""
+    c = config
+    ds = ds if ds is not None else load_dataset(c["data"], rho=c.get("rho"))
+    loss = ds.loss if c["loss"] == "auto" else c["loss"]
+    act = None if c["activation"] in ("auto", None) else c["activation"]
+    model = init_model(c["model"], ds.X.shape[1], width=c["width"], depth=c["depth"], activation=act, seed=seed,
+                       v_scale=c["v_scale"], delta0=c.get("delta0"))
+    return model, ds, loss
+
+
 def _run(task: Task, finder: dict) -> list[dict]:
     c = task.config
     ds = load_dataset(c["data"], rho=c.get("rho"))
     loss = ds.loss if c["loss"] == "auto" else c["loss"]
-    act = None if c["activation"] == "auto" else c["activation"]
-    models = [init_model(c["model"], ds.X.shape[1], width=c["width"], depth=c["depth"], activation=act, seed=s,
-                         v_scale=c["v_scale"], delta0=c.get("delta0")) for s in task.seeds]
+    models = [config_model(c, s, ds)[0] for s in task.seeds]
     opts = {k: finder[k] for k in ("tol", "max_iter", "xtol", "max_norm")}
     opts["kink_iter"] = finder.get("kink_iter")
     if "newton_always_max" in finder:

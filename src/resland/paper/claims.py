@@ -53,7 +53,8 @@ def close(a: float, b: float, rtol: float) -> bool:
 
 def audit_fields(cert: dict, data: str, parameters: list | None = None) -> dict:
     """What an independent re-check of a verdict needs (tests/test_audit.py): data set, model,
-    flat parameters, and the escape step of a strict saddle.
+    flat parameters, the escape step of a strict or degenerate saddle, and the number of exact
+    symmetry directions the certificate projected out (docs/theory.md §8).
 
     ``cert`` is a certificate as JSON (``Certificate.to_dict()`` or a census row's ``certificate``);
     ``parameters`` are the flat parameters where the certificate does not keep them (census rows).
@@ -61,4 +62,5 @@ def audit_fields(cert: dict, data: str, parameters: list | None = None) -> dict:
     return {"data": data, "loss": cert["loss"], "model_config": cert["model_config"],
             "parameters": cert.get("parameters") if parameters is None else parameters,
             "escape_direction": cert.get("escape_direction"), "escape_step": cert.get("escape_step"),
-            "grad_tol": cert["tolerances"].get("grad_tol")}
+            "grad_tol": cert["tolerances"].get("grad_tol"),
+            "symmetry_dim": ((cert.get("higher_order") or {}).get("symmetries") or {}).get("count", 0)}

@@ -7,8 +7,10 @@ census, never the other way round (C4 runs its near-identity starts the same way
 theorem's conclusion is tested on the critical points actually reached. Evidence is
 non-trivial (docs/theory.md §7): certified points that are not linear-equivalent, and descent
 runs that got below linear (``below_linear``: every limit of the run is better than linear).
-Linear-equivalent points are counted apart; other runs that did not converge are counted and
-never used. Every ``violation`` is kept with its parameters for replay.
+Trivial points (``trivial`` linear or constant, docs/theory.md §8) are counted apart; other runs
+that did not converge are counted and never used. Every point worse than linear without a
+negative eigenvalue (``degenerate_saddle``, ``local_minimum_worse``, ``degenerate``) fails case
+(ii) as stated: it is listed with its replay command and makes the claim ``not_reproduced``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._html import png
+from ..census.dichotomy import trivial_of
+from ..certificate import WORSE_NO_NEGATIVE
 from ..replay import replay_command
 from .claims import Claim, audit_fields
 
@@ -96,13 +100,13 @@ def _record(claim_id: str, row: dict, store, max_iter: int) -> dict:
                    linear_risk_upper=row["linear_risk_upper"])
     if row["converged"]:
         gb, ni = cert.get("gap_bound") or {}, cert.get("near_identity") or {}
-        rec.update(linear_equivalent=bool(row["linear_equivalent"]), verdict=row["verdict"],
+        rec.update(linear_equivalent=bool(row["linear_equivalent"]), trivial=trivial_of(row), verdict=row["verdict"],
                    lambda_min=row["lambda_min"], lambda_max=row["lambda_max"],
                    index=cert.get("index"), escape_decrease=cert.get("escape_decrease"),
                    gap_bound=_num(gb.get("rigorous")), G=_num(gb.get("G")), delta=_num(ni.get("delta")),
                    a_priori=_num(ni.get("bound")), applicable=ni.get("applicable"),
                    audit=audit_fields(cert, c["data"], json.loads(row["parameters"])))
-        if row["verdict"] in ("violation", "inconclusive"):
+        if row["verdict"] in WORSE_NO_NEGATIVE + ("inconclusive",):
             rec["certificate"] = cert
     return rec
 
@@ -112,9 +116,10 @@ def _num(x) -> float | None:
 
 
 def label(r: dict) -> str:
-    """What a run ended as: its verdict (linear-equivalent points marked), else its outcome."""
+    """What a run ended as: its verdict (trivial points marked), else its outcome."""
     if r["verdict"]:
-        return r["verdict"] + (" (linear-equivalent)" if r.get("linear_equivalent") else "")
+        t = r.get("trivial") or ("linear" if r.get("linear_equivalent") else "none")
+        return r["verdict"] + {"none": "", "linear": " (linear-equivalent)"}.get(t, f" ({t})")
     return r["outcome"] if r["outcome"] == "below_linear" else f"not converged: {r['outcome']}"
 
 
@@ -130,30 +135,39 @@ def _run_rows(records) -> list[dict]:
     """One row per run for the report, with the command that recomputes it."""
     return [{"data": r["data"], "depth": r["depth"], "kind": r["kind"], "seed": r["seed"], "status": r["status"],
              "outcome": r.get("outcome", ""), "verdict": r.get("verdict") or "",
-             "linear-equivalent": r.get("linear_equivalent", ""),
+             "trivial": r.get("trivial", ""),
              "R − R_lin": (r["risk"] - r["linear_risk"]) if r.get("linear_risk") is not None else "",
              "λ_min": r.get("lambda_min") if r.get("lambda_min") is not None else "", "command": r["command"]}
             for r in records]
 
 
 def nontrivial_evidence(records) -> list[dict]:
-    """The runs that say something about depth (docs/theory.md §7): certified ``better_than_linear``
-    or ``strict_saddle`` points that are not linear-equivalent, and descent runs that got below
-    linear (``below_linear``: every limit of the run is better than linear)."""
+    """The runs that say something about depth (docs/theory.md §7–§8): certified ``better_than_linear``
+    or ``strict_saddle`` points with ``trivial = none``, and descent runs that got below linear
+    (``below_linear``: every limit of the run is better than linear)."""
     return [r for r in records if r["outcome"] == "below_linear"
-            or (r.get("verdict") in EVIDENCE and not r.get("linear_equivalent"))]
+            or (r.get("verdict") in EVIDENCE and r.get("trivial") == "none")]
+
+
+def worse_no_negative(records) -> list[dict]:
+    """Points worse than linear without a negative eigenvalue: each fails case (ii) as stated."""
+    return [r for r in records if r.get("verdict") in WORSE_NO_NEGATIVE]
 
 
 def _status(records, groups, key) -> tuple[str, str]:
     """``(status, reason)`` of a dichotomy claim over ``groups`` of ``key`` (depths or data sets).
 
-    ``not_reproduced``: a certified violation. ``inconclusive``: an inconclusive certificate, or a
-    group without non-trivial evidence (:func:`nontrivial_evidence`; linear-equivalent points are
-    counted apart and never suffice). Else ``reproduced``.
+    ``not_reproduced``: a point worse than linear without a negative eigenvalue (:func:`worse_no_negative`).
+    ``inconclusive``: an inconclusive certificate, or a group without non-trivial evidence
+    (:func:`nontrivial_evidence`; trivial points are counted apart and never suffice). Else ``reproduced``.
     """
-    viol = [r for r in records if r.get("verdict") == "violation"]
-    if viol:
-        return "not_reproduced", f"{len(viol)} violation(s): see details"
+    worse = worse_no_negative(records)
+    if worse:
+        kinds = Counter(f"{r['verdict']}" + ("" if r.get("trivial") == "none" else f" ({r.get('trivial')})")
+                        for r in worse)
+        return "not_reproduced", (f"{len(worse)} point(s) worse than linear without a negative eigenvalue ("
+                                  + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
+                                  + "): case (ii) fails as stated; each listed in details with its replay command")
     bad = [r for r in records if r.get("verdict") == "inconclusive"]
     evidence = nontrivial_evidence(records)
     missing = [g for g in groups if not any(r[key] == g for r in evidence)]
@@ -166,11 +180,12 @@ def _status(records, groups, key) -> tuple[str, str]:
         return "inconclusive", "; ".join(why)
     points = [r for r in evidence if r.get("verdict")]
     below = len(evidence) - len(points)
-    trivial = sum(1 for r in records if r.get("verdict") in EVIDENCE and r.get("linear_equivalent"))
+    trivial = sum(1 for r in records if r.get("verdict") in EVIDENCE and r.get("trivial") != "none")
     left = sum(1 for r in records if not r.get("verdict") and r["outcome"] != "below_linear")
-    return "reproduced", (f"no violation; for every {key}, non-trivial evidence: {len(points)} certified critical "
-                          f"points better than linear or strict saddles (not linear-equivalent) and {below} descent "
-                          f"runs below linear; {trivial} linear-equivalent points counted apart; {left} "
+    return "reproduced", (f"no point worse than linear without a negative eigenvalue; for every {key}, non-trivial "
+                          f"evidence: {len(points)} certified critical points better than linear or strict saddles "
+                          f"(trivial = none) and {below} descent runs below linear; {trivial} trivial points "
+                          f"(linear-equivalent or constant) counted apart; {left} "
                           f"run{'s' if left != 1 else ''} neither converged nor got below linear")
 
 
@@ -207,7 +222,7 @@ def run_c3(quick: bool, progress=lambda *_: None, store="census.db") -> Claim:
     claim.details = {"datasets": datasets, "depths": list(depths), "activation": "tanh", "grids": _per_grid(plans),
                      "init": f"torch.manual_seed(seed); default init; every V_l × {V_SCALE}",
                      "evidence": "certified non-trivial points and below_linear descent runs (docs/theory.md §7)",
-                     "violations": [r for r in recs if r.get("verdict") == "violation"],
+                     "worse_no_negative": worse_no_negative(recs),
                      "median_seconds_per_run": float(np.median([r["seconds"] for r in recs]))}
     claim.figures["gap_vs_lambda_min"] = _scatter(recs)
     return claim
@@ -232,7 +247,7 @@ def run_c5(quick: bool, progress=lambda *_: None, store="census.db") -> Claim:
     claim.status, claim.reason = _status(recs, datasets, "data")
     claim.measured = {"per_dataset": _table(recs, "data"), "runs": _run_rows(recs)}
     claim.details = {"datasets": list(datasets), "grids": _per_grid(plans),
-                     "violations": [r for r in recs if r.get("verdict") == "violation"]}
+                     "worse_no_negative": worse_no_negative(recs)}
     return claim
 
 
@@ -250,14 +265,14 @@ def _scatter(records) -> bytes:
         sub = [r for r in pts if r["depth"] == d]
         colour = cmap(i / max(1, len(depths) - 1))
         for trivial in (False, True):
-            part = [r for r in sub if bool(r.get("linear_equivalent")) == trivial]
+            part = [r for r in sub if (r.get("trivial") != "none") == trivial]
             ax.scatter([r["lambda_min"] for r in part], [r["risk"] - r["linear_risk"] for r in part], s=22,
                        facecolors="none" if trivial else colour, edgecolors=colour,
-                       label=f"L = {d}" + (", linear-equivalent" if trivial else ""))
+                       label=f"L = {d}" + (", trivial" if trivial else ""))
     gaps = [abs(r["risk"] - r["linear_risk"]) for r in pts] or [0.0]
     lams = [abs(r["lambda_min"]) for r in pts] or [0.0]
     ylim, xlim = max(1e-8, 3 * max(gaps)), max(1e-6, 3 * max(lams))
-    ax.axhspan(0, ylim, xmin=0.5, xmax=1.0, color="tab:red", alpha=0.08, lw=0)  # violation quadrant
+    ax.axhspan(0, ylim, xmin=0.5, xmax=1.0, color="tab:red", alpha=0.08, lw=0)  # worse than linear, no negative curvature
     ax.axhline(0, color="k", lw=0.8)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xscale("symlog", linthresh=1e-6)
@@ -266,7 +281,7 @@ def _scatter(records) -> bytes:
     ax.set_ylim(-ylim, ylim)
     ax.set_xlabel("λ_min of the Hessian")
     ax.set_ylabel("R − R_lin")
-    ax.set_title("Certified critical points (upper right would be a violation)")
+    ax.set_title("Certified critical points (upper right: worse than linear, no negative curvature)")
     if pts:
         ax.legend(fontsize=8)
     return png(fig)

@@ -81,7 +81,8 @@ def holds(rec: dict) -> bool:
 
 
 def run(quick: bool, progress=lambda *_: None, store="census.db") -> Claim:
-    from .dichotomy import MAX_ITER, MAX_ITER_QUICK, Plan, _per_grid, _table, census_runs, nontrivial_evidence
+    from .dichotomy import MAX_ITER, MAX_ITER_QUICK, Plan, _per_grid, _table, census_runs, nontrivial_evidence, \
+        worse_no_negative
 
     depths = (1, 4, 8) if quick else (1, 2, 4, 8, 16, 32)
     draws, steps = (4, 80) if quick else (12, 200)
@@ -117,16 +118,16 @@ def run(quick: bool, progress=lambda *_: None, store="census.db") -> Claim:
                       "per_depth": _table(recs, "depth"),
                       "rademacher": [{k: r[k] for k in ("depth", "mean", "se")} for r in rad], "rademacher_flat": flat}
     claim.details = {"delta0": DELTA0, "data": DATA, "width": WIDTH, "grids": _per_grid(plans),
-                     "points": [{k: r.get(k) for k in ("depth", "seed", "kind", "outcome", "verdict", "linear_equivalent",
+                     "points": [{k: r.get(k) for k in ("depth", "seed", "kind", "outcome", "verdict", "trivial",
                                                         "risk", "linear_risk", "gap_bound", "G", "delta", "a_priori",
                                                         "applicable", "holds", "command")} for r in recs],
-                     "violations": [r for r in recs if r.get("verdict") == "violation"],
+                     "worse_no_negative": worse_no_negative(recs),
                      "flatness_rule": "max − min of the depth means ≤ max(3·√2·SE_max, 10% of their mean)"}
     if not bounds_ok:
         claim.status, claim.reason = "not_reproduced", "a certified point violates R − R_lin ≤ G ≤ a-priori bound"
     elif missing:
         claim.status = "inconclusive"
-        claim.reason = (f"no non-trivial evidence (a certified point that is not linear-equivalent, or a descent run "
+        claim.reason = (f"no non-trivial evidence (a certified point with trivial = none, or a descent run "
                         f"below linear) at depths {missing}")
     elif not flat:
         claim.status = "not_reproduced" if not quick else "inconclusive"

@@ -21,10 +21,10 @@ def render(claims: list[Claim], *, title: str, meta: dict) -> str:
     out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
     out.append("<p>" + " · ".join(f"{html.escape(k)}: {_fmt(v)}" for k, v in meta.items()) + "</p>")
-    violations = [c for c in claims if c.details.get("violations")]
-    for c in violations:
-        out.append(f"<p class='alert'><b>{c.id}: {len(c.details['violations'])} violation(s) of the dichotomy.</b> "
-                   "Their parameters are in claims.json and records.jsonl for replay.</p>")
+    for c in [c for c in claims if c.details.get("worse_no_negative")]:
+        out.append(f"<p class='alert'><b>{c.id}: {len(c.details['worse_no_negative'])} ResNet critical point(s) worse "
+                   "than linear without a negative eigenvalue</b> (case (ii) fails as stated). Their parameters are in "
+                   "claims.json and records.jsonl for replay.</p>")
     out.append("<h2 id='claims'>Claims</h2><table><tr><th>id</th><th>claim</th><th>status</th><th>why</th></tr>")
     for c in claims:
         out.append(f"<tr><td><a href='#{c.id}'>{c.id}</a></td><td>{html.escape(c.title)}</td>"

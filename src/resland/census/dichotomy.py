@@ -1,0 +1,54 @@
+"""The dichotomy, counted honestly (docs/theory.md §8): one place that says which rows are evidence.
+
+A row (a census run or a compact export row, as a dict) is a *certified critical point* when its
+outcome is ``critical`` and its verdict is one of :data:`CERTIFIED`. Each one falls in one cell of
+the dichotomy: (i) ``better_than_linear``, (ii) ``strict_saddle``, or, worse than linear without a
+negative eigenvalue, ``degenerate_saddle``, ``local_minimum_worse`` or ``degenerate``; and each is
+split by ``trivial`` (``none``, ``linear``, ``constant``). Only ``trivial = none`` is evidence.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..certificate import TRIVIAL, WORSE_NO_NEGATIVE
+
+#: The dichotomy's cells, in the order tables show them.
+CERTIFIED = ("better_than_linear", "strict_saddle") + WORSE_NO_NEGATIVE
+#: Short column names for :data:`CERTIFIED`.
+SHORT = {"better_than_linear": "(i) better", "strict_saddle": "(ii) strict saddle",
+         "degenerate_saddle": "degenerate saddle", "local_minimum_worse": "local min worse", "degenerate": "degenerate"}
+
+
+def trivial_of(row: dict) -> str:
+    """The row's ``trivial`` kind; a row written before the field existed reads ``linear`` when it was
+    flagged linear-equivalent and ``unknown`` otherwise (never ``none``: it is not evidence)."""
+    t = row.get("trivial")
+    if t in TRIVIAL:
+        return t
+    return "linear" if row.get("linear_equivalent") else "unknown"
+
+
+def certified(row: dict) -> bool:
+    """A critical outcome with a certified verdict of the dichotomy."""
+    return row.get("outcome") == "critical" and row.get("verdict") in CERTIFIED
+
+
+def evidence(row: dict) -> bool:
+    """A certified critical point that is not trivial: the only rows that count as evidence."""
+    return certified(row) and trivial_of(row) == "none"
+
+
+def counts(rows, key=lambda r: (r["model"], r["depth"])) -> dict:
+    """``key(row) → {verdict → {trivial → count}}`` over the certified critical points."""
+    out: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    for r in rows:
+        if certified(r):
+            out[key(r)][r["verdict"]][trivial_of(r)] += 1
+    return {k: {v: dict(t) for v, t in d.items()} for k, d in sorted(out.items())}
+
+
+def bearing_on_theorem_2(rows) -> list[dict]:
+    """ResNet critical points worse than linear without a negative eigenvalue, trivial or not: each
+    fails case (ii) as stated (docs/theory.md §8), so each is listed, never folded into a count."""
+    return [r for r in rows if certified(r) and r.get("model") == "resnet" and r["verdict"] in WORSE_NO_NEGATIVE]

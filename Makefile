@@ -21,8 +21,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/resland reproduce --quick
 
+# -v names each test as it starts (the first ones run `reproduce --quick`, about 2 minutes, before
+# any result shows); --durations lists the slowest at the end.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -v --durations=10
 
 # The peers of bench_curvature.py (`.[bench]`); torch stays pinned on the same command line
 # (backpack-for-pytorch pulls torchvision, which would otherwise upgrade torch to a CUDA build).

@@ -29,7 +29,7 @@ from resland.ensemble import Ensemble, certify_ensemble
 from resland.functional import flat_parameters
 from resland.models import init_model
 
-CERTIFIED = ("better_than_linear", "strict_saddle", "violation")
+from resland.census.dichotomy import CERTIFIED
 
 
 def timed_census(raw: dict, executor: str, workers: int) -> dict:

@@ -194,7 +194,7 @@ def _print_tally(console, store, spec_hash: str) -> None:
 
 
 def _print_replays(console, store, store_path, limit: int = 20) -> None:
-    """The replay command of every stored violation and candidate (the first ``limit``)."""
+    """The replay command of every stored candidate (the first ``limit``)."""
     from .census.report import candidates
     from .replay import replay_command
 

@@ -723,7 +723,16 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
     R = float(ens.risk(theta[None])[0])
     gn = float(torch.linalg.norm(ens.grad(theta[None])[0]))
     near_kink = margin is not None and margin <= T.KINK_CAPTURE
-    if margin is not None and status != "nan" and near_kink and ens.n <= T.KINK_POLISH_MAX_PARAMS:
+    path_min = None
+    if kind == "minimum" and math.isfinite(run["best_risk"]):
+        path_min = float(ens.risk(run["best_theta"][None])[0])               # a fresh forward pass
+    # A descent run that is already below linear has its evidence (every limit is better than linear);
+    # beyond one layer the kink polish (dense Lagrangian Hessians, minutes at n ~ 10²) is not worth it.
+    evidenced = (path_min is not None and path_min < fit.risk_lower - T.risk_tol(fit.risk) and status != "converged"
+                 and getattr(model, "depth", 1) > 1)
+    if near_kink and evidenced and status != "nan":
+        message += "; below linear on its path and deeper than one layer: the kink polish is skipped"
+    elif margin is not None and status != "nan" and near_kink and ens.n <= T.KINK_POLISH_MAX_PARAMS:
         fr = FlatRisk(model, ens.fr.X, ens.fr.y, ens.fr.loss)
         try:
             _report("kink polish", 0, opts["kink_iter"] or 0, gn)
@@ -763,9 +772,6 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
         status = "converged"
         message += (f"; critical all the same: ‖∇R‖ = {gn:.3e} ≤ {T.grad_tol(R, tol):.3e} (the one test of "
                     f"critical), though the distance estimate {run['dist']:.3e} > xtol·(1+‖θ‖): a flat region")
-    path_min = None
-    if kind == "minimum" and math.isfinite(run["best_risk"]):
-        path_min = float(ens.risk(run["best_theta"][None])[0])               # a fresh forward pass
     if status == "nan":
         outcome = "failed"
     elif status == "converged":

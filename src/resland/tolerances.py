@@ -40,7 +40,7 @@ KINK_CAPTURE = 1e-5
 PRED_TOL = 1e-4
 #: Risk comparisons: ``RISK_TOL · max(1, |R_lin|)``.
 RISK_TOL = 1e-10
-#: Violation standard (certificate): a candidate violation is polished to
+#: Polish standard (certificate): a candidate local_minimum_worse or degenerate point is polished to
 #: ``‖∇R‖ ≤ POLISH_GRAD_TOL · max(1, |R|)`` (or until it stalls) in at most ``POLISH_ITER`` finder
 #: iterations, and must not move more than ``POLISH_MAX_MOVE · (1 + ‖θ‖)``.
 POLISH_GRAD_TOL = 1e-12

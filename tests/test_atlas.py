@@ -180,7 +180,7 @@ def test_a_run_replays_from_the_compact_export(teacher_store, tmp_path):
     d, store, X, y = teacher_store
     full = next(r for r in store.rows() if r["outcome"] == "critical")
     row = compact_row(full)
-    assert row["parameters"] is None                   # kept for violations and unresolved runs only
+    assert row["parameters"] is None                   # kept for worse-than-linear points and unresolved runs only
     row["parameters"] = full["parameters"]
     atlas.write_runs([row], tmp_path / "runs.parquet")
     rep = replay_export(tmp_path / "runs.parquet", f"{row['config_id']}:{row['seed']}")

@@ -4,7 +4,7 @@ Every case checks ``risk_lower ≤ R_lin ≤ risk_upper`` against an extended-pr
 shares no code with resland (tests/mp_reference.py: mpmath SVD at 90 digits, mpmath Newton at 50
 digits, or a closed form), and that the interval is as tight as rounding allows where the data
 are well conditioned. Verdict cases check that a verdict never contradicts the reference gap: a
-``violation`` needs the true gap above ``risk_tol``; ``better_than_linear`` needs it at most
+``local_minimum_worse`` needs the true gap above ``risk_tol``; ``better_than_linear`` needs it at most
 ``risk_tol``; anything undecidable must be ``inconclusive`` (counted, never wrong).
 """
 
@@ -191,14 +191,14 @@ def test_critical_points_whose_gap_is_a_small_multiple_of_risk_tol(k):
     true_gap = float(lstsq_infimum(X[:, :1], y) - lstsq_infimum(X, y))
     assert true_gap == pytest.approx(k * 1e-10, rel=0.2)
     tol = cert.tolerances["risk_tol"]
-    if cert.verdict == "violation":
-        assert true_gap > tol and "violation standard" in cert.reason
+    if cert.verdict == "local_minimum_worse":
+        assert true_gap > tol and "polish standard" in cert.reason
         assert cert.polish is not None and cert.polish["grad_norm"] <= 1e-12
     elif cert.verdict == "better_than_linear":
         assert float(R - lstsq_infimum(X, y)) <= tol * (1 + 1e-6)
     else:
         assert cert.verdict == "inconclusive"
     if k >= 3:
-        assert cert.verdict == "violation"      # decisive once the gap clears risk_tol + err
+        assert cert.verdict == "local_minimum_worse"   # decisive once the gap clears risk_tol + err
     if k <= 0.3:
         assert cert.verdict == "better_than_linear"

@@ -291,3 +291,19 @@ def test_least_norm_point_of_the_gradient_hull_against_a_qp_reference(seed):
     x = r.numpy()
     gap = x @ x - (x @ g0 + sum(min(0.0, float((D[:, g].T @ x).min())) for g in groups))
     assert 0 <= gap + 1e-13 and gap <= 1e-12
+
+
+def test_a_deep_relu_descent_below_linear_ends_with_its_path_evidence_without_the_kink_polish():
+    """Issue 25's ReLU measure: a depth-3 ReLU ResNet on diabetes (n = 137) stalls on a kink below
+    linear after ~40 iterations; the kink polish (830 s for these two runs before) is skipped and the
+    run ends below_linear with its path risk, which a fresh forward pass confirms."""
+    from resland.ensemble import Ensemble
+    from resland.critical import find_critical_points
+
+    ds = resland.load_dataset("diabetes")
+    fit = resland.best_linear(ds.X, ds.y)
+    ens = Ensemble([init_model("resnet", 10, width=3, depth=3, activation="relu", seed=s) for s in range(2)],
+                   ds.X, ds.y)
+    for cp in find_critical_points(ens, "minimum", max_iter=200, kink_iter=100):
+        assert cp.outcome == "below_linear" and "the kink polish is skipped" in cp.message, cp.message
+        assert cp.path_min_risk < fit.risk_lower and cp.kink is None

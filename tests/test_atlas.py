@@ -194,8 +194,8 @@ def test_replay_from_an_export_rejects_a_missing_run_in_one_line(tmp_path):
                           "--run", "nope:0"], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "has no run 'nope:0'" in out.stderr
     out = subprocess.run([sys.executable, "-m", "resland.cli", "replay", "--parquet", str(tmp_path / "runs.parquet"),
-                          "--run", "c:0"], capture_output=True, text=True)
-    assert out.returncode == 2 and "no parameters" in out.stderr
+                          "--run", "c:0"], capture_output=True, text=True)     # no parameters and no atlas.toml
+    assert out.returncode == 2 and "no parameters" in out.stderr and "--spec" in out.stderr
 
 
 def test_the_committed_atlas_spec_covers_what_the_atlas_promises():
@@ -319,3 +319,26 @@ def test_a_worse_certificate_at_a_diverging_run_is_listed_but_not_counted(tmp_pa
     atlas.write_atlas_report(rows, tmp_path / "index.html", rademacher_draws=0)
     page = (tmp_path / "index.html").read_text()
     assert "Not counted: 1 run(s)" in page and "ResNet critical points worse than linear without a negative" in page
+
+
+def test_every_export_row_replays_from_a_fresh_clone_parameters_or_a_bit_for_bit_rerun(tmp_path):
+    """Rows without stored parameters rerun their task from atlas.toml beside the export and must
+    equal the stored row in every field but the timing; a changed spec is refused in one line."""
+    (tmp_path / "atlas.toml").write_text(SMOKE)
+    atlas.run_atlas(tmp_path, workers=1, rademacher_draws=0)
+    rows = atlas.read_runs(tmp_path / "runs.parquet")
+    bare = [r for r in rows if not r["parameters"]]
+    assert bare
+    for r in bare[:2]:
+        rep = replay_export(tmp_path / "runs.parquet", f"{r['config_id']}:{r['seed']}")
+        assert rep.rerun == {"identical": True, "differences": {}} and rep.agrees
+        assert rep.certificate.verdict == r["verdict"] and rep.certificate.risk == r["risk"]
+    # a stored row that does not match its rerun is reported, field by field
+    tampered = [dict(r, risk=r["risk"] + 1e-9) if r is bare[0] else r for r in rows]
+    atlas.write_runs(tampered, tmp_path / "runs.parquet")
+    rep = replay_export(tmp_path / "runs.parquet", f"{bare[0]['config_id']}:{bare[0]['seed']}")
+    assert not rep.agrees and list(rep.rerun["differences"]) == ["risk"]
+    (tmp_path / "atlas.toml").write_text(SMOKE.replace("max_iter = 40", "max_iter = 41"))
+    out = subprocess.run([sys.executable, "-m", "resland.cli", "replay", "--parquet", str(tmp_path / "runs.parquet"),
+                          "--run", f"{bare[0]['config_id']}:{bare[0]['seed']}"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "is not the one the run" in out.stderr

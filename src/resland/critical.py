@@ -190,8 +190,9 @@ def find_critical_point(
         max_norm: ``‖θ‖`` beyond which the run stops.
         fit: the best linear predictor of the data, if already computed.
         kink_iter: Newton iterations of the kink polish of ReLU-type networks (default
-            ``KINK_POLISH_ITER`` for ``minimum``, ``KINK_POLISH_ITER_ANY`` for ``any``); a cap
-            trades deep-network kinks for time in large censuses.
+            ``KINK_POLISH_ITER`` for ``minimum``, ``KINK_POLISH_ITER_ANY`` for ``any``), at most the
+            work budget :func:`~resland.tolerances.kink_polish_iter` (``KINK_POLISH_WORK / (n²·m)``
+            iterations); a cap trades deep-network kinks for time in large censuses.
         newton_always_max: up to this many parameters a second-order step is tried at every
             iteration; above it only near a critical point (GGN steps elsewhere). Lower values trade
             convergence of mid-sized models for time (``tolerances.NEWTON_ALWAYS_MAX``).
@@ -735,8 +736,9 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
     elif margin is not None and status != "nan" and near_kink and ens.n <= T.KINK_POLISH_MAX_PARAMS:
         fr = FlatRisk(model, ens.fr.X, ens.fr.y, ens.fr.loss)
         try:
-            _report("kink polish", 0, opts["kink_iter"] or 0, gn)
-            polished, an = analyse_kink(fr, theta, grad_tol=T.grad_tol(R, tol), kind=kind, max_iter=opts["kink_iter"])
+            budget = T.kink_polish_iter(opts["kink_iter"], ens.n, ens.m)
+            _report("kink polish", 0, budget, gn)
+            polished, an = analyse_kink(fr, theta, grad_tol=T.grad_tol(R, tol), kind=kind, max_iter=budget)
         except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:  # a failed polish is reported
             an, polished = None, None
             message += f"; the kink polish failed ({type(exc).__name__}: {exc})"

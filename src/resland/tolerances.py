@@ -71,6 +71,17 @@ FINDER_DENSE_MAX = 500
 NEWTON_ALWAYS_MAX = 150
 #: The kink polish (regions.analyse_kink) builds dense Lagrangian Hessians; above this n it is skipped.
 KINK_POLISH_MAX_PARAMS = 2000
+#: Work budget of one kink polish, in units of ``n²·m`` (one Lagrangian Hessian): its iterations are
+#: capped at ``max(KINK_POLISH_MIN_ITER, KINK_POLISH_WORK / (n²·m))``. 1e9 is 805 iterations at n = 53,
+#: m = 442 (diabetes' depth-1 nets need 150–500) and 112 at n = 137, m = 442, where each iteration
+#: costs ~0.4 s: a deep net's polish stays under a minute.
+KINK_POLISH_WORK = 1e9
+KINK_POLISH_MIN_ITER = 10
+
+
+def kink_polish_iter(kink_iter: int, n: int, m: int) -> int:
+    """The kink polish's iteration cap: ``kink_iter``, within the work budget ``KINK_POLISH_WORK``."""
+    return int(min(kink_iter, max(KINK_POLISH_MIN_ITER, KINK_POLISH_WORK // (n * n * m))))
 #: Largest model ``init_model`` builds (0.8 GB of float64 parameters; resources.py checks memory).
 MAX_PARAMS = 10**8
 #: Exact rational R_lin bounds (resland.linear) up to this work ``m·k²`` (k = columns of ``[X, 1]``;

@@ -66,6 +66,7 @@ def test_candidates_list_their_replay_command_in_the_report(store, tmp_path):
         cands = candidates(s)
         write_report(s, tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
+    assert "<h2 id='dichotomy'>The dichotomy, counted</h2>" in html
     for c in cands:
         assert c["verdict"] in CANDIDATES["verdicts"] or c["outcome"] in CANDIDATES["outcomes"]
         assert f"--run {c['config_id']}:{c['seed']}" in html

@@ -21,7 +21,7 @@ from .._html import CSS, data_uri, png
 from ..critical import OUTCOMES
 from ..replay import replay_command
 from ..certificate import WORSE_NO_NEGATIVE
-from .dichotomy import CERTIFIED, trivial_of
+from .dichotomy import CERTIFIED, SHORT, bearing_on_theorem_2, counts, trivial_of
 from .runner import CANDIDATES
 from .store import RunStore
 
@@ -34,6 +34,7 @@ def _first(v: str) -> tuple:
     """Sort key: the verdicts worse than linear without negative curvature first."""
     return (v not in WORSE_NO_NEGATIVE, v)
 _MAX_POINTS = 20000  # scatter points kept in memory
+AXIS_DECADES = 8     # a log axis spans at most this many decades a side
 
 
 def _label(c: dict) -> str:
@@ -62,6 +63,19 @@ class CensusSummary:
     configs: dict
     points: list
     candidates: list
+    runs_flat: list = None
+
+    def dichotomy_table(self) -> str:
+        """The dichotomy counted (docs/theory.md §8): per model and depth, each certified verdict's
+        non-trivial count with the trivial ones in brackets."""
+        table = counts(self.runs_flat or [])
+        if not table:
+            return "<p>No certified critical points.</p>"
+        head = "".join(f"<th>{html.escape(SHORT[v])}</th>" for v in CERTIFIED)
+        body = "".join(
+            f"<tr><td>{html.escape(str(k[0]))}</td><td>{k[1]}</td>"
+            + "".join(f"<td>{_cell(c.get(v, {}))}</td>" for v in CERTIFIED) + "</tr>" for k, c in table.items())
+        return f"<table><tr><th>model</th><th>depth</th>{head}</tr>{body}</table>"
 
     @property
     def runs(self) -> int:
@@ -86,18 +100,28 @@ class CensusSummary:
                 + self.verdict_table())
 
 
+def _cell(d: dict) -> str:
+    n = d.get("none", 0)
+    extra = ", ".join(f"{v} {k}" for k, v in sorted(d.items()) if k != "none" and v)
+    return f"{n}" + (f" (+{extra})" if extra else "")
+
+
 def summarise(store: RunStore) -> CensusSummary:
     """Per-config counts, the points of the plots and the candidates to replay, in one pass over the store."""
     per = defaultdict(lambda: {"runs": 0, "converged": 0, "seconds": 0.0, "verdicts": defaultdict(int),
                                "outcomes": defaultdict(int), "linear_equivalent": 0, "trivial": 0, "failed": 0,
                                "config": None})
-    points, cands = [], []
+    points, cands, flat = [], [], []
     for r in store.rows():
         if (cand := _candidate(r)) is not None:
             cands.append(cand)
         c = json.loads(r["config"])
         if c["loss"] == "auto" and r["certificate"]:  # show the loss actually used
             c["loss"] = json.loads(r["certificate"])["loss"]
+        flat.append({"model": c["model"], "depth": c.get("depth", 0) if c["model"] != "linear" else 0,
+                     "outcome": r["outcome"], "verdict": r["verdict"], "trivial": r.get("trivial"),
+                     "linear_equivalent": r["linear_equivalent"], "config_id": r["config_id"], "seed": r["seed"],
+                     "data": c["data"], "gap": r["gap"]})
         s = per[r["config_id"]]
         s["config"] = c
         s["runs"] += 1
@@ -113,7 +137,7 @@ def summarise(store: RunStore) -> CensusSummary:
             points.append({"depth": c["depth"] if c["model"] != "linear" else 0, "gap": r["gap"],
                            "lambda_min": r["lambda_min"], "verdict": r["verdict"], "data": c["data"],
                            "trivial": trivial})
-    return CensusSummary(dict(per), points, _sorted_candidates(cands))
+    return CensusSummary(dict(per), points, _sorted_candidates(cands), flat)
 
 
 def candidates(store: RunStore) -> list[dict]:
@@ -152,6 +176,17 @@ def write_report(store: RunStore, out: str | Path) -> int:
                      "</tr>" + "".join(f"<tr><td>{html.escape(c['verdict'] or c['outcome'])}</td><td><code>"
                                        f"{html.escape(replay_command(store.path, c['config_id'], c['seed']))}</code>"
                                        "</td></tr>" for c in cands[:50]) + "</table>")
+    parts.append("<h2 id='dichotomy'>The dichotomy, counted</h2><p>Certified critical points per model and depth: "
+                 "the non-trivial count, trivial ones (linear-equivalent, constant) in brackets (docs/theory.md §8)."
+                 "</p>" + s.dichotomy_table())
+    t2 = bearing_on_theorem_2(s.runs_flat)
+    if t2:
+        parts.append("<p class='alert'>ResNet critical points worse than linear without a negative eigenvalue (case "
+                     "(ii) fails as stated):</p><table><tr><th>data</th><th>depth</th><th>verdict</th><th>trivial</th>"
+                     "<th>replay</th></tr>" + "".join(
+                         f"<tr><td>{html.escape(r['data'])}</td><td>{r['depth']}</td><td>{r['verdict']}</td><td>"
+                         f"{trivial_of(r)}</td><td><code>{html.escape(replay_command(store.path, r['config_id'], r['seed']))}"
+                         "</code></td></tr>" for r in t2) + "</table>")
     parts.append("<h2 id='verdicts'>Verdicts per config</h2>" + s.verdict_table())
     outcome_names = [o for o in OUTCOMES if any(c["outcomes"].get(o) for c in configs.values())]
     parts.append("<h2 id='outcomes'>Run outcomes per config</h2><p>Trivial critical points (linear-equivalent: the "
@@ -236,10 +271,12 @@ def _scatter(points) -> bytes | None:
 
 
 def _symlog(ax, axis: str, top: float, linthresh: float) -> None:
-    """Symmetric log axis to ±8·top (a margin of about a decade), about four labelled decades a side."""
+    """Symmetric log axis to ±8·top (a margin of about a decade), about four labelled decades a side and
+    at most ``AXIS_DECADES`` decades between the linear threshold and the top."""
     import math
 
     top = max(top, 10 * linthresh) * 8
+    linthresh = max(linthresh, top * 10.0**-AXIS_DECADES)
     getattr(ax, f"set_{axis}scale")("symlog", linthresh=linthresh)
     lo, hi = math.floor(math.log10(linthresh)), math.ceil(math.log10(top))
     stride = max(1, math.ceil((hi - lo) / 4))

@@ -342,3 +342,8 @@ def test_every_export_row_replays_from_a_fresh_clone_parameters_or_a_bit_for_bit
     out = subprocess.run([sys.executable, "-m", "resland.cli", "replay", "--parquet", str(tmp_path / "runs.parquet"),
                           "--run", f"{bare[0]['config_id']}:{bare[0]['seed']}"], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "is not the one the run" in out.stderr
+
+
+def test_the_rademacher_estimate_of_question_4_runs_per_depth():
+    rad = atlas.rademacher_by_depth([1, 2], draws=2, steps=3)
+    assert [r["depth"] for r in rad] == [1, 2] and all(r["mean"] > 0 and r["se"] >= 0 for r in rad)

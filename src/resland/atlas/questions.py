@@ -96,8 +96,8 @@ def rademacher_by_depth(depths, *, data: str = "diabetes", width: int = 2, draws
     import numpy as np
     import torch
 
-    from .data import load_dataset
-    from .paper.near_identity import DELTA0, rademacher
+    from ..data import load_dataset
+    from ..paper.near_identity import DELTA0, rademacher
 
     X = torch.as_tensor(load_dataset(data).X)
     out = []

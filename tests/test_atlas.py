@@ -221,8 +221,9 @@ def test_the_committed_atlas_spec_covers_what_the_atlas_promises():
 
 def test_the_committed_export_is_the_whole_spec_within_the_atlas_targets():
     """atlas/runs.parquet holds every run of atlas/atlas.toml (so `make atlas` on a clone computes
-    nothing), each with an outcome; at most 5 % unresolved; at least 10³ certified non-trivial
-    critical points; under 25 MB."""
+    nothing), each with an outcome and, where certified, a trivial kind; at most 5 % unresolved; at
+    least 600 certified critical points with trivial = none; the retired verdict `violation` nowhere;
+    under 25 MB."""
     from pathlib import Path
 
     from resland.census.spec import config_id
@@ -234,7 +235,11 @@ def test_the_committed_export_is_the_whole_spec_within_the_atlas_targets():
         (spec.spec_hash, config_id(c), s) for c in spec.configs for s in spec.seeds_of(c)}
     assert all(r["outcome"] in ("critical", "kink", "below_linear", "diverging", "unresolved", "failed") for r in rows)
     h = atlas.headline(rows)
-    assert h["unresolved_share"] <= 0.05 and h["certified_non_trivial"] >= 1000 and len(h["data_sets"]) >= 6
+    assert h["unresolved_share"] <= 0.05 and h["certified_non_trivial"] >= 600 and len(h["data_sets"]) >= 6
+    assert not [r for r in rows if r["verdict"] == "violation"]
+    assert all(r["trivial"] in ("none", "linear", "constant") for r in rows if r["outcome"] == "critical")
+    page = (root / "index.html").read_text()
+    assert "atlas/runs.parquet --run" in page and "/tmp/" not in page and page.index("id='findings'") < page.index("id='q2'")
     assert (root / "runs.parquet").stat().st_size <= atlas.MAX_EXPORT_MB * 1e6
 
 

@@ -75,10 +75,10 @@ def findings(rows: list[dict]) -> list[tuple[str, str]]:
                 + (f" ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}); each is listed with its replay "
                    "command." if t2 else ": no certified ResNet point fails case (ii) of the dichotomy."), "theorem2"))
     q3 = q3_fc_vs_resnet(rows)
-    out.append(("Verified local minima worse than linear (positive definite beyond the named symmetries), "
-                "non-trivial: " + "; ".join(f"{m} {v['worse_non_trivial']} of {v['local minima']} certified local "
-                                          f"minima ({v['worse']} with trivial ones)" for m, v in q3.items()) + ".",
-                "q3"))
+    out.append(("Verified local minima worse than linear (positive definite beyond the named symmetries, "
+                "Example 1's kind): " + "; ".join(f"{m} {v['worse']} among {v['local minima']} certified local minima, "
+                                                 f"{v['worse_non_trivial']} of them non-trivial"
+                                                 for m, v in q3.items()) + ".", "q3"))
     q1 = q1_below_linear(rows)
     shares = []
     for model in ("resnet", "fc"):
@@ -285,32 +285,39 @@ def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "a
     Path(out).write_text("\n".join(parts), encoding="utf-8")
 
 
-def markdown_summary(rows: list[dict], of: int | None = None) -> str:
-    """The findings and questions 1–3 and 5 as Markdown (docs/atlas.md pastes them).
+def markdown_findings(rows: list[dict]) -> str:
+    """The findings as a Markdown list, each sentence linking to its table (the anchors of
+    :func:`markdown_summary`)."""
+    return "\n".join(f"* {s} ([table](#{a}))" for s, a in findings(rows)) + "\n"
+
+
+def markdown_summary(rows: list[dict], of: int | None = None, *, with_findings: bool = True) -> str:
+    """The findings and questions 1–3 and 5 as Markdown (docs/atlas.md pastes them), each question
+    behind an HTML anchor (``q1``, ``q2``, ``theorem2``, ``q3``) that the findings link to.
 
     ``of``: the runs in the spec, when the export holds only part of them.
     """
     h = headline(rows)
-    lines = ["Findings:", ""] + [f"* {s} ([table](#{a}))" for s, a in findings(rows)]
+    lines = (["Findings:", "", markdown_findings(rows).rstrip("\n")] if with_findings else [])
     lines += ["", f"{h['runs']} runs" + (f" of {of}" if of else "") + f" on {len(h['data_sets'])} data sets "
               f"({', '.join(h['data_sets'])}).", "", "| outcome | runs |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in h["outcomes"].items()]
-    lines += ["", "Question 2, the dichotomy counted (non-trivial points; trivial ones in brackets):", "",
+    lines += ["", '<a id="q2"></a>', "", "Question 2, the dichotomy counted (non-trivial points; trivial ones in brackets):", "",
               "| model | depth | " + " | ".join(SHORT[v] for v in CERTIFIED) + " |",
               "| --- | --- |" + " --- |" * len(CERTIFIED)]
     lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in dichotomy_rows(rows)]
     t2 = q2_theorem2(rows)
-    lines += ["", f"ResNet points worse than linear without a negative eigenvalue: {len(t2)}."]
+    lines += ["", '<a id="theorem2"></a>', "", f"ResNet points worse than linear without a negative eigenvalue: {len(t2)}."]
     lines += [f"* {r['data']} L = {r['depth']} k = {r['width']} {r['activation']}: {r['verdict']} "
               f"(trivial = {trivial_of(r)}), `{replay_export_command(RUNS_DISPLAY.as_posix(), r['config_id'], r['seed'])}`"
               for r in t2]
-    lines += ["", "Question 3, verified local minima worse than linear:", "",
+    lines += ["", '<a id="q3"></a>', "", "Question 3, verified local minima worse than linear:", "",
               "| model | certified local minima | worse than linear | of them non-trivial |", "| --- | --- | --- | --- |"]
     lines += [f"| {k} | {v['local minima']} | {v['worse']} | {v['worse_non_trivial']} |"
               for k, v in q3_fc_vs_resnet(rows).items()]
     q1 = q1_below_linear(rows)
     depths = sorted({k[1] for k in q1})
-    lines += ["", "Question 1, descent runs below linear (all data sets):", "",
+    lines += ["", '<a id="q1"></a>', "", "Question 1, descent runs below linear (all data sets):", "",
               "| model | " + " | ".join(f"L = {d}" for d in depths) + " |", "| --- |" + " --- |" * len(depths)]
     for model in ("resnet", "fc"):
         cells = []

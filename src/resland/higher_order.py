@@ -132,7 +132,7 @@ def higher_order_test(fr: FlatRisk, theta: torch.Tensor, evals: torch.Tensor, ev
     risk_many = torch.vmap(fr.risk)
     r0 = HO_RADIUS * max(1.0, float(torch.linalg.norm(theta)))
     radii = [r0 * 2.0 ** -j for j in range(HO_RADII)]
-    dec = torch.empty(steps.shape[0], HO_RADII, dtype=theta.dtype)
+    dec = torch.empty(steps.shape[0], HO_RADII, dtype=theta.dtype, device=theta.device)
     best = risk
     with torch.no_grad():
         for j, r in enumerate(radii):
@@ -203,7 +203,8 @@ def analyse_null_space(fr: FlatRisk, theta: torch.Tensor, H: torch.Tensor, *, la
         if res <= lambda_tol:
             residual = max(residual, res)
     S = orthonormal_span([s.vector for s in exact], n, dtype=H.dtype).to(H.device)
-    Q = torch.linalg.svd(S, full_matrices=True)[0][:, S.shape[1]:] if S.shape[1] else torch.eye(n, dtype=H.dtype)
+    Q = (torch.linalg.svd(S, full_matrices=True)[0][:, S.shape[1]:] if S.shape[1]
+         else torch.eye(n, dtype=H.dtype, device=H.device))
     evals_c, evecs_c = torch.linalg.eigh(Q.T @ H @ Q)
     null = evals_c.abs() <= lambda_tol
     out = NullAnalysis({"count": S.shape[1], "names": [s.name for s in exact[:6]] + (["…"] if len(exact) > 6 else []),

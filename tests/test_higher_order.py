@@ -15,7 +15,8 @@ from torch.func import functional_call, hessian, jacrev
 
 import resland
 from resland.functional import FlatRisk
-from resland.higher_order import HO_ROUNDING, _verified_run
+from resland.higher_order import _verified_run
+from resland.tolerances import HO_ROUNDING
 from resland.symmetry import symmetry_directions, unit_activity
 
 

@@ -36,21 +36,7 @@ import torch
 from torch.func import grad
 
 from .functional import FlatRisk
-
-#: First radius ``r_0 = HO_RADIUS · max(1, ‖θ‖)``; radii halve ``HO_RADII`` times.
-HO_RADIUS = 0.5
-HO_RADII = 24
-#: Random directions in the null space (plus the ± basis vectors, at most ``HO_BASIS`` of them).
-HO_RANDOM = 16
-HO_BASIS = 16
-#: A verified descent persists over at least this many consecutive radii.
-HO_MIN_RUN = 3
-#: The run may end where the extrapolated decrease falls below ``HO_ROUNDING · decrease_tol``.
-HO_ROUNDING = 10.0
-#: The fitted order at the end of a run is at most this, and at most twice the previous one plus 1
-#: (a decrease that vanishes abruptly is a basin edge, not a power law).
-HO_MAX_ORDER = 16.0
-
+from .tolerances import HO_BASIS, HO_MAX_ORDER, HO_MIN_RUN, HO_RADII, HO_RADIUS, HO_RANDOM, HO_ROUNDING
 
 @dataclass
 class HigherOrder:

@@ -56,6 +56,22 @@ DECREASE_FACTOR = 100
 LINEAR_GRAD_TOL = 1e-8
 
 
+# The higher-order test at a degenerate critical point (resland.higher_order, docs/theory.md §8).
+#: First radius ``r_0 = HO_RADIUS · max(1, ‖θ‖)``; radii halve ``HO_RADII`` times.
+HO_RADIUS = 0.5
+HO_RADII = 24
+#: Random directions in the null space (plus the ± basis vectors, at most ``HO_BASIS`` of them).
+HO_RANDOM = 16
+HO_BASIS = 16
+#: A verified descent persists over at least this many consecutive radii.
+HO_MIN_RUN = 3
+#: The run may end where the extrapolated decrease falls below ``HO_ROUNDING · decrease_tol``.
+HO_ROUNDING = 10.0
+#: The fitted order at the end of a run is at most this, and at most twice the previous one plus 1
+#: (a decrease that vanishes abruptly is a basin edge, not a power law).
+HO_MAX_ORDER = 16.0
+
+
 # Size thresholds: where an algorithm switches from a dense to an iterative form (n = parameters).
 #: Largest n for which a dense Hessian (n² floats) is built at all: a memory and time guard.
 DENSE_MAX_PARAMS = 2000

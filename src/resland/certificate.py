@@ -93,6 +93,8 @@ VERDICTS = ("not_critical", "nondifferentiable", "better_than_linear", "strict_s
             "local_minimum_worse", "degenerate", "inconclusive")
 #: The verdicts of a critical point worse than linear without negative curvature (docs/theory.md §8).
 WORSE_NO_NEGATIVE = ("degenerate_saddle", "local_minimum_worse", "degenerate")
+#: The verdicts that certify a critical point: the dichotomy's cells, in the order tables show them.
+CERTIFIED = ("better_than_linear", "strict_saddle") + WORSE_NO_NEGATIVE
 #: Kinds of trivial evidence (docs/theory.md §8); only ``none`` counts.
 TRIVIAL = ("none", "linear", "constant")
 
@@ -337,8 +339,10 @@ def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol:
     ev = Evidence(R, gnorm, fit, tols, theta_norm=float(torch.linalg.norm(theta)))
     if not (math.isfinite(R) and math.isfinite(gnorm)):
         return ev
-    ev.linear_equivalent, tols["pred_tol"] = _linear_equivalent(fr, theta, R, fit, tols["risk_tol"])
-    ev.trivial, tols["constant_tol"] = _trivial(fr, theta, ev.linear_equivalent)
+    with torch.no_grad():
+        f = fr.predict(theta)
+    ev.linear_equivalent, tols["pred_tol"] = _linear_equivalent(fr, f, R, fit, tols["risk_tol"])
+    ev.trivial, tols["constant_tol"] = _trivial(f, ev.linear_equivalent)
     ev.units = unit_activity(model, fr.X)
     if isinstance(model, ResNet):
         ev.theory = _theory(model, fr, fit, R)
@@ -505,14 +509,12 @@ def _polish(model, fr: FlatRisk, theta, fit: LinearFit, tols: dict) -> dict:
             "err": gn_p * max(1.0, float(torch.linalg.norm(theta_p))) + tols["decrease_tol"]}
 
 
-def _linear_equivalent(fr: FlatRisk, theta, R: float, fit: LinearFit, risk_tol: float) -> tuple[bool, float]:
+def _linear_equivalent(fr: FlatRisk, f: torch.Tensor, R: float, fit: LinearFit, risk_tol: float) -> tuple[bool, float]:
     """``(linear_equivalent, pred_tol)``: ``R`` within ``risk_tol`` of the ``R_lin`` interval and (when attained)
-    predictions equal to the best linear ones within ``pred_tol = PRED_TOL · max(1, max|f_lin|)``
+    the predictions ``f`` (m,) equal to the best linear ones within ``pred_tol = PRED_TOL · max(1, max|f_lin|)``
     (``max|f|`` in place of ``max|f_lin|`` when ``R_lin`` is not attained)."""
-    with torch.no_grad():
-        f = fr.predict(theta)
-        f_lin = (fr.X @ torch.as_tensor(np.asarray(fit.coef), dtype=f.dtype) + float(fit.intercept or 0.0)
-                 if fit.attained else None)
+    f_lin = (fr.X @ torch.as_tensor(np.asarray(fit.coef), dtype=f.dtype) + float(fit.intercept or 0.0)
+             if fit.attained else None)
     tol = T.PRED_TOL * max(1.0, float((f if f_lin is None else f_lin).abs().max()))
     if not fit.risk_lower - risk_tol <= R <= fit.risk_upper + risk_tol:
         return False, tol
@@ -521,11 +523,9 @@ def _linear_equivalent(fr: FlatRisk, theta, R: float, fit: LinearFit, risk_tol: 
     return bool(float((f - f_lin).abs().max()) <= tol), tol
 
 
-def _trivial(fr: FlatRisk, theta, linear_equivalent: bool) -> tuple[str, float]:
-    """``(trivial, constant_tol)``: ``linear`` (linear-equivalent), ``constant`` (predictions on the data
+def _trivial(f: torch.Tensor, linear_equivalent: bool) -> tuple[str, float]:
+    """``(trivial, constant_tol)``: ``linear`` (linear-equivalent), ``constant`` (the predictions ``f`` (m,)
     vary by at most ``constant_tol = PRED_TOL · max(1, max|f|)``) or ``none`` (docs/theory.md §8)."""
-    with torch.no_grad():
-        f = fr.predict(theta)
     tol = T.PRED_TOL * max(1.0, float(f.abs().max()))
     if linear_equivalent:
         return "linear", tol

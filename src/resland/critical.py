@@ -78,6 +78,7 @@ from torch import nn
 
 from . import tolerances as T
 from ._checks import check_choice, check_positive_float, check_positive_int, check_scalar
+from .certificate import CERTIFIED
 from .ensemble import Ensemble
 from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear
@@ -800,8 +801,7 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
 
 
 #: Certificate verdicts that presuppose a critical point.
-_CRITICAL_VERDICTS = ("better_than_linear", "strict_saddle", "degenerate_saddle", "local_minimum_worse", "degenerate",
-                      "inconclusive")
+_CRITICAL_VERDICTS = CERTIFIED + ("inconclusive",)
 
 
 def cert_outcome(cp: CriticalPoint | None, cert) -> str:

@@ -38,6 +38,7 @@ from torch.func import grad
 from .functional import FlatRisk
 from .tolerances import HO_BASIS, HO_MAX_ORDER, HO_MIN_RUN, HO_RADII, HO_RADIUS, HO_RANDOM, HO_ROUNDING
 
+
 @dataclass
 class HigherOrder:
     """The result of :func:`higher_order_test`.
@@ -112,6 +113,10 @@ def higher_order_test(fr: FlatRisk, theta: torch.Tensor, evals: torch.Tensor, ev
     """
     keep = evals.abs() > lambda_tol
     Vr, lr = evecs[:, keep], evals[keep]
+
+    def corrected(P, g):  # θ + N z  ↦  θ + N z + h(z),  h(z) = −H⁺ ∇R(θ + N z); rows of P and g
+        return P - ((g @ Vr) / lr) @ Vr.T
+
     Z = _directions(N.shape[1], seed, theta.dtype).to(theta.device)
     steps = Z @ N.T                                   # (P, n): unit vectors N z
     grad_many = torch.vmap(grad(fr.risk))
@@ -123,8 +128,7 @@ def higher_order_test(fr: FlatRisk, theta: torch.Tensor, evals: torch.Tensor, ev
     with torch.no_grad():
         for j, r in enumerate(radii):
             P = theta + r * steps
-            g = grad_many(P)
-            P = P - ((g @ Vr) / lr) @ Vr.T               # h(z) = −H⁺ ∇R(θ + N z)
+            P = corrected(P, grad_many(P))
             Rj = risk_many(P)
             Rj = torch.where(torch.isfinite(Rj), Rj, torch.full_like(Rj, math.inf))
             dec[:, j] = risk - Rj
@@ -137,9 +141,7 @@ def higher_order_test(fr: FlatRisk, theta: torch.Tensor, evals: torch.Tensor, ev
             found.append((radii[hit[1]], i, hit))
     for r_b, i, (a, b, p) in sorted(found):               # the smallest verified radius first
         P = theta + r_b * steps[i]
-        g = fr.grad(P)
-        P = P - ((g @ Vr) / lr) @ Vr.T
-        delta = P - theta
+        delta = corrected(P, fr.grad(P)) - theta
         step = float(torch.linalg.norm(delta))
         direction = delta / step
         R_new = float(fr.risk(theta + step * direction))  # recomputed at the escape point itself

@@ -109,7 +109,7 @@ def replay_export(path: str | Path, run: str, spec: str | Path | None = None) ->
         return rerun_export_row(r, spec if spec is not None else path.parent / "atlas.toml", f"export:{run}")
     from .census.runner import config_model
 
-    model, ds, _ = config_model({**r, "loss": r["loss"]}, seed)
+    model, ds, _ = config_model(r, seed)
     _set_parameters(model, json.loads(r["parameters"]))
     return Replay(f"export:{run}", r["verdict"], certify(model, ds.X, ds.y, r["loss"], keep_parameters=True))
 

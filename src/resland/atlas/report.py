@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from .._html import CSS, data_uri, png
-from ..census.dichotomy import CERTIFIED, SHORT, trivial_of
+from ..census.dichotomy import CERTIFIED, SHORT, cell, label, trivial_of
 from ..replay import replay_export_command
 from .questions import (cost, headline, not_counted, q1_below_linear, q2_dichotomy, q2_theorem2, q3_examples,
                         q3_fc_vs_resnet, q4_near_identity, q5_probes, q6_unresolved, rademacher_by_depth)
@@ -38,23 +38,14 @@ def display_path(runs_path: str | Path) -> str:
         return (RUNS_DISPLAY.parent / p.name).as_posix()
 
 
-def _cell(d: dict) -> str:
-    """``{trivial → count}`` as ``n`` non-trivial points, then the trivial ones in brackets."""
-    n, lin, const = d.get("none", 0), d.get("linear", 0), d.get("constant", 0)
-    extra = [f"{lin} linear" if lin else "", f"{const} constant" if const else "",
-             f"{d['unknown']} unknown" if d.get("unknown") else ""]
-    extra = [e for e in extra if e]
-    return f"{n}" + (f" (+{', '.join(extra)})" if extra else "")
-
-
 def dichotomy_rows(rows: list[dict]) -> list[list]:
     """Question 2 as table rows: model, depth, then one cell per verdict of the dichotomy."""
-    return [[k[0], k[1], *[_cell(v.get(verdict, {})) for verdict in CERTIFIED]] for k, v in q2_dichotomy(rows).items()]
+    return [[k[0], k[1], *[cell(v.get(verdict, {})) for verdict in CERTIFIED]] for k, v in q2_dichotomy(rows).items()]
 
 
-def _sum(rows, model, verdict, trivial="none", depth_min=0) -> int:
-    return sum(c.get(verdict, {}).get(trivial, 0) for (m, d), c in q2_dichotomy(rows).items()
-               if m == model and d >= depth_min)
+def _non_trivial(table: dict, model: str, verdict: str, depth_min: int = 0) -> int:
+    """Non-trivial points of ``verdict`` for ``model`` at depths ``≥ depth_min`` in a :func:`q2_dichotomy` table."""
+    return sum(c.get(verdict, {}).get("none", 0) for (m, d), c in table.items() if m == model and d >= depth_min)
 
 
 def findings(rows: list[dict]) -> list[tuple[str, str]]:
@@ -64,13 +55,15 @@ def findings(rows: list[dict]) -> list[tuple[str, str]]:
     out = [(f"{h['runs']:,} runs on {len(h['data_sets'])} data sets reached {h['certified']:,} certified critical "
             f"points; {h['certified_non_trivial']:,} of them are non-trivial evidence (excluded as trivial: {triv}; "
             f"unresolved runs: {h['unresolved_share']:.1%}).", "q2")]
+    table = q2_dichotomy(rows)
     for model, name in (("resnet", "ResNet"), ("fc", "FC")):
-        c = [_sum(rows, model, v) for v in CERTIFIED]
+        c = [_non_trivial(table, model, v) for v in CERTIFIED]
         out.append((f"Non-trivial {name} critical points: {c[0]} better than linear (i), {c[1]} strict saddles (ii), "
                     f"{c[2]} degenerate saddles, {c[3]} local minima worse than linear and {c[4]} degenerate points; "
-                    f"{sum(_sum(rows, model, v, depth_min=8) for v in CERTIFIED)} of them at depth ≥ 8.", "q2"))
+                    f"{sum(_non_trivial(table, model, v, depth_min=8) for v in CERTIFIED)} of them at depth ≥ 8.",
+                    "q2"))
     t2 = q2_theorem2(rows)
-    kinds = Counter(f"{r['verdict']}" + ("" if trivial_of(r) == "none" else f" ({trivial_of(r)})") for r in t2)
+    kinds = Counter(label(r) for r in t2)
     out.append((f"{len(t2)} ResNet critical point(s) are worse than linear without a negative eigenvalue"
                 + (f" ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}); each is listed with its replay "
                    "command." if t2 else ": no certified ResNet point fails case (ii) of the dichotomy."), "theorem2"))

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..certificate import TRIVIAL, WORSE_NO_NEGATIVE
+from ..certificate import CERTIFIED, TRIVIAL, WORSE_NO_NEGATIVE
 
-#: The dichotomy's cells, in the order tables show them.
-CERTIFIED = ("better_than_linear", "strict_saddle") + WORSE_NO_NEGATIVE
 #: Short column names for :data:`CERTIFIED`.
 SHORT = {"better_than_linear": "(i) better", "strict_saddle": "(ii) strict saddle",
          "degenerate_saddle": "degenerate saddle", "local_minimum_worse": "local min worse", "degenerate": "degenerate"}
@@ -27,6 +25,19 @@ def trivial_of(row: dict) -> str:
     if t in TRIVIAL:
         return t
     return "linear" if row.get("linear_equivalent") else "unknown"
+
+
+def label(row: dict) -> str:
+    """The row's verdict, with its trivial kind in brackets unless it is ``none``."""
+    t = trivial_of(row)
+    return row["verdict"] + ("" if t == "none" else f" ({t})")
+
+
+def cell(d: dict) -> str:
+    """A ``{trivial → count}`` cell of :func:`counts`: the non-trivial count, then the trivial ones in
+    brackets (``12 (+3 linear, 40 constant)``)."""
+    extra = ", ".join(f"{d[k]} {k}" for k in ("linear", "constant", "unknown") if d.get(k))
+    return f"{d.get('none', 0)}" + (f" (+{extra})" if extra else "")
 
 
 def certified(row: dict) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import json
 
 from .._checks import check_choice
+from ..certificate import WORSE_NO_NEGATIVE
 from .runner import ROW_FIELDS
 from .store import RunStore, column_type
 
@@ -93,7 +94,7 @@ COMPACT_FIELDS = (
     ("probe_risks", "string"), ("parameters", "string"),
 )
 #: Runs whose parameters :func:`export_compact` keeps (for replay).
-KEEP_PARAMETERS = {"verdicts": ("degenerate_saddle", "local_minimum_worse", "degenerate"), "outcomes": ("unresolved",)}
+KEEP_PARAMETERS = {"verdicts": WORSE_NO_NEGATIVE, "outcomes": ("unresolved",)}
 
 
 def compact_row(row: dict) -> dict:

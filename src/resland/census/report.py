@@ -21,7 +21,7 @@ from .._html import CSS, data_uri, png
 from ..critical import OUTCOMES
 from ..replay import replay_command
 from ..certificate import WORSE_NO_NEGATIVE
-from .dichotomy import CERTIFIED, SHORT, bearing_on_theorem_2, counts, trivial_of
+from .dichotomy import CERTIFIED, SHORT, bearing_on_theorem_2, cell, counts, trivial_of
 from .runner import CANDIDATES
 from .store import RunStore
 
@@ -74,7 +74,7 @@ class CensusSummary:
         head = "".join(f"<th>{html.escape(SHORT[v])}</th>" for v in CERTIFIED)
         body = "".join(
             f"<tr><td>{html.escape(str(k[0]))}</td><td>{k[1]}</td>"
-            + "".join(f"<td>{_cell(c.get(v, {}))}</td>" for v in CERTIFIED) + "</tr>" for k, c in table.items())
+            + "".join(f"<td>{cell(c.get(v, {}))}</td>" for v in CERTIFIED) + "</tr>" for k, c in table.items())
         return f"<table><tr><th>model</th><th>depth</th>{head}</tr>{body}</table>"
 
     @property
@@ -98,12 +98,6 @@ class CensusSummary:
     def _repr_html_(self) -> str:
         return (f"<p>{self.runs} runs in {len(self.configs)} configs · {len(self.candidates)} candidates to replay</p>"
                 + self.verdict_table())
-
-
-def _cell(d: dict) -> str:
-    n = d.get("none", 0)
-    extra = ", ".join(f"{v} {k}" for k, v in sorted(d.items()) if k != "none" and v)
-    return f"{n}" + (f" (+{extra})" if extra else "")
 
 
 def summarise(store: RunStore) -> CensusSummary:

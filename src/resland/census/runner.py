@@ -18,7 +18,7 @@ import numpy as np
 import scipy
 import torch
 
-from ..certificate import certify
+from ..certificate import WORSE_NO_NEGATIVE, certify
 from ..data import load_dataset
 from ..critical import cert_outcome, find_critical_points
 from ..ensemble import Ensemble, certify_ensemble
@@ -34,8 +34,7 @@ ROW_FIELDS = ("spec_hash", "config_id", "seed", "config", "engine", "status", "o
               "grad_norm", "kink_margin", "clarke_stationary", "iterations", "n_params", "seconds", "attempts", "error",
               "certificate", "finder", "parameters", "versions", "probe_risks")
 #: Runs whose final parameters are stored under ``[store] parameters = "candidates"`` (the default).
-CANDIDATES = {"outcomes": ("unresolved", "failed"),
-              "verdicts": ("degenerate_saddle", "local_minimum_worse", "degenerate", "inconclusive")}
+CANDIDATES = {"outcomes": ("unresolved", "failed"), "verdicts": WORSE_NO_NEGATIVE + ("inconclusive",)}
 
 
 def versions() -> dict:
@@ -96,8 +95,8 @@ def config_model(config: dict, seed: int, ds=None):
 def _run(task: Task, finder: dict) -> list[dict]:
     c = task.config
     ds = load_dataset(c["data"], rho=c.get("rho"))
-    loss = ds.loss if c["loss"] == "auto" else c["loss"]
-    models = [config_model(c, s, ds)[0] for s in task.seeds]
+    built = [config_model(c, s, ds) for s in task.seeds]
+    models, loss = [b[0] for b in built], built[0][2]
     opts = {k: finder[k] for k in ("tol", "max_iter", "xtol", "max_norm")}
     opts["kink_iter"] = finder.get("kink_iter")
     if "newton_always_max" in finder:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._html import png
-from ..census.dichotomy import trivial_of
+from ..census.dichotomy import label as verdict_label, trivial_of
 from ..certificate import WORSE_NO_NEGATIVE
 from ..replay import replay_command
 from .claims import Claim, audit_fields
@@ -163,8 +163,7 @@ def _status(records, groups, key) -> tuple[str, str]:
     """
     worse = worse_no_negative(records)
     if worse:
-        kinds = Counter(f"{r['verdict']}" + ("" if r.get("trivial") == "none" else f" ({r.get('trivial')})")
-                        for r in worse)
+        kinds = Counter(verdict_label(r) for r in worse)
         return "not_reproduced", (f"{len(worse)} point(s) worse than linear without a negative eigenvalue ("
                                   + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
                                   + "): case (ii) fails as stated; each listed in details with its replay command")

@@ -408,3 +408,23 @@ def test_delta0_starts_enter_a_config_only_when_given_and_start_at_budget_delta0
             parse_spec({"grid": dict({"data": "grunfeld", "delta0": 0.5}, **bad)})
     with pytest.raises(ValidationError, match="delta0"):
         init_model("fc", 3, delta0=0.5)
+
+
+def test_a_grid_max_iter_enters_its_configs_only_and_caps_their_finder_runs():
+    """``[[grid]] max_iter`` overrides ``[finder] max_iter`` for that grid's configs only; grids
+    without it keep their config ids (and so the atlas's committed runs)."""
+    from resland.census import run_task
+
+    raw = {"finder": {"max_iter": 50}, "grid": [{"data": "grunfeld", "depth": 1, "width": 2, "activation": "tanh"},
+                                               {"data": "grunfeld", "depth": 2, "width": 2, "activation": "tanh",
+                                                "max_iter": 3}]}
+    spec = parse_spec(raw)
+    plain = parse_spec({"finder": {"max_iter": 50}, "grid": raw["grid"][0]})
+    assert spec.configs[0] == plain.configs[0] and "max_iter" not in spec.configs[0]
+    assert spec.configs[1]["max_iter"] == 3
+    task = next(t for t in spec.tasks() if t.config.get("max_iter") == 3)
+    rows = run_task(task, spec.task_options)
+    assert all(json.loads(r["finder"])["iterations"] <= 3 for r in rows)
+    for bad in (0, -1, 1.5, "x"):
+        with pytest.raises(ValidationError, match="max_iter"):
+            parse_spec({"grid": dict(raw["grid"][1], max_iter=bad)})

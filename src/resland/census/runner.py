@@ -98,6 +98,7 @@ def _run(task: Task, finder: dict) -> list[dict]:
     built = [config_model(c, s, ds) for s in task.seeds]
     models, loss = [b[0] for b in built], built[0][2]
     opts = {k: finder[k] for k in ("tol", "max_iter", "xtol", "max_norm")}
+    opts["max_iter"] = c.get("max_iter", opts["max_iter"])   # a grid's own max_iter wins
     opts["kink_iter"] = finder.get("kink_iter")
     if "newton_always_max" in finder:
         opts["newton_always_max"] = finder["newton_always_max"]

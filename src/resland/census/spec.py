@@ -31,9 +31,10 @@ STORE_KEYS = ("parameters",)
 STORE_PARAMETERS = ("candidates", "all")
 FINDER_KEYS = ("kind", "tol", "max_iter", "xtol", "max_norm", "kink_iter", "newton_always_max")
 GRID_KEYS = ("data", "rho", "model", "depth", "width", "activation", "loss", "v_scale", "kind", "seeds", "regime",
-             "max_params", "delta0")
-#: Grid keys that enter a config only when given (older specs keep their config ids).
-OPTIONAL_KEYS = ("delta0",)
+             "max_params", "delta0", "max_iter")
+#: Grid keys that enter a config only when given (older specs keep their config ids). ``max_iter``
+#: overrides ``[finder] max_iter`` for the grid's configs (slow valleys, e.g. one-layer ReLU nets).
+OPTIONAL_KEYS = ("delta0", "max_iter")
 #: ``[[grid]] regime``: keep every config, or only those with fewer (``below_samples``: n < m)
 #: or at least as many (``above_samples``) parameters n as samples m (docs/theory.md §7).
 REGIMES = ("all", "below_samples", "above_samples")
@@ -241,6 +242,8 @@ def _check_config(c: dict, where: str) -> dict:
         c.update(depth=1, width=1, activation="auto", v_scale=1.0)
     elif c["model"] == "fc":    # v_scale scales a ResNet's V_l: an FC grid point is one config
         c["v_scale"] = 1.0
+    if "max_iter" in c:
+        c["max_iter"] = _int(f"{where}.max_iter", c["max_iter"], 1, 100_000)
     if "delta0" in c:           # a near-identity start of budget δ₀ (init_model): ResNets, v_scale 1
         c["delta0"] = _float(f"{where}.delta0", c["delta0"])
         if c["model"] != "resnet" or c["v_scale"] != 1.0:

@@ -34,7 +34,8 @@ import scipy.optimize
 import torch
 
 import resland
-from resland.critical import cert_outcome, find_critical_point
+from resland.certificate import cert_outcome
+from resland.critical import find_critical_point
 from resland.curvature import HessianOperator
 from resland.functional import FlatRisk
 from resland.linear import NotAttainedWarning

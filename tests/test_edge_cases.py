@@ -15,7 +15,8 @@ from torch import nn
 import resland
 from resland.census import RunStore, parse_spec, run_census
 from resland.critical import find_critical_points
-from resland.ensemble import Ensemble, certify_ensemble
+from resland.certificate import certify_ensemble
+from resland.ensemble import Ensemble
 from resland.functional import flat_parameters
 
 

@@ -7,11 +7,11 @@ without 1/2, float64 throughout.
 """
 
 from ._checks import ValidationError
-from .certificate import VERDICTS, Certificate, certify
+from .certificate import VERDICTS, Certificate, certify, certify_ensemble
 from .critical import OUTCOMES, CriticalPoint, find_critical_point, find_critical_points
 from .checkpoint import load_parameters
 from .curvature import EigResult, HessianOperator, hessian_extremes, lanczos
-from .ensemble import Ensemble, certify_ensemble
+from .ensemble import Ensemble
 from .data import Dataset, load_dataset
 from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear

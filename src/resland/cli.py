@@ -12,9 +12,9 @@ import time
 import click
 
 from ._checks import ValidationError, check_choice, check_positive_int
-from .certificate import certify
+from .certificate import cert_outcome, certify
 from .checkpoint import load_parameters
-from .critical import cert_outcome, find_critical_point
+from .critical import find_critical_point
 from .tolerances import DENSE_MAX_PARAMS, FINDER_DENSE_MAX
 from .tolerances import GRAD_TOL
 from .resources import dense_limit, parse_memory

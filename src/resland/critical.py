@@ -78,7 +78,6 @@ from torch import nn
 
 from . import tolerances as T
 from ._checks import check_choice, check_positive_float, check_positive_int, check_scalar
-from .certificate import CERTIFIED
 from .ensemble import Ensemble
 from .functional import FlatRisk
 from .linear import LinearFit, NotAttainedWarning, best_linear
@@ -798,21 +797,3 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
         parameters=theta.detach().cpu().tolist() if outcome in ("unresolved", "failed") else None,
         history=run["history"],
     )
-
-
-#: Certificate verdicts that presuppose a critical point.
-_CRITICAL_VERDICTS = CERTIFIED + ("inconclusive",)
-
-
-def cert_outcome(cp: CriticalPoint | None, cert) -> str:
-    """The run outcome once the certificate is known (the certificate has the last word).
-
-    A finder ``critical`` whose certificate is not at a critical point (``not_critical``,
-    ``nondifferentiable``) becomes ``unresolved``; parameters certified as they are (no finder
-    run, ``cp`` None) are ``critical`` when the certificate is at a critical point, else ``unresolved``.
-    """
-    if cp is None:
-        return "critical" if cert.verdict in _CRITICAL_VERDICTS else "unresolved"
-    if cp.outcome == "critical" and cert.verdict not in _CRITICAL_VERDICTS:
-        return "unresolved"
-    return cp.outcome

@@ -8,26 +8,21 @@ Hessian. Work is always asked for a subset of rows, so members that have finishe
 costing anything.
 
 The one finder (:func:`resland.critical.find_critical_points`) iterates on ensembles;
-:func:`certify_ensemble` certifies their rows with batched Hessian work.
+:func:`resland.certificate.certify_ensemble` certifies their rows with batched Hessian work.
 
 Conventions: mean risk, squared loss ``(p − y)²`` without 1/2, float64.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 from torch.func import grad, jacrev
 
-from . import tolerances as T
 from ._checks import ValidationError
-from .certificate import Certificate, certify
-from .curvature import EigResult, HessianOperator
 from .functional import FlatRisk, flat_parameters
-from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
+
 
 class Ensemble:
     """``M`` models of one architecture on one data set, parameters stacked as ``Θ`` (M × n).
@@ -92,36 +87,3 @@ class Ensemble:
     def model_at(self, theta: torch.Tensor) -> nn.Module:
         """A copy of the architecture with parameters ``θ`` (one row, shape (n,))."""
         return self.fr.model_at(theta)
-
-
-def certify_ensemble(
-    ens: Ensemble,
-    theta: torch.Tensor,
-    seeds: list[int],
-    *,
-    fit: LinearFit | None = None,
-    keep_parameters: bool = False,
-    tol: float = T.GRAD_TOL,
-) -> list[Certificate]:
-    """:func:`~resland.certificate.certify` every row of ``theta`` (k × n), the Hessian work batched.
-
-    ``R``, ``∇R`` and, for the rows that pass certify's gradient test, the extremes
-    (:meth:`HessianOperator.extremes <resland.curvature.HessianOperator.extremes>` on the stack) are computed for all rows at once; ``R_lin`` once. Each
-    verdict is then decided by :func:`certify` itself, so the rules are the same.
-    """
-    if fit is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotAttainedWarning)
-            fit = best_linear(ens.fr.X, ens.fr.y, ens.fr.loss, bias=getattr(ens.fr.model, "out_bias", True))
-    R = ens.risk(theta)
-    gnorm = torch.linalg.norm(ens.grad(theta), dim=1)
-    critical = torch.tensor([j for j in range(len(R)) if T.is_critical(float(R[j]), float(gnorm[j]), tol)], dtype=torch.long)
-    eigs: dict[int, EigResult] = {}
-    if critical.numel():
-        found = HessianOperator(ens, theta[critical]).extremes(seed=[seeds[j] for j in critical.tolist()])
-        eigs = dict(zip(critical.tolist(), found))
-    return [
-        certify(ens.model_at(theta[j]), ens.fr.X, ens.fr.y, ens.fr.loss, tol, fit=fit, eig=eigs.get(j), seed=seeds[j],
-                keep_parameters=keep_parameters)
-        for j in range(theta.shape[0])
-    ]

@@ -18,10 +18,10 @@ import numpy as np
 import scipy
 import torch
 
-from ..certificate import WORSE_NO_NEGATIVE, certify
+from ..certificate import WORSE_NO_NEGATIVE, cert_outcome, certify, certify_ensemble
 from ..data import load_dataset
-from ..critical import cert_outcome, find_critical_points
-from ..ensemble import Ensemble, certify_ensemble
+from ..critical import find_critical_points
+from ..ensemble import Ensemble
 from ..functional import flat_parameters
 from ..linear import NotAttainedWarning, best_linear
 from ..models import ResNet, init_model

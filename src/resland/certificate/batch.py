@@ -1,0 +1,46 @@
+"""Certify every member of an :class:`~resland.ensemble.Ensemble` with the Hessian work batched."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from .. import tolerances as T
+from ..curvature import EigResult, HessianOperator
+from ..ensemble import Ensemble
+from ..linear import LinearFit, NotAttainedWarning, best_linear
+from .record import Certificate, certify
+
+
+def certify_ensemble(
+    ens: Ensemble,
+    theta: torch.Tensor,
+    seeds: list[int],
+    *,
+    fit: LinearFit | None = None,
+    keep_parameters: bool = False,
+    tol: float = T.GRAD_TOL,
+) -> list[Certificate]:
+    """:func:`~resland.certificate.certify` every row of ``theta`` (k × n), the Hessian work batched.
+
+    ``R``, ``∇R`` and, for the rows that pass certify's gradient test, the extremes
+    (:meth:`HessianOperator.extremes <resland.curvature.HessianOperator.extremes>` on the stack) are computed for all rows at once; ``R_lin`` once. Each
+    verdict is then decided by :func:`certify` itself, so the rules are the same.
+    """
+    if fit is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotAttainedWarning)
+            fit = best_linear(ens.fr.X, ens.fr.y, ens.fr.loss, bias=getattr(ens.fr.model, "out_bias", True))
+    R = ens.risk(theta)
+    gnorm = torch.linalg.norm(ens.grad(theta), dim=1)
+    critical = torch.tensor([j for j in range(len(R)) if T.is_critical(float(R[j]), float(gnorm[j]), tol)], dtype=torch.long)
+    eigs: dict[int, EigResult] = {}
+    if critical.numel():
+        found = HessianOperator(ens, theta[critical]).extremes(seed=[seeds[j] for j in critical.tolist()])
+        eigs = dict(zip(critical.tolist(), found))
+    return [
+        certify(ens.model_at(theta[j]), ens.fr.X, ens.fr.y, ens.fr.loss, tol, fit=fit, eig=eigs.get(j), seed=seeds[j],
+                keep_parameters=keep_parameters)
+        for j in range(theta.shape[0])
+    ]

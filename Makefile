@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-census atlas clean
+.PHONY: atlas-deep install demo test bench bench-census atlas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-census: $(STAMP)
 # make atlas ATLAS_ARGS="--executor dask --scheduler tcp://HOST:8786"
 atlas: $(STAMP)
 	$(BIN)/resland atlas $(ATLAS_ARGS)
+
+atlas-deep: $(STAMP)
+	$(BIN)/resland atlas --part deep $(ATLAS_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -280,23 +280,29 @@ def replay_cmd(cert_file, store_path, parquet_path, run, spec_path, as_json):
 @click.option("--retries", type=int, default=2, show_default=True, help="Resubmissions of a task whose worker died.")
 @click.option("--export-only", is_flag=True,
               help="Compute nothing: write runs.parquet and index.html from the runs done so far (a partial atlas).")
-def atlas_cmd(directory, executor, workers, scheduler, retries, export_only):
+@click.option("--part", default="main", show_default=True,
+              help="main (atlas.toml -> runs.parquet, index.html) or deep (deep.toml -> deep.parquet, deep.html: "
+                   "deep nets on the large data sets; index.html shows its findings too).")
+def atlas_cmd(directory, executor, workers, scheduler, retries, export_only, part):
     """Run the landscape atlas, resuming from the committed runs.parquet, and write runs.parquet and index.html."""
     from rich.console import Console
 
     from .atlas import run_atlas
 
+    from .atlas import PARTS
+
     console = Console(stderr=True)
     verdicts: dict[str, int] = {}
+    check_choice("part", part, tuple(PARTS))
+    runs, report = PARTS[part][1], PARTS[part][2]
     with _CensusProgress(console, verdicts) as bar:
         out = run_atlas(directory, executor=executor, workers=workers, scheduler=scheduler, retries=retries,
-                        on_rows=bar.advance, on_start=bar.start, export_only=export_only)
+                        on_rows=bar.advance, on_start=bar.start, export_only=export_only, part=part)
     console.print(f"atlas {out['spec']!r}: {out['committed']} runs committed, "
                   + (f"{out['adopted']} kept from an earlier spec, " if out["adopted"] else "")
                   + f"{out['new']} computed now, "
-                  f"{out['total']} of {out['of']} in {directory}/runs.parquet ({out['export_mb']:.2f} MB)"
-                  + (f"; wrote {directory}/runs.parquet and {directory}/index.html" if out["written"] else
-                     "; nothing to do"))
+                  f"{out['total']} of {out['of']} in {directory}/{runs} ({out['export_mb']:.2f} MB)"
+                  + (f"; wrote {directory}/{runs} and {directory}/{report}" if out["written"] else "; nothing to do"))
 
 
 @cli.command("export", short_help="Export a run store to CSV or Parquet.")

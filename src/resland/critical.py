@@ -64,12 +64,9 @@ Conventions: mean risk, squared loss ``(p − y)²`` without 1/2, float64, flat 
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse.linalg as spla
@@ -80,83 +77,23 @@ from . import tolerances as T
 from ._checks import check_choice, check_positive_float, check_positive_int, check_scalar
 from .ensemble import Ensemble
 from .functional import FlatRisk
+from .krylov import ChunkedRisk, find_critical_point_krylov
 from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
 from .curvature import HessianOperator
+from .outcomes import OUTCOMES, CriticalPoint, _report, divergence, reporting
 from .regions import analyse_kink, kink_margin, kinked_modules
 
-OUTCOMES = ("critical", "kink", "below_linear", "diverging", "unresolved", "failed")
+__all__ = ["OUTCOMES", "CriticalPoint", "divergence", "find_critical_point", "find_critical_points", "reporting"]
+
 #: Hessian-vector products per Krylov solve (an inexact Newton step; the ratio test guards it).
 KRYLOV_MAX_PRODUCTS = 200
-#: A member whose damping passes this stops as ``stalled``: no step lowers its merit.
-MU_MAX = 1e12
-#: Above ``NEWTON_ALWAYS_MAX`` parameters, ``kind="minimum"`` offers Hessian steps (dense backend) once
-#: ``‖∇R‖ ≤ NEWTON_SWITCH·max(1, |R|)``, or where GGN's damping shows it failing (either backend):
-#: a dense Hessian costs ~n gradients.
-NEWTON_SWITCH = 1e-3
-#: Minimum accepted steps before the ‖θ‖ trend is read as divergence.
-DIVERGENCE_MIN_STEPS = 20
+MU_MAX, NEWTON_SWITCH = T.MU_MAX, T.NEWTON_SWITCH
 #: Newton iterations of the kink polish (an active-set SQP that crosses one kink or a few per
 #: iteration; diabetes, n = 53: 150–500 iterations).
 KINK_POLISH_ITER = 1000
 #: ... with ``kind="any"``: the polish descends, so it only settles a kink next to the endpoint.
 KINK_POLISH_ITER_ANY = 50
-
-
-@dataclass
-class CriticalPoint:
-    """Result of the finder for one start.
-
-    Attributes:
-        model: a copy of the model at the final parameters.
-        risk: ``R`` there; grad_norm: ``‖∇R‖₂``.
-        converged: the run ended at a critical point (``outcome`` ``critical`` or ``kink``).
-        status: why the driver stopped: ``converged``, ``kink``, ``diverging``, ``max_iter``,
-            ``stalled`` or ``nan``.
-        outcome: one of :data:`OUTCOMES` (module docstring).
-        iterations: driver iterations; seconds: wall time (of the whole batch when batched).
-        kind: ``minimum`` or ``any``; method: ``dense`` or ``krylov`` (the curvature backend).
-        grad_tol: ``tol · max(1, |R|)`` at the end; newton_step: the distance estimate.
-        param_norm: ``‖θ‖``.
-        kink_margin: ``min|z|/max(1, max|z|)`` over ReLU-type pre-activations (None without).
-        kink: :meth:`resland.regions.KinkAnalysis.to_dict` when a kink polish ran.
-        linear_risk: ``R_lin`` used for ``below_linear``; path_min_risk: the lowest risk on the
-            descent path, recomputed (``kind="minimum"``).
-        divergence: ``{growth, frac_up, risk_decrease, grad_decay, steps}`` of the second half
-            of the accepted steps (None with fewer than 20).
-        steps: accepted steps by kind: ``newton`` (regularised), ``newton_mr``, ``ggn``, ``lm``,
-            ``escape`` (along negative curvature).
-        message: one line saying why the run ended as it did.
-        parameters: the final flat parameters for ``unresolved`` and ``failed`` runs.
-    """
-
-    model: nn.Module
-    risk: float
-    grad_norm: float
-    converged: bool
-    status: str
-    outcome: str
-    iterations: int
-    seconds: float
-    kind: str
-    grad_tol: float
-    newton_step: float
-    param_norm: float
-    method: str
-    message: str
-    kink_margin: float | None = None
-    kink: dict | None = None
-    linear_risk: float | None = None
-    path_min_risk: float | None = None
-    divergence: dict | None = None
-    steps: dict = field(default_factory=dict)
-    parameters: list | None = field(default=None, repr=False)
-    history: list = field(default_factory=list, repr=False)
-
-    def to_dict(self, *, timing: bool = True) -> dict:
-        """The fields as plain values; ``timing=False`` leaves out the wall time ``seconds``."""
-        drop = ("model", "history") if timing else ("model", "history", "seconds")
-        return {k: v for k, v in self.__dict__.items() if k not in drop}
 
 
 def find_critical_point(
@@ -250,8 +187,12 @@ def find_critical_points(
         kink_iter = KINK_POLISH_ITER if kind == "minimum" else KINK_POLISH_ITER_ANY
     kink_iter = check_positive_int("kink_iter", kink_iter)
     newton_always_max = check_scalar(newton_always_max, "newton_always_max", int, min_val=0)
+    if ens.n > dense_max_params or ens.m * ens.n > T.JACOBIAN_MAX_FLOATS:   # the matrix-free finder
+        return [find_critical_point_krylov(ChunkedRisk(ens.model_at(ens.theta[j]), ens.fr.X, ens.fr.y, ens.fr.loss),
+                                           kind=kind, tol=tol, max_iter=max_iter, max_norm=max_norm, fit=fit)
+                for j in range(ens.M)]
     opts = dict(kind=kind, tol=tol, max_iter=max_iter, xtol=xtol, max_norm=max_norm,
-                dense=ens.n <= dense_max_params, kink_iter=kink_iter, newton_always=ens.n <= newton_always_max)
+                dense=True, kink_iter=kink_iter, newton_always=ens.n <= newton_always_max)
     groups = [torch.arange(ens.M)] if batched else [torch.tensor([j]) for j in range(ens.M)]
     out = []
     for members in groups:
@@ -262,27 +203,6 @@ def find_critical_points(
 
 
 # ----------------------------------------------------------------------------- the driver
-#: The progress reporter of the running search, if any (:func:`reporting`).
-_PROGRESS: contextvars.ContextVar = contextvars.ContextVar("resland_progress", default=None)
-
-
-@contextlib.contextmanager
-def reporting(callback):
-    """Within the block, every finder iteration calls ``callback(stage, iteration, max_iter, grad_norm)``
-    (``stage`` is ``"search"`` or ``"kink polish"``; ``grad_norm`` the smallest ‖∇R‖ of the live members)."""
-    token = _PROGRESS.set(callback)
-    try:
-        yield
-    finally:
-        _PROGRESS.reset(token)
-
-
-def _report(stage: str, it: int, max_iter: int, gn: float) -> None:
-    cb = _PROGRESS.get()
-    if cb is not None:
-        cb(stage, it, max_iter, gn)
-
-
 def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, max_norm, dense,
            newton_always) -> list[dict]:
     theta = ens.theta[members].clone()
@@ -441,27 +361,6 @@ def _stuck_on_kink(history, ens, theta) -> bool:
         return False
     margin = kink_margin(ens.model_at(theta), ens.fr.X)
     return margin is not None and margin <= T.KINK_CAPTURE
-
-
-def divergence(history: list) -> dict | None:
-    """Evidence of a run to infinity from ``(R, ‖∇R‖, ‖θ‖)`` per iteration (None if too short).
-
-    Over the second half of the iterations: ``growth = ‖θ‖_end/‖θ‖_mid``, ``frac_up`` the share
-    of steps that increased ``‖θ‖``, ``risk_decrease = R_mid − R_end`` and
-    ``grad_decay = ‖∇R‖_end/‖∇R‖_mid``. ``diverging``: growth ≥ 1.05, frac_up ≥ 0.75 and the
-    risk decreased.
-    """
-    steps = [h for i, h in enumerate(history) if i == 0 or h != history[i - 1]]
-    if len(steps) < DIVERGENCE_MIN_STEPS:
-        return None
-    half = steps[len(steps) // 2:]
-    tn = np.array([h[2] for h in half])
-    growth = float(tn[-1] / tn[0]) if tn[0] > 0 else math.inf
-    frac_up = float(np.mean(np.diff(tn) > 0))
-    risk_decrease = half[0][0] - half[-1][0]
-    grad_decay = half[-1][1] / half[0][1] if half[0][1] > 0 else math.nan
-    return {"growth": growth, "frac_up": frac_up, "risk_decrease": risk_decrease, "grad_decay": grad_decay,
-            "steps": len(steps), "diverging": bool(growth >= 1.05 and frac_up >= 0.75 and risk_decrease > 0)}
 
 
 class _Dense:

@@ -122,6 +122,8 @@ class HessianOperator:
         self.dtype, self.device = fr.dtype, fr.device
         self.products = 0
         self._graph = None
+        # A risk summed over chunks (resland.krylov.ChunkedRisk) serves its own products: one model only.
+        self._chunked = hasattr(fr, "hvp") and not self.stacked
 
     @classmethod
     def from_model(cls, model: nn.Module, X, y, loss: str | Loss = "squared") -> "HessianOperator":
@@ -135,7 +137,11 @@ class HessianOperator:
 
     # Products.
     def _vector(self, V: torch.Tensor) -> torch.Tensor:
-        """``(H_j v_j)_j`` for ``V`` of shape (k, n), through the cached gradient graph."""
+        """``(H_j v_j)_j`` for ``V`` of shape (k, n), through the cached gradient graph (or, for a risk
+        summed over chunks of samples, :meth:`~resland.krylov.ChunkedRisk.hvp` chunk by chunk)."""
+        if self._chunked:
+            self.products += 1
+            return self.fr.hvp(self._rows[0], V[0].to(self.dtype))[None]
         if self._graph is None:
             with torch.enable_grad():
                 t = self._rows.detach().requires_grad_(True)
@@ -152,6 +158,8 @@ class HessianOperator:
     def _block(self, V: torch.Tensor) -> torch.Tensor:
         """``H_j V_j`` for blocks ``V`` of shape (k, n, b), forward-over-reverse under ``vmap``."""
         self.products += V.shape[-1]
+        if self._chunked:
+            return self.fr.hvp(self._rows[0], V[0].to(self.dtype))[None]
         return torch.vmap(self._block_one)(self._rows, V.to(self.dtype))
 
     def __matmul__(self, V: torch.Tensor) -> torch.Tensor:
@@ -213,7 +221,7 @@ class HessianOperator:
     # Extreme eigenpairs.
     def extremes(self, *, which: str = "both", method: str = "auto", tol: float = 1e-8, seed=0,
                  dense_max_params: int | None = None, max_steps: int | None = None, max_basis: int | None = None,
-                 check_every: int = 10, chunk_size: int = 32, ncv: int | None = None):
+                 check_every: int = 10, chunk_size: int = 32, ncv: int | None = None, start=None):
         """``λ_min`` and ``λ_max`` of every member's ``H_j``, with honest residuals.
 
         Args:
@@ -230,6 +238,8 @@ class HessianOperator:
             max_steps: products per member (Lanczos, default 1000), or ARPACK restarts (default ``10 n``).
             max_basis: Lanczos basis size (default :func:`~resland.tolerances.lanczos_basis`).
             chunk_size: members per batched Lanczos (benchmarks/bench_batched_extremes.py); ncv: ARPACK basis (default ``min(n, 40)``).
+            start: Lanczos start vector(s), (n,) or (k, n), e.g. the finder's last curvature vector (a warm
+                start); the seeds serve members without one.
 
         Returns:
             An :class:`EigResult` for one model; a list of them (one per row) for a stack.
@@ -265,8 +275,12 @@ class HessianOperator:
             vecs = torch.stack([f[1] for f in found])
             matvecs, converged = [f[2] for f in found], [f[3] for f in found]
         else:
+            if start is not None:
+                start = torch.as_tensor(start, dtype=self.dtype, device=self.device).reshape(k, n)
             runs = [op._lanczos(seeds[s : s + chunk_size], which=which, tol=tol, max_steps=max_steps or 1000,
-                                max_basis=max_basis, check_every=check_every) for s, op in zip(starts, chunks)]
+                                max_basis=max_basis, check_every=check_every,
+                                start=None if start is None else start[s : s + chunk_size])
+                    for s, op in zip(starts, chunks)]
             lam, vecs = torch.cat([r[0] for r in runs]), torch.cat([r[1] for r in runs])
             matvecs, converged = [m for r in runs for m in r[2]], [v for r in runs for v in r[3]]
         # Honest residuals: a fresh exact product for each of the two vectors of every member.
@@ -359,7 +373,7 @@ def hessian_extremes(
 
 
 def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, max_steps: int = 1000,
-            max_basis: int | None = None, check_every: int = 10, dtype=torch.float64, device=None):
+            max_basis: int | None = None, check_every: int = 10, dtype=torch.float64, device=None, start=None):
     """Extreme eigenpairs of ``k`` symmetric operators at once, by thick-restart Lanczos in torch.
 
     Args:
@@ -377,6 +391,8 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
             whatever ``max_steps`` is.
         check_every: Ritz values are checked at every one of the first 40 products, at every
             restart, then every ``check_every`` products.
+        start: start vectors (k × n), e.g. a warm start; a row that is zero or not finite falls back
+            to its seed.
 
     Full reorthogonalisation (classical Gram–Schmidt, twice) keeps the basis orthogonal to
     rounding, so there are no ghost eigenvalues. The projected matrix ``T = Qᵀ A Q`` is built from
@@ -403,6 +419,8 @@ def lanczos(matvec, n: int, *, seeds, which: str = "both", tol: float = 1e-8, ma
     T = torch.zeros(k, p, p, dtype=dtype, device=device)
     for j, s in enumerate(seeds):
         q = torch.randn(n, generator=torch.Generator().manual_seed(int(s)), dtype=dtype).to(device)
+        if start is not None and bool(torch.isfinite(start[j]).all()) and float(torch.linalg.norm(start[j])) > 0:
+            q = start[j].to(dtype)
         Q[j, 0] = q / torch.linalg.norm(q)
     lam = torch.full((k, 2), float("nan"), dtype=dtype, device=device)
     vecs = torch.zeros(k, 2, n, dtype=dtype, device=device)

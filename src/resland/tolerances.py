@@ -95,6 +95,29 @@ KINK_POLISH_WORK = 1e9
 KINK_POLISH_MIN_ITER = 10
 
 
+# Matrix-free computation at scale (resland.krylov).
+#: From this many samples on, the risk and its products are summed over chunks of samples
+#: (:class:`resland.krylov.ChunkedRisk`); below, one batch (the atlas's sets keep their rounding).
+CHUNKED_MIN_ROWS = 4096
+#: Activation bytes one chunk may hold during a forward-over-reverse product, the copies of each
+#: activation such a product keeps, and the smallest chunk.
+CHUNK_BYTES = 256 * 2**20
+CHUNK_COPIES = 6
+CHUNK_MIN_ROWS = 256
+#: Up to this many chunks the graphs of one iterate are kept between products (ChunkedRisk.graphs).
+CACHED_CHUNKS = 4
+#: A finder run whose damping passes this stops as ``stalled``: no step lowers its merit.
+MU_MAX = 1e12
+#: Above ``NEWTON_ALWAYS_MAX`` parameters, ``kind="minimum"`` offers Hessian steps once
+#: ``‖∇R‖ ≤ NEWTON_SWITCH·max(1, |R|)`` (or where GGN's damping shows it failing); GGN steps before.
+NEWTON_SWITCH = 1e-3
+#: The dense finder's GGN step builds the m × n Jacobian; above this many floats (200 MB) the
+#: matrix-free finder (resland.krylov) runs instead.
+JACOBIAN_MAX_FLOATS = 25_000_000
+#: Products per inner Krylov solve of the matrix-free finder (CG on the GGN, MINRES on the Hessian).
+KRYLOV_SOLVE_MAX = 250
+
+
 def kink_polish_iter(kink_iter: int, n: int, m: int) -> int:
     """The kink polish's iteration cap: ``kink_iter``, within the work budget ``KINK_POLISH_WORK``."""
     return int(min(kink_iter, max(KINK_POLISH_MIN_ITER, KINK_POLISH_WORK // (n * n * m))))

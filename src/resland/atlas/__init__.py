@@ -34,6 +34,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from .._checks import ValidationError
 from ..census import RunStore, load_spec, run_census
 from ..census.executors import check_options
 from ..census.export import COMPACT_FIELDS, compact_row
@@ -43,7 +44,7 @@ from .questions import (cost, headline, not_counted, probes_monotone, q1_below_l
 from .report import (FIGURE_FILES, atlas_figures, display_path, findings, markdown_findings, markdown_summary,
                      write_atlas_figures, write_atlas_report)
 
-__all__ = ["ATLAS_DIR", "FIGURE_FILES", "MAX_EXPORT_MB", "atlas_figures", "cost", "display_path", "findings",
+__all__ = ["ATLAS_DIR", "FIGURE_FILES", "MAX_EXPORT_MB", "PARTS", "atlas_figures", "cost", "display_path", "findings",
            "headline", "markdown_findings", "markdown_summary", "not_counted", "probes_monotone", "q1_below_linear", "q2_dichotomy",
            "q2_theorem2", "q3_examples", "q3_fc_vs_resnet", "q4_near_identity", "q5_probes", "q6_unresolved",
            "rademacher_by_depth", "read_runs", "run_atlas", "stratum", "write_atlas_figures", "write_atlas_report",
@@ -55,6 +56,11 @@ SPEC_FILE = "atlas.toml"
 RUNS_FILE = "runs.parquet"
 REPORT_FILE = "index.html"
 STORE_FILE = "atlas.db"
+#: The atlas's parts: spec, export, report, working store and figure prefix of each. ``main`` is the
+#: atlas of the small real sets; ``deep`` the deep nets on the large sets (issue 26), whose findings
+#: the main report shows too.
+PARTS = {"main": (SPEC_FILE, RUNS_FILE, REPORT_FILE, STORE_FILE, ""),
+         "deep": ("deep.toml", "deep.parquet", "deep.html", "deep.db", "deep_")}
 #: The committed export's size limit (issue 14): larger means the spec is too big to publish.
 MAX_EXPORT_MB = 25
 
@@ -88,7 +94,8 @@ def write_runs(rows: list[dict], path: str | Path) -> int:
 
 def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None = None, executor: str = "local",
               workers: int | None = None, scheduler: str | None = None, retries: int = 2,
-              on_start=None, on_rows=None, rademacher_draws: int = 6, export_only: bool = False) -> dict:
+              on_start=None, on_rows=None, rademacher_draws: int = 6, export_only: bool = False,
+              part: str = "main") -> dict:
     """Run the atlas spec, resuming from the committed export, and write the export and report.
 
     Args:
@@ -99,6 +106,8 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
         export_only: compute nothing; write the export and report from the committed runs and
             those already in the working store (a partial atlas, to commit and resume later, or
             a report rendered by a newer resland).
+        part: ``main`` or ``deep`` (:data:`PARTS`): which spec, export, report and store. A ``deep`` run
+            rewrites the main report too (it shows the deep findings).
 
     Returns:
         ``{"spec": name, "committed": runs read from the export, "adopted": runs the working store
@@ -111,12 +120,15 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
         ValidationError: a bad spec or executor options (nothing is written).
     """
     directory = Path(directory)
-    spec = load_spec(spec_path or directory / SPEC_FILE)
+    if part not in PARTS:
+        raise ValidationError(f"The 'part' parameter must be one of {', '.join(PARTS)}. Got {part!r}.")
+    spec_file, runs_file, report_file, store_file, prefix = PARTS[part]
+    spec = load_spec(spec_path or directory / spec_file)
     check_options(executor, workers, scheduler, retries)   # before the store file is created
-    runs_path, report_path = directory / RUNS_FILE, directory / REPORT_FILE
+    runs_path, report_path = directory / runs_file, directory / report_file
     committed = [r for r in read_runs(runs_path) if r["spec_hash"] == spec.spec_hash]
     keys = {(r["config_id"], int(r["seed"])) for r in committed}
-    with RunStore(directory / STORE_FILE) as store:
+    with RunStore(directory / store_file) as store:
         adopted = store.adopt(spec)                    # a changed spec keeps the runs it shares
         summary = {"runs": 0} if export_only else run_census(
             spec, store, executor=executor, workers=workers, scheduler=scheduler, retries=retries,
@@ -135,10 +147,14 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
         warnings.warn(f"{runs_path} is {out['export_mb']:.1f} MB, over the {MAX_EXPORT_MB} MB the atlas may commit: "
                       "cut the spec or store fewer parameters", stacklevel=2)
     figures = atlas_figures(rows)
+    deep = directory / PARTS["deep"][1]
+    also = [("The deep atlas", read_runs(deep), PARTS["deep"][2])] if part == "main" and deep.is_file() else []
     write_atlas_report(rows, report_path, spec_name=spec.name, runs_path=runs_path,
-                       rademacher_draws=rademacher_draws, figures=figures)
-    write_atlas_figures(rows, directory, figures)
+                       rademacher_draws=rademacher_draws if part == "main" else 0, figures=figures, also=also)
+    write_atlas_figures(rows, directory, figures, prefix=prefix)
     out["written"] = True
+    if part != "main" and (directory / SPEC_FILE).is_file():   # the main report shows this part's findings
+        run_atlas(directory, export_only=True, rademacher_draws=rademacher_draws)
     return out
 
 

@@ -165,15 +165,17 @@ def atlas_figures(rows: list[dict]) -> dict[str, bytes | None]:
             FIGURE_FILES[1]: near_identity_figure(q4_near_identity(rows))}
 
 
-def write_atlas_figures(rows: list[dict], directory: str | Path, figures: dict | None = None) -> list[Path]:
-    """Questions 1 and 4 as PNG files in ``directory`` (for docs/atlas.md); the paths written.
+def write_atlas_figures(rows: list[dict], directory: str | Path, figures: dict | None = None,
+                        prefix: str = "") -> list[Path]:
+    """Questions 1 and 4 as PNG files in ``directory`` (for docs/atlas.md), names prefixed with ``prefix``
+    (an atlas part's); the paths written.
 
     ``figures``: :func:`atlas_figures` of ``rows``, if already rendered.
     """
     out = []
     for name, blob in (figures or atlas_figures(rows)).items():
         if blob is not None:
-            path = Path(directory) / name
+            path = Path(directory) / (prefix + name)
             path.write_bytes(blob)
             out.append(path)
     return out
@@ -185,8 +187,11 @@ def _fold(summary: str, body: str) -> str:
 
 def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "atlas",
                        runs_path: str | Path = RUNS_DISPLAY, rademacher_draws: int = 6,
-                       figures: dict | None = None) -> None:
+                       figures: dict | None = None, also: list = ()) -> None:
     """Write the atlas report to ``out``: the findings summary, then the questions (module docstring).
+
+    ``also``: other parts shown after the findings, as ``(title, rows, report file)``: their findings,
+    each linking into that part's own report.
 
     ``rademacher_draws``: sign vectors per depth for question 4's Rademacher estimate (0: none).
     ``figures``: :func:`atlas_figures` of ``rows``, if already rendered.
@@ -207,6 +212,11 @@ def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "a
              f"from a fresh clone: <code>resland replay --parquet {html.escape(runs)} --run CONFIG_ID:SEED</code> "
              "(stored parameters, or a deterministic rerun of its task checked bit for bit).</p>",
              _table(["outcome", "runs"], [[k, v] for k, v in h["outcomes"].items()])]
+    for title, other_rows, href in also:
+        parts.append(f"<h2 id='part-{html.escape(Path(href).stem)}'>{html.escape(title)}</h2>"
+                     + ("<ul>" + "".join(f"<li>{html.escape(s)} <a href='{html.escape(href)}#{a}'>table</a></li>"
+                                          for s, a in findings(other_rows)) + "</ul>" if other_rows else "<p>No runs yet.</p>")
+                     + f"<p>The full report of this part: <a href='{html.escape(href)}'>{html.escape(href)}</a>.</p>")
     parts.append("<h2 id='q2'>2. The dichotomy, counted</h2><p>Certified critical points (outcome critical) per "
                  "model and depth: non-trivial count, trivial ones in brackets. (i) better than linear; (ii) strict "
                  "saddle; then the points worse than linear with no eigenvalue below −λ_tol: a verified higher-order "

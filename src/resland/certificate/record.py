@@ -13,6 +13,7 @@ from .. import tolerances as T
 from .._json import jsonable
 from ..curvature import EigResult
 from ..functional import FlatRisk
+from ..krylov import risk_of
 from ..linear import LinearFit
 from ..losses import Loss
 from .evidence import Escape, Evidence, _singular, gather_evidence
@@ -147,7 +148,7 @@ def certify(
         ValidationError: bad data (shapes, non-finite values), an unknown loss, a model whose
             output is not one scalar per sample, or a non-positive ``tol``.
     """
-    fr = FlatRisk(model, X, y, loss)
+    fr = risk_of(model, X, y, loss)       # summed over chunks of samples on large data
     theta = fr.theta0
     ev = gather_evidence(model, fr, theta, tol=tol, fit=fit, eig=eig, dense_max_params=dense_max_params, seed=seed)
     verdict, reason = decide(ev)

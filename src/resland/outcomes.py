@@ -1,0 +1,116 @@
+"""What a finder run ends with: :class:`CriticalPoint`, the outcomes, the divergence evidence and
+the progress reporter. Shared by the dense driver (:mod:`resland.critical`) and the matrix-free
+one (:mod:`resland.krylov`); the outcomes are defined in :mod:`resland.critical`'s docstring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import nn
+
+OUTCOMES = ("critical", "kink", "below_linear", "diverging", "unresolved", "failed")
+#: Minimum accepted steps before the ‖θ‖ trend is read as divergence.
+DIVERGENCE_MIN_STEPS = 20
+
+
+@dataclass
+class CriticalPoint:
+    """Result of the finder for one start.
+
+    Attributes:
+        model: a copy of the model at the final parameters.
+        risk: ``R`` there; grad_norm: ``‖∇R‖₂``.
+        converged: the run ended at a critical point (``outcome`` ``critical`` or ``kink``).
+        status: why the driver stopped: ``converged``, ``kink``, ``diverging``, ``max_iter``,
+            ``stalled`` or ``nan``.
+        outcome: one of :data:`OUTCOMES` (module docstring).
+        iterations: driver iterations; seconds: wall time (of the whole batch when batched).
+        kind: ``minimum`` or ``any``; method: ``dense`` or ``krylov`` (the curvature backend).
+        grad_tol: ``tol · max(1, |R|)`` at the end; newton_step: the distance estimate.
+        param_norm: ``‖θ‖``.
+        kink_margin: ``min|z|/max(1, max|z|)`` over ReLU-type pre-activations (None without).
+        kink: :meth:`resland.regions.KinkAnalysis.to_dict` when a kink polish ran.
+        linear_risk: ``R_lin`` used for ``below_linear``; path_min_risk: the lowest risk on the
+            descent path, recomputed (``kind="minimum"``).
+        divergence: ``{growth, frac_up, risk_decrease, grad_decay, steps}`` of the second half
+            of the accepted steps (None with fewer than 20).
+        steps: accepted steps by kind: ``newton`` (regularised), ``newton_mr``, ``ggn``, ``lm``,
+            ``escape`` (along negative curvature).
+        message: one line saying why the run ended as it did.
+        parameters: the final flat parameters for ``unresolved`` and ``failed`` runs.
+    """
+
+    model: nn.Module
+    risk: float
+    grad_norm: float
+    converged: bool
+    status: str
+    outcome: str
+    iterations: int
+    seconds: float
+    kind: str
+    grad_tol: float
+    newton_step: float
+    param_norm: float
+    method: str
+    message: str
+    kink_margin: float | None = None
+    kink: dict | None = None
+    linear_risk: float | None = None
+    path_min_risk: float | None = None
+    divergence: dict | None = None
+    steps: dict = field(default_factory=dict)
+    parameters: list | None = field(default=None, repr=False)
+    history: list = field(default_factory=list, repr=False)
+
+    def to_dict(self, *, timing: bool = True) -> dict:
+        """The fields as plain values; ``timing=False`` leaves out the wall time ``seconds``."""
+        drop = ("model", "history") if timing else ("model", "history", "seconds")
+        return {k: v for k, v in self.__dict__.items() if k not in drop}
+
+
+#: The progress reporter of the running search, if any (:func:`reporting`).
+_PROGRESS: contextvars.ContextVar = contextvars.ContextVar("resland_progress", default=None)
+
+
+@contextlib.contextmanager
+def reporting(callback):
+    """Within the block, every finder iteration calls ``callback(stage, iteration, max_iter, grad_norm)``
+    (``stage`` is ``"search"`` or ``"kink polish"``; ``grad_norm`` the smallest ‖∇R‖ of the live members)."""
+    token = _PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def _report(stage: str, it: int, max_iter: int, gn: float) -> None:
+    cb = _PROGRESS.get()
+    if cb is not None:
+        cb(stage, it, max_iter, gn)
+
+
+def divergence(history: list) -> dict | None:
+    """Evidence of a run to infinity from ``(R, ‖∇R‖, ‖θ‖)`` per iteration (None if too short).
+
+    Over the second half of the iterations: ``growth = ‖θ‖_end/‖θ‖_mid``, ``frac_up`` the share
+    of steps that increased ``‖θ‖``, ``risk_decrease = R_mid − R_end`` and
+    ``grad_decay = ‖∇R‖_end/‖∇R‖_mid``. ``diverging``: growth ≥ 1.05, frac_up ≥ 0.75 and the
+    risk decreased.
+    """
+    steps = [h for i, h in enumerate(history) if i == 0 or h != history[i - 1]]
+    if len(steps) < DIVERGENCE_MIN_STEPS:
+        return None
+    half = steps[len(steps) // 2:]
+    tn = np.array([h[2] for h in half])
+    growth = float(tn[-1] / tn[0]) if tn[0] > 0 else math.inf
+    frac_up = float(np.mean(np.diff(tn) > 0))
+    risk_decrease = half[0][0] - half[-1][0]
+    grad_decay = half[-1][1] / half[0][1] if half[0][1] > 0 else math.nan
+    return {"growth": growth, "frac_up": frac_up, "risk_decrease": risk_decrease, "grad_decay": grad_decay,
+            "steps": len(steps), "diverging": bool(growth >= 1.05 and frac_up >= 0.75 and risk_decrease > 0)}

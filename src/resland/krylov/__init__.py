@@ -13,7 +13,7 @@ uses :class:`ChunkedRisk` from ``CHUNKED_MIN_ROWS`` samples on.
 
 from .products import ChunkedRisk, chunk_rows, chunked, risk_of
 from .solver import SolverState, find_critical_point_krylov, solve
-from .steps import GaussNewton, GradientLM, NewtonCG, NewtonMR, Proposal, Step, default_steps, steihaug
+from .steps import GaussNewton, GradientLM, NewtonCG, NewtonMR, Proposal, Step, default_steps, minres, steihaug
 
 __all__ = ["ChunkedRisk", "GaussNewton", "GradientLM", "NewtonCG", "NewtonMR", "Proposal", "SolverState", "Step", "chunk_rows",
-           "chunked", "default_steps", "find_critical_point_krylov", "risk_of", "solve", "steihaug"]
+           "chunked", "default_steps", "find_critical_point_krylov", "minres", "risk_of", "solve", "steihaug"]

@@ -32,8 +32,6 @@ from ..regions import kink_margin, kinked_modules
 from .products import ChunkedRisk
 from .steps import Proposal, Step, default_steps
 
-#: Backtracking steps of a line-search proposal (α = 1, ½, …, 2^-(LINE_SEARCH − 1)).
-LINE_SEARCH = 12
 #: Lanczos products for the negative-curvature check at a critical iterate (``kind="minimum"``).
 ESCAPE_PRODUCTS = 300
 
@@ -82,13 +80,13 @@ def _accept(fr: ChunkedRisk, state: SolverState, prop: Proposal, kind: str) -> t
     merit0 = state.merit(kind)
     noise = 1e2 * T.EPS64 * T.scale(merit0)
     rho = -math.inf
-    for j in range(LINE_SEARCH if prop.line_search else 1):
+    for j in range(prop.tries):
         alpha = 0.5**j
         trial = state.theta + alpha * prop.p
         pred = prop.predicted(alpha)
         if kind == "minimum" and pred > noise:   # a forward pass decides most rejections
             R_t = float(fr.risk(trial))
-            if not (math.isfinite(R_t) and merit0 - R_t > 1e-4 * pred):
+            if not (math.isfinite(R_t) and merit0 - R_t > prop.min_rho * pred):
                 rho = (merit0 - R_t) / pred if math.isfinite(R_t) else -math.inf
                 continue
         R_t, g_t = fr.risk_and_grad(trial)
@@ -101,7 +99,7 @@ def _accept(fr: ChunkedRisk, state: SolverState, prop: Proposal, kind: str) -> t
                 return True, 1.0, (trial, R_t, g_t)
             continue
         rho = (merit0 - merit_t) / pred
-        if rho > 1e-4:
+        if rho > prop.min_rho:
             return True, rho, (trial, R_t, g_t)
     return False, rho, None
 

@@ -27,12 +27,14 @@ from .products import ChunkedRisk
 @dataclass
 class Proposal:
     """A step ``p`` with its merit model: ``slope`` (derivative at α = 0) and ``curvature`` (``pᵀBp``
-    of the model matrix ``B``); ``line_search``: backtrack ``α = 1, ½, ¼, …`` (else α = 1 only)."""
+    of the model matrix ``B``); ``tries``: the step lengths ``α = 1, ½, ¼, …`` to try (1: α = 1 only);
+    ``min_rho``: the share of the predicted decrease the merit must realise."""
 
     p: torch.Tensor
     slope: float
     curvature: float
-    line_search: bool = False
+    tries: int = 1
+    min_rho: float = 1e-4
 
     def predicted(self, alpha: float) -> float:
         """Predicted merit decrease at ``θ + αp``."""
@@ -137,8 +139,8 @@ class NewtonMR(Step):
         Hp = fr.hvp(state.theta, p)
         if self.merit == "risk":
             slope = float(g @ p)
-            return Proposal(p, slope, float(p @ Hp), line_search=True) if slope < 0 else None
-        return Proposal(p, float(g @ Hp), float(Hp @ Hp), line_search=True)
+            return Proposal(p, slope, float(p @ Hp), tries=12) if slope < 0 else None
+        return Proposal(p, float(g @ Hp), float(Hp @ Hp), tries=3, min_rho=MR_MIN_RHO)
 
 
 def minres(matvec, b: torch.Tensor, rtol: float, max_products: int) -> tuple[torch.Tensor, int]:
@@ -240,19 +242,20 @@ class NewtonCG(Step):
         return self.radius < 1e-14
 
 
-class GradientLM(_Damped):
-    """``kind="any"``: Levenberg–Marquardt on ``∇R = 0``, ``p = −(H² + λI)⁻¹H∇R`` by CG (two Hessian
-    products per CG step); the merit ``½‖∇R‖²``."""
+class GradientLM(NewtonCG):
+    """``kind="any"``: trust-region Gauss–Newton on ``∇R = 0`` (Levenberg–Marquardt in its trust-region
+    form): ``min ‖∇R + Hp‖²`` over ``‖p‖ ≤ Δ``, by Steihaug CG on ``H²`` (two Hessian products per CG step);
+    the merit ``½‖∇R‖²``, the radius as :class:`NewtonCG`'s."""
 
     name = "lm"
 
     def propose(self, fr, state):
-        g, n, th = state.grad, fr.n, state.theta
-        lam = self.mu * state.grad_norm
+        g, th = state.grad, state.theta
         Hg = fr.hvp(th, g)
-        A = operator(n, lambda v: fr.hvp(th, fr.hvp(th, v)) + lam * v, g)
-        x, _ = spla.cg(A, -Hg.cpu().numpy(), rtol=forcing(state), maxiter=T.KRYLOV_SOLVE_MAX // 2)
-        p = torch.as_tensor(x, dtype=g.dtype).to(g.device)
+        p, _ = steihaug(lambda v: fr.hvp(th, fr.hvp(th, v)), Hg, self.radius, forcing(state), T.KRYLOV_SOLVE_MAX // 2)
+        self._last = float(torch.linalg.norm(p))
+        if self._last == 0.0:
+            return None
         Hp = fr.hvp(th, p)
         slope = float(g @ Hp)
         return Proposal(p, slope, float(Hp @ Hp)) if slope < 0 else None
@@ -263,3 +266,9 @@ def default_steps(kind: str) -> list[Step]:
     if kind == "minimum":
         return [GaussNewton(), NewtonCG()]
     return [NewtonMR("gradient"), GradientLM()]
+
+
+#: A Newton-MR step on ``½‖∇R‖²`` is taken only at α ≥ ¼ and when it realises at least this share of its
+#: predicted decrease: near a singular Hessian MINRES returns long steps along near-null directions whose
+#: short multiples barely lower ``‖∇R‖`` (then LM on ``∇R`` takes over for that iteration).
+MR_MIN_RHO = 0.5

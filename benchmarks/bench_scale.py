@@ -1,0 +1,232 @@
+"""Scale: products, certificates and time to critical of the matrix-free layer (resland.krylov).
+
+Part 1, products against n and m: a tanh ResNet on the first m rows of ``flights`` (d = 7), sized to
+n ≈ 1e3 (depth 8, width 8), 1e4 (16, 40) or 1e5 (32, 208); m = 1e4, 5e4, 3e5. Each cell runs in its own
+process (one torch thread) and reports the time of R and ∇R, of one Hessian-vector and one GGN-vector
+product, of the certificate's λ_min (thick-restart Lanczos on chunked products, at most ``--lanczos``
+products) where one product takes under ``--product-cap`` seconds, and the peak RSS.
+
+Part 2, time to ‖∇R‖ ≤ 1e-6 and ≤ 1e-10·max(1, R) on the same starts: resland's matrix-free finder
+(``solve``, kind minimum), ``torch.optim.LBFGS`` (strong Wolfe, history 50) and SciPy's ``trust-krylov``
+fed resland's exact Hessian-vector products. Problem: a depth-4, width-8 tanh ResNet (n = 618) on the first
+10,000 rows of ``diamonds`` (the issue's example), seeds 0..S-1, each method capped at ``--budget`` s.
+Ratios are per start, in the same process; the median is reported.
+
+Usage: python benchmarks/bench_scale.py [--quick] [--out benchmarks/results/bench_scale.json]
+GPU rows: the same script with --device cuda (one prepared command; docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIZES = {1_000: (8, 8), 10_000: (16, 40), 100_000: (32, 208)}
+
+
+def _cell(n_target: int, m: int, lanczos: int, product_cap: float, device: str) -> dict:
+    import torch
+
+    import resland
+    from resland.krylov import ChunkedRisk
+
+    torch.set_num_threads(1)
+    ds = resland.load_dataset("flights")
+    X, y = ds.X[:m], ds.y[:m]
+    depth, width = SIZES[n_target]
+    model = resland.models.init_model("resnet", X.shape[1], width=width, depth=depth, activation="tanh", seed=0)
+    model = model.to(device)
+    out = {"n_target": n_target, "m": m, "depth": depth, "width": width}
+    t = time.perf_counter()
+    fr = ChunkedRisk(model, X, y)
+    out.update(n=fr.n, chunk=fr.chunk, chunks=len(fr.slices), setup_s=time.perf_counter() - t)
+    th = fr.theta0
+    v = torch.randn(fr.n, dtype=th.dtype, device=th.device)
+
+    def timed(f):
+        t0 = time.perf_counter()
+        f()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    out["risk_grad_first_s"] = timed(lambda: fr.risk_and_grad(th))   # pays torch.func's first-call setup
+    out["risk_grad_s"] = timed(lambda: fr.risk_and_grad(th))
+    out["hvp_s"] = timed(lambda: fr.hvp(th, v))          # the first product also builds the kept graphs
+    out["hvp_again_s"] = timed(lambda: fr.hvp(th, v))
+    out["ggn_s"] = timed(lambda: fr.ggn(th, v))
+    if out["hvp_again_s"] <= product_cap:
+        t0 = time.perf_counter()
+        eig = resland.HessianOperator(fr, th).extremes(method="lanczos", tol=1e-6, max_steps=lanczos, seed=0)
+        out.update(lanczos_s=time.perf_counter() - t0, lanczos_products=eig.matvecs, lambda_min=eig.lambda_min,
+                   lambda_max=eig.lambda_max, lanczos_converged=eig.converged)
+        t0 = time.perf_counter()
+        fit = resland.best_linear(X, y)
+        out.update(r_lin_s=time.perf_counter() - t0, r_lin_width=fit.risk_upper - fit.risk_lower)
+    else:
+        out["lanczos_s"] = None
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if device == "cuda":
+        out["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
+def _trace_solve(fr, th0, budget):
+    """resland's matrix-free finder: (time, ‖∇R‖, R) at every iteration."""
+    from resland.critical import reporting
+    from resland.krylov import solve
+
+    trace, t0 = [], time.perf_counter()
+
+    def cb(stage, it, mx, gn):
+        trace.append((time.perf_counter() - t0, gn))
+        if time.perf_counter() - t0 > budget:
+            raise TimeoutError
+
+    try:
+        with reporting(cb):
+            st, _, _ = solve(fr, th0.clone(), kind="minimum", tol=1e-10, max_iter=10_000)
+        trace.append((time.perf_counter() - t0, st.grad_norm))
+    except TimeoutError:
+        pass
+    return trace
+
+
+def _trace_lbfgs(fr, th0, budget):
+    import torch
+
+    x = th0.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=20, history_size=50, line_search_fn="strong_wolfe",
+                            tolerance_grad=0.0, tolerance_change=0.0)
+    trace, t0 = [], time.perf_counter()
+
+    def closure():
+        opt.zero_grad()
+        R, g = fr.risk_and_grad(x.detach())
+        x.grad = g
+        trace.append((time.perf_counter() - t0, float(torch.linalg.norm(g)), R))
+        return torch.tensor(R, dtype=x.dtype)
+
+    while time.perf_counter() - t0 < budget:
+        opt.step(closure)
+        if trace and trace[-1][1] <= 1e-10 * max(1.0, trace[-1][2]):
+            break
+    return [(t, g) for t, g, _ in trace]
+
+
+def _trace_trust_krylov(fr, th0, budget):
+    import numpy as np
+    import scipy.optimize as so
+    import torch
+
+    trace, t0 = [], time.perf_counter()
+
+    def fun(x):
+        R, g = fr.risk_and_grad(torch.as_tensor(x))
+        gn = float(torch.linalg.norm(g))
+        trace.append((time.perf_counter() - t0, gn))
+        if time.perf_counter() - t0 > budget or gn <= 1e-10 * max(1.0, R):
+            raise StopIteration
+        return R, g.numpy()
+
+    def hessp(x, p):
+        return fr.hvp(torch.as_tensor(x), torch.as_tensor(p)).numpy()
+
+    try:
+        so.minimize(fun, th0.numpy(), jac=True, hessp=hessp, method="trust-krylov",
+                    options={"gtol": 1e-12, "maxiter": 100_000})
+    except StopIteration:
+        pass
+    return trace
+
+
+def _first(trace, thr):
+    return next((t for t, g in trace if g <= thr), None)
+
+
+def _compare(seeds: int, budget: float) -> dict:
+    import torch
+
+    import resland
+    from resland.krylov import ChunkedRisk
+
+    torch.set_num_threads(1)
+    ds = resland.load_dataset("diamonds")
+    X, y = ds.X[:10_000], ds.y[:10_000]
+    rows = []
+    for seed in range(seeds):
+        model = resland.models.init_model("resnet", X.shape[1], width=8, depth=4, activation="tanh", seed=seed)
+        fr = ChunkedRisk(model, X, y)
+        th0 = fr.theta0
+        row = {"seed": seed, "n": fr.n, "m": fr.m}
+        for name, runner in (("resland", _trace_solve), ("lbfgs", _trace_lbfgs), ("trust_krylov", _trace_trust_krylov)):
+            tr = runner(fr, th0, budget)
+            row[name] = {"to_1e-6": _first(tr, 1e-6), "to_1e-10": _first(tr, 1e-10),
+                         "final_grad_norm": min(g for _, g in tr) if tr else math.nan, "seconds": tr[-1][0] if tr else 0}
+            print(seed, name, row[name], flush=True)
+        for thr in ("to_1e-6", "to_1e-10"):
+            ours, others = row["resland"][thr], [row[k][thr] for k in ("lbfgs", "trust_krylov") if row[k][thr]]
+            row[f"ratio_{thr}"] = (min(others) / ours) if ours and others else None
+        rows.append(row)
+    summary = {}
+    for thr in ("to_1e-6", "to_1e-10"):
+        r = [row[f"ratio_{thr}"] for row in rows if row[f"ratio_{thr}"] is not None]
+        summary[thr] = {"median_speedup": statistics.median(r) if r else None, "starts_with_ratio": len(r),
+                        "resland_reached": sum(row["resland"][thr] is not None for row in rows),
+                        "lbfgs_reached": sum(row["lbfgs"][thr] is not None for row in rows),
+                        "trust_krylov_reached": sum(row["trust_krylov"][thr] is not None for row in rows)}
+    return {"starts": rows, "summary": summary, "budget_s": budget}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="n ≤ 1e4, m ≤ 5e4; 2 starts of 60 s")
+    ap.add_argument("--out", default="benchmarks/results/bench_scale.json")
+    ap.add_argument("--lanczos", type=int, default=60)
+    ap.add_argument("--product-cap", type=float, default=2.0)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--budget", type=float, default=120.0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--cell", help=argparse.SUPPRESS)
+    ap.add_argument("--compare-only", action="store_true")
+    a = ap.parse_args()
+    if a.cell:
+        n, m = map(int, a.cell.split(","))
+        print(json.dumps(_cell(n, m, a.lanczos, a.product_cap, a.device)))
+        return
+    import torch
+
+    ns = [1_000, 10_000] if a.quick else list(SIZES)
+    ms = [10_000, 50_000] if a.quick else [10_000, 50_000, 300_000]
+    cells = []
+    if not a.compare_only:
+        for n in ns:
+            for m in ms:
+                t0 = time.perf_counter()
+                res = subprocess.run([sys.executable, __file__, "--cell", f"{n},{m}", "--lanczos", str(a.lanczos),
+                                      "--product-cap", str(a.product_cap), "--device", a.device],
+                                     capture_output=True, text=True)
+                cell = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {
+                    "n_target": n, "m": m, "error": res.stderr[-500:]}
+                cell["wall_s"] = time.perf_counter() - t0
+                print(json.dumps(cell), flush=True)
+                cells.append(cell)
+    compare = _compare(2 if a.quick else a.seeds, 60.0 if a.quick else a.budget)
+    out = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor() or platform.machine(),
+           "python": platform.python_version(), "torch": torch.__version__, "device": a.device,
+           "cells": cells, "compare": compare}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    print(json.dumps(compare["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

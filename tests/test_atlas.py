@@ -352,3 +352,24 @@ def test_every_export_row_replays_from_a_fresh_clone_parameters_or_a_bit_for_bit
 def test_the_rademacher_estimate_of_question_4_runs_per_depth():
     rad = atlas.rademacher_by_depth([1, 2], draws=2, steps=3)
     assert [r["depth"] for r in rad] == [1, 2] and all(r["mean"] > 0 and r["se"] >= 0 for r in rad)
+
+
+def test_the_deep_part_has_its_own_export_and_report_and_the_main_page_shows_its_findings(tmp_path):
+    """``part="deep"``: deep.toml -> deep.parquet and deep.html (figures prefixed deep_); index.html, rewritten,
+    carries a section with the deep part's findings linking into deep.html; the main export is untouched."""
+    (tmp_path / "atlas.toml").write_text(SMOKE)
+    atlas.run_atlas(tmp_path, workers=1, rademacher_draws=0)
+    main_blob = (tmp_path / "runs.parquet").read_bytes()
+    (tmp_path / "deep.toml").write_text(SMOKE.replace('name = "atlas-test"', 'name = "deep-test"')
+                                        .replace("depth = 1", "depth = 8").replace("seeds = 2", "seeds = 1"))
+    out = atlas.run_atlas(tmp_path, workers=1, rademacher_draws=0, part="deep")
+    assert out["spec"] == "deep-test" and out["new"] == 2 and out["written"]
+    rows = atlas.read_runs(tmp_path / "deep.parquet")
+    assert {(r["model"], r["depth"]) for r in rows} == {("resnet", 8), ("fc", 8)}
+    assert (tmp_path / "runs.parquet").read_bytes() == main_blob
+    page = (tmp_path / "index.html").read_text()
+    assert "<h2 id='part-deep'>The deep atlas</h2>" in page and "href='deep.html#" in page
+    assert "deep-test" in (tmp_path / "deep.html").read_text()
+    assert not (tmp_path / "deep_below_linear.png").exists() or (tmp_path / "below_linear.png").exists()
+    with pytest.raises(resland.ValidationError, match="part"):
+        atlas.run_atlas(tmp_path, part="wide")

@@ -12,6 +12,9 @@ fed resland's exact Hessian-vector products. Problem: a depth-4, width-8 tanh Re
 10,000 rows of ``diamonds`` (the issue's example), seeds 0..S-1, each method capped at ``--budget`` s.
 Ratios are per start, in the same process; the median is reported.
 
+Part 3 (``--target MAX_ITER``): the issue's target run, a depth-16, width-32 tanh ResNet (n = 9,914) on all
+53,920 rows of diamonds: find_critical_point then certify, with outcome, times and peak RSS.
+
 Usage: python benchmarks/bench_scale.py [--quick] [--out benchmarks/results/bench_scale.json]
 GPU rows: the same script with --device cuda (one prepared command; docs/performance.md).
 """
@@ -79,6 +82,27 @@ def _cell(n_target: int, m: int, lanczos: int, product_cap: float, device: str) 
     return out
 
 
+def _target(max_iter: int) -> dict:
+    """The issue's target run: a depth-16, width-32 tanh ResNet on all of diamonds, find_critical_point (kind
+    minimum, ``max_iter``) then certify; outcome, times and peak RSS."""
+    import torch
+
+    import resland
+
+    torch.set_num_threads(1)
+    ds = resland.load_dataset("diamonds")
+    model = resland.models.init_model("resnet", ds.X.shape[1], width=32, depth=16, activation="tanh", seed=0)
+    t0 = time.perf_counter()
+    cp = resland.find_critical_point(model, ds.X, ds.y, kind="minimum", max_iter=max_iter)
+    t1 = time.perf_counter()
+    cert = resland.certify(cp.model, ds.X, ds.y)
+    return {"n": sum(p.numel() for p in model.parameters()), "m": len(ds.y), "max_iter": max_iter,
+            "outcome": cp.outcome, "status": cp.status, "risk": cp.risk, "path_min_risk": cp.path_min_risk,
+            "linear_risk": cert.linear_risk, "grad_norm": cp.grad_norm, "iterations": cp.iterations, "steps": cp.steps,
+            "find_s": t1 - t0, "certify_s": time.perf_counter() - t1, "verdict": cert.verdict, "method": cp.method,
+            "message": cp.message, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
 def _trace_solve(fr, th0, budget):
     """resland's matrix-free finder: (time, ‖∇R‖, R) at every iteration."""
     from resland.critical import reporting
@@ -123,7 +147,6 @@ def _trace_lbfgs(fr, th0, budget):
 
 
 def _trace_trust_krylov(fr, th0, budget):
-    import numpy as np
     import scipy.optimize as so
     import torch
 
@@ -197,7 +220,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--cell", help=argparse.SUPPRESS)
     ap.add_argument("--compare-only", action="store_true")
+    ap.add_argument("--target", type=int, metavar="MAX_ITER", help="only the issue's target run (depth 16, width 32, "
+                    "all of diamonds) with this max_iter, in its own process")
     a = ap.parse_args()
+    if a.target:
+        print(json.dumps(_target(a.target)))
+        return
     if a.cell:
         n, m = map(int, a.cell.split(","))
         print(json.dumps(_cell(n, m, a.lanczos, a.product_cap, a.device)))

@@ -66,7 +66,7 @@ def test_spec_expands_the_grid_and_hashes_stably(tmp_path):
      "Unknown key 'sedes' in the spec. Allowed keys: name, seeds, engine, batch_size, finder, store, grid."),
     ({"grid": [{"data": "diabetes", "widht": 3}]},
      "Unknown key 'widht' in [[grid]] grid[1]. Allowed keys: data, rho, model, depth, width, activation, loss, "
-     "v_scale, kind, seeds, regime, max_params, delta0."),
+     "v_scale, kind, seeds, regime, max_params, delta0, max_iter."),
     ({"grid": [{"data": "diabetes", "activation": "rellu"}]},
      "The 'grid[1].activation' key must be one of 'auto', 'relu', 'softplus', 'tanh', 'gelu', 'leaky_relu'. "
      "Got 'rellu' instead."),
@@ -75,7 +75,8 @@ def test_spec_expands_the_grid_and_hashes_stably(tmp_path):
     ({"grid": [{"data": "diabetes", "depth": [1, 0]}]}, "The 'grid[1].depth' key must be an int in the range [1, 256]. Got 0 instead."),
     ({"grid": [{"data": "mnist"}]},
      "The 'grid[1].data' value must be one of 'example1', 'example2', 'diabetes', 'linnerud', 'breast-cancer', "
-     "'wine', 'iris', 'star98', 'grunfeld', 'engel', 'anes96', 'spector' or a .csv/.npz path. Got 'mnist'."),
+     "'wine', 'iris', 'star98', 'grunfeld', 'engel', 'anes96', 'spector', 'diamonds', 'flights', 'movies', "
+     "'cps1988', 'default', 'fertility' or a .csv/.npz path. Got 'mnist'."),
     ({"grid": [{"data": "diabetes"}], "seeds": [1, 1]}, "The 'seeds' key must not repeat a seed. Got [1, 1]."),
     ({"grid": [{"data": "example1"}]}, "The 'grid[1].rho' key is required for example1: a float in (0, inf)."),
     ({"seeds": 2}, "The 'grid' key must hold at least one [[grid]] table. Got none."),

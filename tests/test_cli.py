@@ -46,7 +46,8 @@ def _csv(tmp_path, text, name="bad.csv"):
 CASES = [
     (["--data", "nowhere"],
      "error: The 'data' parameter must be one of example1, example2, diabetes, linnerud, breast-cancer, wine, "
-     "iris, star98, grunfeld, engel, anes96, spector, or a path to a .csv or .npz file. Got 'nowhere' instead."),
+     "iris, star98, grunfeld, engel, anes96, spector, diamonds, flights, movies, cps1988, default, fertility, or a path "
+     "to a .csv or .npz file. Got 'nowhere' instead."),
     (["--data", "diabetes", "--depth", "0"],
      "error: The 'depth' parameter must be an int in the range [1, inf). Got 0 instead."),
     (["--data", "diabetes", "--width", "-3"],

@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -373,3 +374,20 @@ def test_the_deep_part_has_its_own_export_and_report_and_the_main_page_shows_its
     assert not (tmp_path / "deep_below_linear.png").exists() or (tmp_path / "below_linear.png").exists()
     with pytest.raises(resland.ValidationError, match="part"):
         atlas.run_atlas(tmp_path, part="wide")
+
+
+def test_the_committed_deep_export_is_its_spec_and_its_cheapest_row_reruns_bit_for_bit():
+    """atlas/deep.parquet holds every run of atlas/deep.toml under its hash, and a row without parameters
+    reruns from the spec (the matrix-free finder included) to the same bits."""
+    from resland.census import load_spec
+    from resland.replay import replay_export
+
+    root = Path(__file__).resolve().parents[1] / "atlas"
+    spec = load_spec(root / "deep.toml")
+    rows = atlas.read_runs(root / "deep.parquet")
+    assert {(r["config_id"], r["seed"]) for r in rows} == {(t.config_id, s) for t in spec.tasks() for s in t.seeds}
+    assert {r["spec_hash"] for r in rows} == {spec.spec_hash}
+    assert all(r["n_params"] < min(10_000, 60_000) for r in rows) and {r["data"] for r in rows} >= {"default", "diamonds"}
+    cheap = min((r for r in rows if r["parameters"] is None), key=lambda r: r["seconds"])
+    rep = replay_export(root / "deep.parquet", f"{cheap['config_id']}:{cheap['seed']}", spec=root / "deep.toml")
+    assert rep.rerun["identical"], rep.rerun["differences"]

@@ -23,10 +23,14 @@ chosen per member and per iteration):
   ``p = −(H² + μ‖g‖I)⁻¹Hg``, and Newton-MR ``−H⁺g``; these reach saddles as well as minima.
 
 Backends by size: the dense Hessian and a batched ``eigh`` up to ``dense_max_params``
-(:data:`~resland.tolerances.FINDER_DENSE_MAX`); above it, Krylov solves on exact Hessian-vector products
-(SciPy MINRES for ``(H + σI)p = −g`` and ``Hp = −g``, CG for LM; at most
-:data:`KRYLOV_MAX_PRODUCTS` products), member by member. Members with more than
-:data:`~resland.tolerances.NEWTON_ALWAYS_MAX` parameters take GGN steps alone until they are near a critical point.
+(:data:`~resland.tolerances.FINDER_DENSE_MAX`) and an m × n Jacobian of at most
+:data:`~resland.tolerances.JACOBIAN_MAX_FLOATS`; above either, member by member, the matrix-free finder of
+:mod:`resland.krylov` (one solver state and step classes on Hessian- and GGN-vector products summed over
+chunks of samples; docs/theory.md §9), except saddle search (``kind="any"``) on fewer than
+``CHUNKED_MIN_ROWS`` samples, which keeps this driver's Krylov backend (SciPy MINRES for ``Hp = −g``, CG for
+LM on ``(H² + σI)p = −Hg``, at most :data:`KRYLOV_MAX_PRODUCTS` products, through one full-batch gradient
+graph). Members with more than :data:`~resland.tolerances.NEWTON_ALWAYS_MAX` parameters take GGN steps
+alone until they are near a critical point.
 
 **Critical** has one definition, shared with :func:`~resland.certificate.certify`
 (:mod:`resland.tolerances`): ``‖∇R‖ ≤ tol·max(1, |R|)``. A run is ``converged`` when its
@@ -187,12 +191,15 @@ def find_critical_points(
         kink_iter = KINK_POLISH_ITER if kind == "minimum" else KINK_POLISH_ITER_ANY
     kink_iter = check_positive_int("kink_iter", kink_iter)
     newton_always_max = check_scalar(newton_always_max, "newton_always_max", int, min_val=0)
-    if ens.n > dense_max_params or ens.m * ens.n > T.JACOBIAN_MAX_FLOATS:   # the matrix-free finder
+    large = ens.n > dense_max_params or ens.m * ens.n > T.JACOBIAN_MAX_FLOATS
+    # Saddle search on small data keeps the batched driver's Krylov backend (LM by CG on H² to 1e-12 through
+    # one full-batch gradient graph, no Jacobian): it converges where the matrix-free saddle search stalls.
+    if large and not (kind == "any" and ens.m < T.CHUNKED_MIN_ROWS):   # the matrix-free finder
         return [find_critical_point_krylov(ChunkedRisk(ens.model_at(ens.theta[j]), ens.fr.X, ens.fr.y, ens.fr.loss),
                                            kind=kind, tol=tol, max_iter=max_iter, max_norm=max_norm, fit=fit)
                 for j in range(ens.M)]
     opts = dict(kind=kind, tol=tol, max_iter=max_iter, xtol=xtol, max_norm=max_norm,
-                dense=True, kink_iter=kink_iter, newton_always=ens.n <= newton_always_max)
+                dense=ens.n <= dense_max_params, kink_iter=kink_iter, newton_always=ens.n <= newton_always_max)
     groups = [torch.arange(ens.M)] if batched else [torch.tensor([j]) for j in range(ens.M)]
     out = []
     for members in groups:

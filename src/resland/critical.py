@@ -85,14 +85,13 @@ from .krylov import ChunkedRisk, find_critical_point_krylov
 from .linear import LinearFit, NotAttainedWarning, best_linear
 from .losses import Loss
 from .curvature import HessianOperator
-from .outcomes import OUTCOMES, CriticalPoint, _report, divergence, reporting
+from .outcomes import OUTCOMES, CriticalPoint, _report, divergence, outcome_of, reporting
 from .regions import analyse_kink, kink_margin, kinked_modules
 
 __all__ = ["OUTCOMES", "CriticalPoint", "divergence", "find_critical_point", "find_critical_points", "reporting"]
 
 #: Hessian-vector products per Krylov solve (an inexact Newton step; the ratio test guards it).
 KRYLOV_MAX_PRODUCTS = 200
-MU_MAX, NEWTON_SWITCH = T.MU_MAX, T.NEWTON_SWITCH
 #: Newton iterations of the kink polish (an active-set SQP that crosses one kink or a few per
 #: iteration; diabetes, n = 53: 150–500 iterations).
 KINK_POLISH_ITER = 1000
@@ -242,7 +241,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         _report("search", it + 1, max_iter, float(gn.min()))
         # Second-order curvature only where it pays: near a critical point, for saddle search, or
         # where the Gauss–Newton damping shows GGN steps failing; elsewhere GGN alone.
-        near = gn <= NEWTON_SWITCH * torch.clamp(R.abs(), min=1.0)
+        near = gn <= T.NEWTON_SWITCH * torch.clamp(R.abs(), min=1.0)
         need = (mu_g[idx] > 1e4) | (kind == "any") | newton_always | (near & dense)
         curv = _Mixed(ens, th, R, g, gn, need, _Dense if dense else _Krylov)
         dist = curv.distance()
@@ -311,15 +310,15 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
             good = o & ((r > 0.75) | tiny[:, col])
             mu[sub] = torch.where(good, torch.clamp(mu[sub] / 3, min=1e-10),
                                   torch.where(o & (r > 0.25), mu[sub], mu[sub] * 4))
-        # Stalled: the second-order step is exhausted (trust radius collapsed, or damping past MU_MAX)
+        # Stalled: the second-order step is exhausted (trust radius collapsed, or damping past T.MU_MAX)
         # and so is GGN where it is offered.
         if kind == "minimum" and dense:
             exhausted = radius[sub] < 1e-14 * (1 + torch.linalg.norm(theta[sub], dim=1))
         else:
-            exhausted = mu_h[sub] > MU_MAX
+            exhausted = mu_h[sub] > T.MU_MAX
         for a, j in enumerate(sub.tolist()):
             if not bool(accepted[a]) and escaped.get(j) is None and bool(exhausted[a]) and (
-                    "ggn" not in which or float(mu_g[j]) > MU_MAX):
+                    "ggn" not in which or float(mu_g[j]) > T.MU_MAX):
                 runs[j]["status"], runs[j]["message"] = "stalled", "the damping passed 1e12: no step lowers the merit"
                 active[j] = False
     else:
@@ -680,20 +679,8 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
         status = "converged"
         message += (f"; critical all the same: ‖∇R‖ = {gn:.3e} ≤ {T.grad_tol(R, tol):.3e} (the one test of "
                     f"critical), though the distance estimate {run['dist']:.3e} > xtol·(1+‖θ‖): a flat region")
-    if status == "nan":
-        outcome = "failed"
-    elif status == "converged":
-        outcome = "critical"
-    elif status == "kink":
-        outcome = "kink"
-    elif path_min is not None and path_min < fit.risk_lower - T.risk_tol(fit.risk):
-        outcome = "below_linear"
-        message += (f"; a descent iterate has R = {path_min:.6g} < R_lin,lower = {fit.risk_lower:.6g}: every limit is "
-                    "better than linear")
-    elif status == "diverging" or (div is not None and div["diverging"]):
-        outcome = "diverging"
-    else:
-        outcome = "unresolved"
+    outcome, note = outcome_of(status, path_min, fit, div)
+    message += note
     return CriticalPoint(
         model=model, risk=R, grad_norm=gn, converged=outcome in ("critical", "kink"), status=status, outcome=outcome,
         iterations=run["iterations"], seconds=time.perf_counter() - start, kind=kind, grad_tol=T.grad_tol(R, tol),

@@ -141,7 +141,7 @@ class HessianOperator:
         summed over chunks of samples, :meth:`~resland.krylov.ChunkedRisk.hvp` chunk by chunk)."""
         if self._chunked:
             self.products += 1
-            return self.fr.hvp(self._rows[0], V[0].to(self.dtype))[None]
+            return self.fr.hvp(self.theta, V[0].to(self.dtype))[None]   # one tensor: its graphs are kept
         if self._graph is None:
             with torch.enable_grad():
                 t = self._rows.detach().requires_grad_(True)
@@ -159,7 +159,7 @@ class HessianOperator:
         """``H_j V_j`` for blocks ``V`` of shape (k, n, b), forward-over-reverse under ``vmap``."""
         self.products += V.shape[-1]
         if self._chunked:
-            return self.fr.hvp(self._rows[0], V[0].to(self.dtype))[None]
+            return self.fr.hvp(self.theta, V[0].to(self.dtype))[None]
         return torch.vmap(self._block_one)(self._rows, V.to(self.dtype))
 
     def __matmul__(self, V: torch.Tensor) -> torch.Tensor:

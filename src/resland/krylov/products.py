@@ -159,13 +159,6 @@ class ChunkedRisk(FlatRisk):
         return out
 
 
-def chunked(fr: FlatRisk, chunk: int | None = None) -> ChunkedRisk:
-    """``fr`` as a :class:`ChunkedRisk` (itself when it already is one)."""
-    if isinstance(fr, ChunkedRisk) and chunk is None:
-        return fr
-    return ChunkedRisk(fr.model, fr.X, fr.y, fr.loss, chunk=chunk)
-
-
 def risk_of(model: nn.Module, X, y, loss: str | Loss = "squared") -> FlatRisk:
     """The risk view a computation should use: chunked above ``CHUNKED_MIN_ROWS`` samples, else one batch
     (so the small problems of the atlas keep their one-batch rounding)."""

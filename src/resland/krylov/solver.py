@@ -2,8 +2,9 @@
 
 :func:`solve` iterates on a :class:`SolverState` (``θ``, ``R``, ``∇R``, the path and its counts).
 Each iteration it asks the strategies (:mod:`resland.krylov.steps`) in turn for a step and
-takes the first that the merit accepts: GGN before Newton-MR far from a critical point
-(``‖∇R‖ > NEWTON_SWITCH·max(1, |R|)``), Newton-MR first near one. A critical iterate
+takes the first that the merit accepts. ``kind="minimum"``: GGN before trust-region Newton far from a
+critical point (``‖∇R‖ > NEWTON_SWITCH·max(1, |R|)``), Newton first near one; ``kind="any"``: Newton-MR,
+then trust-region Gauss–Newton on ``∇R = 0``. A critical iterate
 (``‖∇R‖ ≤ tol·max(1, |R|)``, the one definition, :mod:`resland.tolerances`) ends the run, except
 that ``kind="minimum"`` first looks for negative curvature there (thick-restart Lanczos on Hessian
 products) and steps along it when a backtracking step lowers ``R``.
@@ -27,7 +28,7 @@ from .. import tolerances as T
 from ..curvature import HessianOperator
 from ..functional import flat_parameters
 from ..linear import LinearFit
-from ..outcomes import CriticalPoint, _report, divergence
+from ..outcomes import CriticalPoint, _report, divergence, outcome_of
 from ..regions import kink_margin, kinked_modules
 from .products import ChunkedRisk
 from .steps import Proposal, Step, default_steps
@@ -149,7 +150,8 @@ def solve(fr: ChunkedRisk, theta0: torch.Tensor, *, kind: str = "minimum", tol: 
         if tn > max_norm:
             return state, "diverging", f"‖θ‖ = {tn:.4g} passed max_norm"
         near = gn <= T.NEWTON_SWITCH * T.scale(state.risk)
-        order = sorted(steps, key=lambda s: (s.name == "ggn") == near)   # Newton-type first when near if kind == "minimum" else steps
+        # kind minimum: GGN first far from a critical point, trust-region Newton first near one
+        order = sorted(steps, key=lambda s: (s.name == "ggn") == near) if kind == "minimum" else steps
         for step in order:
             if step.exhausted:
                 continue
@@ -176,9 +178,7 @@ def find_critical_point_krylov(fr: ChunkedRisk, *, kind: str, tol: float, max_it
     start = time.perf_counter()
     theta0 = flat_parameters(fr.model.parameters()).to(device=fr.device, dtype=fr.dtype)
     state, status, message = solve(fr, theta0, kind=kind, tol=tol, max_iter=max_iter, max_norm=max_norm, steps=steps)
-    theta = state.theta
-    R, g = fr.risk_and_grad(theta)
-    gn = float(torch.linalg.norm(g))
+    theta, R, gn = state.theta, state.risk, state.grad_norm   # the state holds R and ∇R at its θ
     model = fr.model_at(theta)
     margin = kink_margin(model, fr.X) if kinked_modules(model) else None
     on_kink = margin is not None and margin <= T.KINK_TOL
@@ -190,19 +190,8 @@ def find_critical_point_krylov(fr: ChunkedRisk, *, kind: str, tol: float, max_it
         status, message = "stalled", message + "; but the point lies on a kink (no kink polish above the dense limit)"
     message += f"; {fr.products} Hessian/GGN-vector products"
     path_min = float(fr.risk(state.best_theta)) if kind == "minimum" and state.best_theta is not None else None
-    below = path_min is not None and path_min < fit.risk_lower - T.risk_tol(fit.risk)
-    if status == "nan":
-        outcome = "failed"
-    elif status == "converged":
-        outcome = "critical"
-    elif below:
-        outcome = "below_linear"
-        message += (f"; a descent iterate has R = {path_min:.6g} < R_lin,lower = {fit.risk_lower:.6g}: every limit is "
-                    "better than linear")
-    elif status == "diverging" or diverging:
-        outcome = "diverging"
-    else:
-        outcome = "unresolved"
+    outcome, note = outcome_of(status, path_min, fit, div)
+    message += note
     return CriticalPoint(
         model=model, risk=R, grad_norm=gn, converged=outcome == "critical", status=status, outcome=outcome,
         iterations=state.iteration, seconds=time.perf_counter() - start, kind=kind, grad_tol=T.grad_tol(R, tol),

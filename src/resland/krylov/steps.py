@@ -1,8 +1,8 @@
 """Step strategies of the matrix-free finder: each is one class that proposes a step from the state.
 
-A strategy solves its linear system with a Krylov method on exact products (SciPy ``cg`` and
-``minres`` on a :class:`scipy.sparse.linalg.LinearOperator` over :class:`ChunkedRisk`
-products) and returns a :class:`Proposal`: the step ``p`` and the quadratic model of the merit
+A strategy solves its linear system with a Krylov method on exact :class:`ChunkedRisk` products
+(SciPy ``cg`` on a :class:`scipy.sparse.linalg.LinearOperator`, or :func:`minres` and :func:`steihaug`
+here) and returns a :class:`Proposal`: the step ``p`` and the quadratic model of the merit
 along it, ``merit(θ + αp) ≈ merit(θ) + α·slope + ½α²·curvature``. The driver
 (:func:`resland.krylov.solve`) evaluates the merit, accepts or rejects, and reports back through
 :meth:`Step.feedback` so the strategy can adapt its damping. A new step is one more class.
@@ -22,6 +22,12 @@ import torch
 
 from .. import tolerances as T
 from .products import ChunkedRisk
+
+
+#: A Newton-MR step on ``½‖∇R‖²`` is taken only at α ≥ ¼ and when it realises at least this share of its
+#: predicted decrease: near a singular Hessian MINRES returns long steps along near-null directions whose
+#: short multiples barely lower ``‖∇R‖`` (then LM on ``∇R`` takes over for that iteration).
+MR_MIN_RHO = 0.5
 
 
 @dataclass
@@ -75,7 +81,7 @@ def forcing(state) -> float:
 
 
 class _Damped(Step):
-    """Levenberg–Marquardt damping ``λ = μ·‖∇R‖``: μ shrinks after good steps and grows after poor ones."""
+    """A damped step: its damping factor ``μ`` shrinks after good steps and grows after poor ones."""
 
     def __init__(self, mu: float = 1.0):
         self.mu = mu
@@ -267,8 +273,3 @@ def default_steps(kind: str) -> list[Step]:
         return [GaussNewton(), NewtonCG()]
     return [NewtonMR("gradient"), GradientLM()]
 
-
-#: A Newton-MR step on ``½‖∇R‖²`` is taken only at α ≥ ¼ and when it realises at least this share of its
-#: predicted decrease: near a singular Hessian MINRES returns long steps along near-null directions whose
-#: short multiples barely lower ``‖∇R‖`` (then LM on ``∇R`` takes over for that iteration).
-MR_MIN_RHO = 0.5

@@ -88,9 +88,10 @@ def check_positive_float(name: str, value) -> float:
 
 
 def check_data(X, y, *, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ``(X, y)`` as tensors of shape (m, d) and (m,).
+    """Return ``(X, y)`` as tensors of shape (m, d) and (m,), or (m, k) for ``k ≥ 2`` targets per sample.
 
-    Accepts NumPy arrays or torch tensors. A 1-D ``X`` is read as one feature.
+    Accepts NumPy arrays or torch tensors. A 1-D ``X`` is read as one feature; ``y`` of shape
+    (m, 1) becomes (m,).
     Raises on empty data, non-numeric values, NaN/inf, or a length mismatch.
     """
     X = _as_tensor("X", X, dtype)
@@ -103,9 +104,9 @@ def check_data(X, y, *, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor
         )
     if y.ndim == 2 and y.shape[1] == 1:
         y = y.reshape(-1)
-    if y.ndim != 1:
+    if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] == 0):
         raise ValidationError(
-            f"The 'y' parameter must be a 1-D array of shape (m,). Got shape {tuple(y.shape)} instead."
+            f"The 'y' parameter must be an array of shape (m,) or (m, k). Got shape {tuple(y.shape)} instead."
         )
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValidationError(

@@ -49,7 +49,10 @@ CHUNK_FLOATS = 2**27
 
 def supports(model: nn.Module) -> bool:
     """Whether the closed form covers ``model``: a :class:`ResNet` with one-layer branches or an
-    :class:`FCNet`, with an activation of :data:`~resland.models.ACTIVATIONS` in its default form."""
+    :class:`FCNet` with one output, with an activation of :data:`~resland.models.ACTIVATIONS` in its
+    default form (``k`` outputs: autodiff serves)."""
+    if getattr(model, "d_out", 1) != 1:
+        return False
     if type(model) is ResNet:
         if model.branch_layers != 1:
             return False

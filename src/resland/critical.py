@@ -590,6 +590,8 @@ def _ggn_step(ens: Ensemble, th: torch.Tensor, g: torch.Tensor, mu: torch.Tensor
     fr = ens.fr
     J = ens.jacobian(th)
     p = ens.predict(th)
+    if fr.k > 1:
+        return _ggn_step_outputs(fr, J, p, g, mu, absolute)
     e = fr.loss.d1(p, fr.y) / ens.m
     D = torch.clamp(fr.loss.d2(p, fr.y) / ens.m, min=1e-300)
     sqD = torch.sqrt(D)
@@ -603,6 +605,28 @@ def _ggn_step(ens: Ensemble, th: torch.Tensor, g: torch.Tensor, mu: torch.Tensor
         s = -_cholesky_solve(Jh.transpose(1, 2) @ Jh, g, shift)
     Js = torch.einsum("kmn,kn->km", Jh, s)
     return s, -((g * s).sum(1) + 0.5 * (Js**2).sum(1))
+
+
+def _ggn_step_outputs(fr, J: torch.Tensor, p: torch.Tensor, g: torch.Tensor, mu: torch.Tensor, absolute: bool):
+    """:func:`_ggn_step` for ``k`` outputs: ``J`` (M × m × k × n), predictions ``p`` (M × m × k).
+
+    Each sample's output Hessian ``H_i`` is factored ``C_i C_iᵀ`` (``C_i = diag(√ℓ''_i)``, or
+    ``diag(√s) − s√sᵀ`` for the cross-entropy with softmax ``s``), so ``G = Ĵᵀ Ĵ`` with the rows
+    ``Ĵ_i = C_iᵀ J_i / √m``; solved in ``n`` (the dense finder's ``n`` ≤ ``dense_max_params``).
+    """
+    M, m, k, n = J.shape
+    if fr.loss.coupled:
+        s = torch.softmax(p, -1)
+        rs = torch.sqrt(s)
+        Jh = rs[..., None] * J - rs[..., None] * torch.einsum("Mmk,Mmkn->Mmn", s, J)[:, :, None, :]
+    else:
+        Jh = torch.sqrt(torch.clamp(fr.loss.d2(p, fr.y), min=1e-300))[..., None] * J
+    Jh = Jh.reshape(M, m * k, n) / math.sqrt(m)
+    level = (Jh**2).sum((1, 2)) / n + 1e-300
+    shift = mu if absolute else mu * level
+    step = -_cholesky_solve(Jh.transpose(1, 2) @ Jh, g, shift)
+    Js = torch.einsum("kmn,kn->km", Jh, step)
+    return step, -((g * step).sum(1) + 0.5 * (Js**2).sum(1))
 
 
 def _cholesky_solve(A: torch.Tensor, b: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:

@@ -35,13 +35,15 @@ class FlatRisk:
     """Risk of ``model`` on ``(X, y)`` as a function of a flat parameter vector.
 
     Args:
-        model: any ``nn.Module`` mapping (m, d) to (m,) or (m, 1).
+        model: any ``nn.Module`` mapping (m, d) to (m,) or (m, 1) (one output), or to (m, k) (``k``
+            outputs: targets ``y`` of shape (m, k), or class labels (m,) for the cross-entropy).
         X, y: data (NumPy or torch); converted to float64 tensors on the model's device.
         loss: loss name or :class:`~resland.losses.Loss`.
 
     Attributes:
         theta0: the model's current parameters as a flat float64 vector.
         n: number of parameters.
+        k: outputs per sample (1: predictions of shape (m,); else (m, k)).
     """
 
     def __init__(self, model: nn.Module, X, y, loss: str | Loss = "squared"):
@@ -63,11 +65,13 @@ class FlatRisk:
         self.theta0 = flat_parameters(params.values())
         self.n = self.theta0.numel()
         out = self.predict(self.theta0)
-        if out.shape != (self.m,):
+        if out.ndim not in (1, 2) or out.shape[0] != self.m:
             raise ValidationError(
-                f"The 'model' parameter must map X of shape {tuple(self.X.shape)} to a scalar output per "
-                f"sample, shape ({self.m},) or ({self.m}, 1). Got output shape {tuple(out.shape)}."
+                f"The 'model' parameter must map X of shape {tuple(self.X.shape)} to outputs of shape "
+                f"({self.m},), ({self.m}, 1) or ({self.m}, k). Got output shape {tuple(out.shape)}."
             )
+        self.k = 1 if out.ndim == 1 else out.shape[1]
+        self.loss.check_outputs(self.k, self.y)
 
     # Parameter vector <-> named tensors.
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -76,7 +80,7 @@ class FlatRisk:
         return {n: p.view(s) for n, p, s in zip(self.names, pieces, self.shapes)}
 
     def predict(self, theta: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
-        """Predictions ``f_θ(x_i)``, shape (m,)."""
+        """Predictions ``f_θ(x_i)``, shape (m,) (one output) or (m, k)."""
         X = self.X if X is None else X
         out = functional_call(self.model, (self.unflatten(theta), self.buffers), (X,))
         return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out

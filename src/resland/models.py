@@ -1,15 +1,17 @@
-"""Models with a scalar output, all ``torch.nn.Module`` in float64 by default.
+"""Models with ``k = d_out`` outputs (one by default), all ``torch.nn.Module`` in float64 by default.
 
 * :class:`ResNet`, the chain ResNet of docs/theory.md §1::
 
       h_0 = x,   h_l = h_{l-1} + V_l φ_l(h_{l-1})   (l = 1..L),   f(x) = wᵀ h_L + c
+      (k outputs: f(x) = W h_L + c with W ∈ R^{k×d}, c ∈ R^k)
 
   with ``φ_l`` an MLP of ``branch_layers`` hidden layers, each ``σ(U h + b)``;
   ``V_l`` (``d × k``, no bias) is the branch's last linear map.
 * :class:`FCNet`: ``f(x) = W_{L+1} σ(… σ(W_1 x + b_1) …) + b_{L+1}``.
 * :class:`LinearModel`: ``f(x) = tᵀx + t0``.
 
-``forward`` maps ``X`` of shape (m, d) to predictions of shape (m,).
+``forward`` maps ``X`` of shape (m, d) to predictions of shape (m,) (``d_out = 1``) or (m, k).
+``config()`` names ``d_out`` only when it is not 1 (so one-output configs keep their census ids).
 Blocks are numbered from 1 as in the theory: ``model.U(1)`` is ``U_1``.
 """
 
@@ -74,6 +76,7 @@ class ResNet(nn.Module):
         out_bias: whether the output has the bias ``c``.
         block_bias: whether the branch layers have biases ``b_l``.
         branch_layers: hidden layers per branch (1 gives ``φ_l(h) = σ(U_l h + b_l)``).
+        d_out: outputs ``k`` (``f = W h_L + c``, ``W ∈ R^{k×d}``); 1 gives the scalar ``f = wᵀh_L + c``.
         dtype: parameter dtype (float64 by default).
 
     Example:
@@ -95,10 +98,12 @@ class ResNet(nn.Module):
         block_bias: bool = True,
         branch_layers: int = 1,
         *,
+        d_out: int = 1,
         dtype: torch.dtype = torch.float64,
     ):
         super().__init__()
         self.d_in = check_positive_int("d_in", d_in)
+        self.d_out = check_positive_int("d_out", d_out)
         self.width = check_positive_int("width", width)
         self.depth = check_positive_int("depth", depth)
         self.branch_layers = check_positive_int("branch_layers", branch_layers)
@@ -108,11 +113,11 @@ class ResNet(nn.Module):
         self.blocks = nn.ModuleList(
             ResidualBlock(d_in, width, activation, block_bias, branch_layers, dtype) for _ in range(depth)
         )
-        self.out = nn.Linear(d_in, 1, bias=out_bias, dtype=dtype)
+        self.out = nn.Linear(d_in, self.d_out, bias=out_bias, dtype=dtype)
 
     def config(self) -> dict:
         """Constructor arguments, enough to rebuild the architecture."""
-        return {
+        return _with_outputs({
             "model": "resnet",
             "d_in": self.d_in,
             "width": self.width,
@@ -121,7 +126,7 @@ class ResNet(nn.Module):
             "out_bias": self.out_bias,
             "block_bias": self.block_bias,
             "branch_layers": self.branch_layers,
-        }
+        }, self.d_out)
 
     # Per-block access, 1-based like the theory.
     def _block(self, l: int) -> ResidualBlock:
@@ -143,13 +148,15 @@ class ResNet(nn.Module):
 
     @property
     def w(self) -> torch.Tensor:
-        """Output weights ``w ∈ R^d``, shape (d,)."""
-        return self.out.weight[0]
+        """Output weights: ``w ∈ R^d``, shape (d,), for one output; ``W``, shape (k, d), for ``k``."""
+        return self.out.weight[0] if self.d_out == 1 else self.out.weight
 
     @property
     def c(self) -> torch.Tensor | None:
-        """Output bias ``c``, shape () (None when ``out_bias=False``)."""
-        return None if self.out.bias is None else self.out.bias[0]
+        """Output bias ``c``: shape () for one output, (k,) for ``k`` (None when ``out_bias=False``)."""
+        if self.out.bias is None:
+            return None
+        return self.out.bias[0] if self.d_out == 1 else self.out.bias
 
     def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``[h_0, h_1, …, h_L]``, each of shape (m, d)."""
@@ -168,11 +175,11 @@ class ResNet(nn.Module):
         return hs, phis
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``f(x) = wᵀh_L + c`` for inputs ``x`` of shape (m, d); returns (m,)."""
+        """``f(x) = wᵀh_L + c`` for inputs ``x`` of shape (m, d); returns (m,), or (m, k) for ``k`` outputs."""
         h = x
         for block in self.blocks:
             h = block(h)
-        return self.out(h).squeeze(-1)
+        return _squeeze(self.out(h), self.d_out)
 
 
 class FCNet(nn.Module):
@@ -186,6 +193,7 @@ class FCNet(nn.Module):
         activation: str = "relu",
         out_bias: bool = True,
         *,
+        d_out: int = 1,
         dtype: torch.dtype = torch.float64,
     ):
         super().__init__()
@@ -194,44 +202,54 @@ class FCNet(nn.Module):
         self.depth = check_positive_int("depth", depth)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.out_bias = bool(out_bias)
+        self.d_out = check_positive_int("d_out", d_out)
         layers: list[nn.Module] = []
         fan_in = d_in
         for _ in range(depth):
             layers += [nn.Linear(fan_in, width, dtype=dtype), make_activation(activation)]
             fan_in = width
-        layers.append(nn.Linear(fan_in, 1, bias=out_bias, dtype=dtype))
+        layers.append(nn.Linear(fan_in, self.d_out, bias=out_bias, dtype=dtype))
         self.net = nn.Sequential(*layers)
 
     def config(self) -> dict:
-        return {
+        return _with_outputs({
             "model": "fc",
             "d_in": self.d_in,
             "width": self.width,
             "depth": self.depth,
             "activation": self.activation,
             "out_bias": self.out_bias,
-        }
+        }, self.d_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predictions for inputs ``x`` of shape (m, d); returns (m,)."""
-        return self.net(x).squeeze(-1)
+        """Predictions for inputs ``x`` of shape (m, d); returns (m,), or (m, k) for ``k`` outputs."""
+        return _squeeze(self.net(x), self.d_out)
 
 
 class LinearModel(nn.Module):
     """Linear predictor ``f(x) = tᵀx + t0`` (``t0`` present when ``bias=True``)."""
 
-    def __init__(self, d_in: int, bias: bool = True, *, dtype: torch.dtype = torch.float64):
+    def __init__(self, d_in: int, bias: bool = True, *, d_out: int = 1, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.d_in = check_positive_int("d_in", d_in)
+        self.d_out = check_positive_int("d_out", d_out)
         self.out_bias = bool(bias)
-        self.linear = nn.Linear(d_in, 1, bias=bias, dtype=dtype)
+        self.linear = nn.Linear(d_in, self.d_out, bias=bias, dtype=dtype)
 
     def config(self) -> dict:
-        return {"model": "linear", "d_in": self.d_in, "out_bias": self.out_bias}
+        return _with_outputs({"model": "linear", "d_in": self.d_in, "out_bias": self.out_bias}, self.d_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``tᵀx + t0`` for inputs ``x`` of shape (m, d); returns (m,)."""
-        return self.linear(x).squeeze(-1)
+        """``tᵀx + t0`` for inputs ``x`` of shape (m, d); returns (m,), or ``Tx + t0`` (m, k) for ``k`` outputs."""
+        return _squeeze(self.linear(x), self.d_out)
+
+
+def _squeeze(out: torch.Tensor, d_out: int) -> torch.Tensor:
+    return out.squeeze(-1) if d_out == 1 else out
+
+
+def _with_outputs(config: dict, d_out: int) -> dict:
+    return config if d_out == 1 else {**config, "d_out": d_out}
 
 
 MODELS = {"resnet": ResNet, "fc": FCNet, "linear": LinearModel}
@@ -246,7 +264,7 @@ def build_model(config: dict) -> nn.Module:
     config = dict(config)
     name = check_choice("model", config.pop("model", None), MODELS)
     if name == "linear":
-        return LinearModel(config["d_in"], bias=config.get("out_bias", True))
+        return LinearModel(config["d_in"], bias=config.get("out_bias", True), d_out=config.get("d_out", 1))
     return MODELS[name](**config)
 
 
@@ -265,20 +283,21 @@ def scale_to_budget(model: ResNet, delta0: float) -> None:
         model.V(l).mul_(delta0 / model.depth / block_gain(model, l))
 
 
-def param_count(name: str, d_in: int, *, width: int = 4, depth: int = 1, block_bias: bool = True) -> int:
+def param_count(name: str, d_in: int, *, width: int = 4, depth: int = 1, block_bias: bool = True,
+                d_out: int = 1) -> int:
     """Number of parameters of :func:`init_model`'s model (one-layer branches), without building it.
 
     ``block_bias=False``: a ResNet without the branch biases ``b_l`` (:func:`init_model` with ``delta0``)."""
     if name == "resnet":
-        return depth * (width * d_in + width * block_bias + d_in * width) + d_in + 1
+        return depth * (width * d_in + width * block_bias + d_in * width) + (d_in + 1) * d_out
     if name == "fc":
-        return d_in * width + width + (depth - 1) * (width * width + width) + width + 1
-    return d_in + 1
+        return d_in * width + width + (depth - 1) * (width * width + width) + (width + 1) * d_out
+    return (d_in + 1) * d_out
 
 
 def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activation: str | None = None,
-               seed: int = 0, v_scale: float = 1.0, delta0: float | None = None) -> nn.Module:
-    """A seeded fresh model, the one initialisation the CLI and the census share.
+               seed: int = 0, v_scale: float = 1.0, delta0: float | None = None, d_out: int = 1) -> nn.Module:
+    """A seeded fresh model, the one initialisation the CLI and the census share (``d_out`` outputs).
 
     ``torch.manual_seed(seed)``, then the constructor (PyTorch's default initialisation);
     for a ResNet every ``V_l`` is then multiplied by ``v_scale`` (near-identity starts).
@@ -300,7 +319,7 @@ def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activati
         if name != "resnet" or v_scale != 1.0:
             raise ValidationError(f"The 'delta0' start applies to ResNets with v_scale 1 only. Got model {name!r}, "
                                   f"v_scale {v_scale!r}.")
-    n = param_count(name, d_in, width=width, depth=depth, block_bias=delta0 is None)
+    n = param_count(name, d_in, width=width, depth=depth, block_bias=delta0 is None, d_out=d_out)
     if n > T.MAX_PARAMS:
         raise ValidationError(
             f"The model would have {n:.3g} parameters ({8 * n / 2**30:.3g} GiB in float64); the limit is "
@@ -308,7 +327,7 @@ def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activati
         )
     torch.manual_seed(seed)
     if name == "resnet":
-        model = ResNet(d_in, width, depth, activation or "softplus", block_bias=delta0 is None)
+        model = ResNet(d_in, width, depth, activation or "softplus", block_bias=delta0 is None, d_out=d_out)
         if delta0 is not None:
             scale_to_budget(model, delta0)
         else:
@@ -317,5 +336,5 @@ def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activati
                     model.V(l).mul_(v_scale)
         return model
     if name == "fc":
-        return FCNet(d_in, width, depth, activation or "relu")
-    return LinearModel(d_in)
+        return FCNet(d_in, width, depth, activation or "relu", d_out=d_out)
+    return LinearModel(d_in, d_out=d_out)

@@ -115,7 +115,7 @@ class ChunkedRisk(FlatRisk):
                 (g,) = torch.autograd.grad(self.loss.value(p, self.y[s]).sum() / self.m, t, create_graph=True)
                 u0 = torch.zeros_like(p, requires_grad=True)
                 (gu,) = torch.autograd.grad(p, t, u0, create_graph=True)
-                out.append((t, p, g, u0, gu, self.loss.d2(p.detach(), self.y[s]) / self.m))
+                out.append((t, p, g, u0, gu, self._curvature(p.detach(), self.y[s])))
         self._cache = (theta, out)
         return out
 
@@ -141,7 +141,8 @@ class ChunkedRisk(FlatRisk):
         return out
 
     def ggn(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``G v = (1/m) Jᵀ diag(ℓ'') J v`` for ``v`` (n,): a JVP and a VJP per chunk."""
+        """``G v = (1/m) Jᵀ diag(ℓ'') J v`` for ``v`` (n,): a JVP and a VJP per chunk (``diag(ℓ'')``: each
+        sample's output Hessian, :meth:`~resland.losses.Loss.d2v`, for ``k`` outputs)."""
         self.products += 1
         cached = self.graphs(theta)
         if cached is not None:
@@ -149,14 +150,24 @@ class ChunkedRisk(FlatRisk):
             with torch.enable_grad():
                 for t, p, _, u0, gu, d2 in cached:
                     (jv,) = torch.autograd.grad(gu, u0, v, retain_graph=True)
-                    out += torch.autograd.grad(p, t, d2 * jv, retain_graph=True)[0]
+                    out += torch.autograd.grad(p, t, d2(jv), retain_graph=True)[0]
             return out
         out = torch.zeros_like(v)
         for s in self.slices:
             p, jv = jvp(lambda t: self._predict(t, s), (theta,), (v,))
             _, pullback = vjp(lambda t: self._predict(t, s), theta)
-            out += pullback(self.loss.d2(p, self.y[s]) * jv / self.m)[0]
+            if self.loss.coupled:
+                out += pullback(self.loss.d2v(p, self.y[s], jv) / self.m)[0]
+            else:
+                out += pullback(self.loss.d2(p, self.y[s]) * jv / self.m)[0]
         return out
+
+    def _curvature(self, p: torch.Tensor, y: torch.Tensor):
+        """``u ↦ (1/m) ℓ''·u`` at one chunk's predictions (the output Hessian's product for a coupled loss)."""
+        if self.loss.coupled:
+            return lambda u: self.loss.d2v(p, y, u) / self.m
+        d2 = self.loss.d2(p, y) / self.m
+        return lambda u: d2 * u
 
 
 def risk_of(model: nn.Module, X, y, loss: str | Loss = "squared") -> FlatRisk:

@@ -1,4 +1,4 @@
-"""The best linear predictor ``R_lin = inf_{t, t0} (1/m) Σ ℓ(tᵀx_i + t0; y_i)`` (docs/theory.md §1), certified.
+"""One output: the best linear predictor ``R_lin = inf_{t, t0} (1/m) Σ ℓ(tᵀx_i + t0; y_i)`` (docs/theory.md §1), certified.
 
 ``R_lin`` is the infimum over *all* real ``(t, t0)`` for the float64 data taken as exact numbers.
 On near-degenerate designs (a column equal to the rounded sum of others, singular values near
@@ -43,9 +43,9 @@ import torch
 from sympy import ZZ
 from sympy.polys.matrices import DomainMatrix
 
-from . import tolerances as T
-from ._checks import check_data
-from .losses import Loss, LogisticLoss, SquaredLoss, get_loss
+from .. import tolerances as T
+from .._checks import check_data
+from ..losses import Loss, LogisticLoss, SquaredLoss, get_loss
 
 #: mpmath working precision (decimal digits) of the exact bounds.
 MP_DPS = 50
@@ -115,7 +115,7 @@ class LinearFit:
         }
 
 
-def best_linear(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_iter: int = 200) -> LinearFit:
+def fit_scalar(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_iter: int = 200) -> LinearFit:
     """Best linear predictor of ``y`` from ``X`` under ``loss`` (mean risk, squared without 1/2).
 
     Args:
@@ -135,7 +135,7 @@ def best_linear(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_it
     Example:
         >>> import numpy as np
         >>> x = np.arange(6.0); y = x + 1.0 * np.array([-1, -1, 1, -1, 1, 1])
-        >>> fit = best_linear(x[:, None], y)
+        >>> fit = fit_scalar(x[:, None], y)
         >>> round(fit.risk * 15 / 8, 12), fit.risk_lower <= 8 / 15 <= fit.risk_upper   # 8ρ²/15 at ρ = 1
         (1.0, True)
     """
@@ -150,7 +150,7 @@ def best_linear(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_it
             warnings.warn(
                 "the data are linearly separable: the logistic linear risk has infimum 0, not attained",
                 NotAttainedWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             return LinearFit(risk=0.0, coef=None, intercept=None, attained=False, grad_norm=0.0, iterations=0,
                              method="separable", risk_lower=0.0, risk_upper=0.0, bound="separable", rank=_rank(A))
@@ -304,14 +304,14 @@ def _certify_fit(A, y, loss: Loss, z, bias: bool, iterations: int, method: str, 
     if recedes:
         warnings.warn("the data are quasi-separable: the logistic linear risk keeps falling along a direction "
                       "that separates all but the points on its boundary; the infimum is not attained",
-                      NotAttainedWarning, stacklevel=3)
+                      NotAttainedWarning, stacklevel=4)
     elif not attained:
         warnings.warn(
             f"the linear fit did not verify its optimality (‖∇‖ = {gnorm:.3e} > {T.LINEAR_GRAD_TOL:g} × "
             f"{gscale:.3e}); the infimum may not be attained (e.g. quasi-separable data): the reported risk is an "
             "upper bound",
             NotAttainedWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     lower, upper = min(lower, risk), max(upper, risk)
     t, t0 = (z[:-1], float(z[-1])) if bias else (z, 0.0)

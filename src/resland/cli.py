@@ -18,7 +18,7 @@ from .critical import find_critical_point
 from .tolerances import DENSE_MAX_PARAMS, FINDER_DENSE_MAX
 from .tolerances import GRAD_TOL
 from .resources import dense_limit, parse_memory
-from .data import load_dataset
+from .data import load_dataset, outputs
 from .losses import LOSSES
 from .models import ACTIVATIONS, MODELS, init_model
 
@@ -77,7 +77,7 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
     if refine and checkpoint is None:
         raise ValidationError("The '--refine' option needs --checkpoint.")
     model = init_model(model_name, ds.X.shape[1], width=width, depth=depth, activation=activation, seed=seed,
-                       v_scale=v_scale, delta0=delta0)
+                       v_scale=v_scale, delta0=delta0, d_out=outputs(ds.y, loss))
     n = sum(p.numel() for p in model.parameters())
     dense_max = dense_limit(n, check_positive_int("max_params", max_params), parse_memory(max_memory))
     cp = None

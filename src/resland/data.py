@@ -57,9 +57,16 @@ class Dataset:
 
     @property
     def outputs(self) -> int:
-        if self.loss == "cross_entropy":
-            return int(self.y.max()) + 1
-        return 1 if self.y.ndim == 1 else self.y.shape[1]
+        """The model outputs ``k`` the set needs under its own loss (:func:`outputs`)."""
+        return outputs(self.y, self.loss)
+
+
+def outputs(y: np.ndarray, loss: str) -> int:
+    """Model outputs for targets ``y`` under ``loss``: the classes ``max(y) + 1`` for the cross-entropy,
+    else the target columns (1 for ``y`` of shape (m,))."""
+    if str(loss).replace("-", "_") == "cross_entropy":
+        return int(np.max(y)) + 1
+    return 1 if np.ndim(y) == 1 else int(np.shape(y)[1])
 
 
 def example1(rho: float) -> Dataset:

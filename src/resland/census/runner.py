@@ -19,7 +19,7 @@ import scipy
 import torch
 
 from ..certificate import WORSE_NO_NEGATIVE, cert_outcome, certify, certify_ensemble
-from ..data import load_dataset
+from ..data import load_dataset, outputs
 from ..critical import find_critical_points
 from ..ensemble import Ensemble
 from ..functional import flat_parameters
@@ -88,7 +88,7 @@ def config_model(config: dict, seed: int, ds=None):
     loss = ds.loss if c["loss"] == "auto" else c["loss"]
     act = None if c["activation"] in ("auto", None) else c["activation"]
     model = init_model(c["model"], ds.X.shape[1], width=c["width"], depth=c["depth"], activation=act, seed=seed,
-                       v_scale=c["v_scale"], delta0=c.get("delta0"))
+                       v_scale=c["v_scale"], delta0=c.get("delta0"), d_out=outputs(ds.y, loss))
     return model, ds, loss
 
 

@@ -199,8 +199,9 @@ def _expand(g: dict, where: str, default_kind: str) -> list[dict]:
     for combo in itertools.product(*lists.values()):
         c = _check_config(dict(zip(lists, combo)), where)
         if regime != "all" or max_params is not None:   # filters: they select configs, not change them
-            m, d = _shape(c["data"], c["rho"])
-            n = param_count(c["model"], d, width=c["width"], depth=c["depth"], block_bias="delta0" not in c)
+            m, d, k, own = _shape(c["data"], c["rho"])
+            k = k if c["loss"] in ("auto", own) else 1
+            n = param_count(c["model"], d, width=c["width"], depth=c["depth"], block_bias="delta0" not in c, d_out=k)
             if regime != "all" and (n < m) != (regime == "below_samples"):
                 continue
             if max_params is not None and n > max_params:
@@ -212,10 +213,11 @@ def _expand(g: dict, where: str, default_kind: str) -> list[dict]:
 
 
 @functools.lru_cache(maxsize=None)
-def _shape(data: str, rho) -> tuple[int, int]:
-    """``(m, d)`` of a data set (loaded once per process)."""
-    X = load_dataset(data, rho=rho).X
-    return int(X.shape[0]), int(X.shape[1])
+def _shape(data: str, rho) -> tuple[int, int, int, str]:
+    """``(m, d, k, loss)`` of a data set (loaded once per process): samples, features, outputs under its
+    own loss, and that loss."""
+    ds = load_dataset(data, rho=rho)
+    return int(ds.X.shape[0]), int(ds.X.shape[1]), ds.outputs, ds.loss
 
 
 def _check_config(c: dict, where: str) -> dict:

@@ -1,0 +1,184 @@
+"""Vector outputs (issue 27): k-output models, the cross-entropy, products, R_lin for matrices, the finder
+and the certificate. References: torch.func (dense Hessian, Jacobian), scikit-learn, closed forms."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.func import hessian, jacrev
+
+import resland
+from resland import ValidationError
+from resland.data import MULTI, load_dataset, outputs
+from resland.functional import FlatRisk
+from resland.krylov.products import ChunkedRisk
+from resland.linear import NotAttainedWarning, best_linear
+from resland.losses import get_loss
+from resland.models import FCNet, LinearModel, ResNet, build_model, init_model, param_count
+
+REL = 1e-12          # products against the dense references, relative
+
+
+def _problem(loss: str, k: int, m: int = 40, d: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(m, d, generator=g, dtype=torch.float64)
+    if loss == "cross_entropy":
+        y = torch.arange(m, dtype=torch.float64) % k
+    else:
+        y = torch.randn(m, k, generator=g, dtype=torch.float64)
+    return X, y
+
+
+@pytest.mark.parametrize("loss", ["squared", "pseudo_huber", "cross_entropy"])
+@pytest.mark.parametrize("family", ["resnet", "fc"])
+def test_products_match_dense_references(loss, family):
+    """R, ∇R, Hv and the GGN product of a 3-output net against torch.func's dense Hessian and Jacobian."""
+    X, y = _problem(loss, 3)
+    net = init_model(family, 3, width=4, depth=2, activation="tanh", seed=1, d_out=3)
+    fr = FlatRisk(net, X, y, loss)
+    cr = ChunkedRisk(net, X, y, loss, chunk=13)              # ragged chunks
+    th = fr.theta0
+    assert fr.k == 3 and fr.predict(th).shape == (40, 3)
+    L = get_loss(loss)
+    with torch.no_grad():
+        direct = float(L.per_sample(net(X), L.prepare_targets(y)).mean())
+    assert float(cr.risk(th)) == pytest.approx(direct, rel=1e-14)
+    assert torch.allclose(cr.grad(th), torch.func.grad(fr.risk)(th), rtol=REL, atol=0)
+    H = hessian(fr.risk)(th)
+    V = torch.randn(fr.n, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    assert float((cr.hvp(th, V) - H @ V).norm() / (H @ V).norm()) < REL
+    J = jacrev(fr.predict)(th)                                # (m, k, n)
+    p = fr.predict(th).detach()
+    v = V[:, 0]
+    Jv = torch.einsum("mkn,n->mk", J, v)
+    if loss == "cross_entropy":      # diag(s) − ssᵀ, written out
+        s = torch.softmax(p, 1)
+        HJv = s * Jv - s * (s * Jv).sum(1, keepdim=True)
+    else:
+        HJv = L.d2(p, y) * Jv
+    G = torch.einsum("mkn,mk->n", J, HJv) / fr.m
+    assert float((cr.ggn(th, v) - G).norm() / G.norm()) < REL
+
+
+def test_cross_entropy_derivatives_match_autograd():
+    L = get_loss("cross_entropy")
+    g = torch.Generator().manual_seed(3)
+    p = torch.randn(7, 4, dtype=torch.float64, generator=g)
+    y = torch.tensor([0, 1, 2, 3, 3, 1, 0], dtype=torch.float64)
+    f = lambda q: L.value(q, y).sum()          # noqa: E731
+    assert torch.allclose(L.d1(p, y), torch.func.grad(f)(p), rtol=1e-14, atol=1e-16)
+    H = hessian(f)(p)                          # (7, 4, 7, 4): block diagonal over samples
+    v = torch.randn(7, 4, dtype=torch.float64, generator=g)
+    assert torch.allclose(L.d2v(p, y, v), torch.einsum("iajb,jb->ia", H, v), rtol=1e-13, atol=1e-15)
+    ref = torch.nn.functional.cross_entropy(p, y.long(), reduction="mean")
+    assert float(L.risk(p, y)) == pytest.approx(float(ref), rel=1e-15)
+
+
+def test_models_with_outputs_rebuild_and_count():
+    for family, cls in (("resnet", ResNet), ("fc", FCNet), ("linear", LinearModel)):
+        net = init_model(family, 5, width=3, depth=2, seed=0, d_out=4)
+        assert isinstance(net, cls) and net(torch.zeros(2, 5, dtype=torch.float64)).shape == (2, 4)
+        assert sum(p.numel() for p in net.parameters()) == param_count(family, 5, width=3, depth=2, d_out=4)
+        assert net.config()["d_out"] == 4 and build_model(net.config()).config() == net.config()
+        assert "d_out" not in init_model(family, 5, width=3, depth=2, seed=0).config()   # one output: ids unchanged
+    net = ResNet(3, 2, 1, d_out=2)
+    assert net.w.shape == (2, 3) and net.c.shape == (2,)
+
+
+def test_bad_targets_are_refused():
+    X, y = _problem("cross_entropy", 3)
+    with pytest.raises(ValidationError, match="one logit per class"):
+        FlatRisk(ResNet(3, 2, 1), X, y, "cross_entropy")                # one output, 3 classes
+    with pytest.raises(ValidationError, match="output"):
+        FlatRisk(ResNet(3, 2, 1, d_out=2), X, torch.randn(40, 3, dtype=torch.float64))
+    with pytest.raises(ValidationError, match="integer class labels"):
+        FlatRisk(ResNet(3, 2, 1, d_out=3), X, y + 0.5, "cross_entropy")
+    with pytest.raises(ValidationError, match="shape"):
+        best_linear(X, torch.zeros(40, 2, 2, dtype=torch.float64))
+
+
+def test_multivariate_least_squares_matches_scikit_learn():
+    from sklearn.linear_model import LinearRegression
+
+    ds = load_dataset("linnerud-3")
+    fit = best_linear(ds.X, ds.y)
+    ref = LinearRegression().fit(ds.X, ds.y)
+    r_ref = float(((ref.predict(ds.X) - ds.y) ** 2).sum(1).mean())
+    assert fit.risk == pytest.approx(r_ref, rel=1e-12)
+    assert fit.risk_lower <= r_ref * (1 + 1e-14) and r_ref <= fit.risk_upper * (1 + 1e-14)
+    assert fit.risk_upper - fit.risk_lower <= 1e-13 * fit.risk
+    assert fit.coef.shape == (3, 3) and np.allclose(fit.coef, ref.coef_, rtol=1e-9, atol=1e-12)
+    # the sum of the per-output fits
+    parts = [best_linear(ds.X, ds.y[:, j]).risk for j in range(3)]
+    assert fit.risk == pytest.approx(sum(parts), rel=1e-15)
+
+
+def test_multinomial_logistic_regression_matches_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    ds = load_dataset("wine-3")
+    X = ds.X[:, :2]                         # two features: the classes overlap (not separable)
+    fit = best_linear(X, ds.y, "cross_entropy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = LogisticRegression(C=np.inf, tol=1e-13, max_iter=100_000).fit(X, ds.y)
+    r_ref = log_loss(ds.y, ref.predict_proba(X))
+    assert fit.attained and fit.bound == "exact-dual"
+    assert fit.risk == pytest.approx(r_ref, rel=1e-9)
+    assert fit.risk_lower <= r_ref + 1e-12 and fit.risk_upper - fit.risk_lower <= 1e-12
+    assert fit.coef.shape == (3, 2) and fit.intercept.shape == (3,)
+    # the reported W, w0 give the reported risk
+    logits = torch.as_tensor(X @ fit.coef.T + fit.intercept)
+    assert float(get_loss("cross_entropy").risk(logits, torch.as_tensor(ds.y))) == pytest.approx(fit.risk, rel=1e-14)
+
+
+def test_separable_and_quasi_separable_classes():
+    ds = load_dataset("penguins")
+    with pytest.warns(NotAttainedWarning, match="separable"):
+        fit = best_linear(ds.X, ds.y, "cross_entropy")
+    assert (fit.risk, fit.risk_lower, fit.risk_upper, fit.attained, fit.bound) == (0.0, 0.0, 0.0, False, "separable")
+    ds = load_dataset("iris-3")             # setosa is separable from the rest, the other two overlap
+    with pytest.warns(NotAttainedWarning, match="quasi-separable"):
+        fit = best_linear(ds.X, ds.y, "cross_entropy")
+    assert not fit.attained and fit.risk_lower <= fit.risk <= fit.risk_upper
+    assert fit.why_wide          # the interval says why it is wide
+
+
+@pytest.mark.parametrize("name", MULTI)
+def test_multi_output_sets_load(name):
+    ds = load_dataset(name)
+    k = {"iris-3": 3, "wine-3": 3, "digits": 10, "penguins": 3, "linnerud-3": 3}[name]
+    assert ds.outputs == k == outputs(ds.y, ds.loss)
+    assert np.allclose(ds.X.mean(0), 0, atol=1e-12)
+    if ds.loss == "cross_entropy":
+        assert set(np.unique(ds.y)) == set(range(k))
+    else:
+        assert ds.y.shape == (ds.X.shape[0], k)
+
+
+def test_a_three_class_saddle_is_found_and_certified():
+    """Saddle search on wine-3 (two features, overlapping classes): a non-trivial strict saddle of a 3-output
+    ResNet, its negative eigenvalue confirmed by the dense Hessian and its escape lowering R."""
+    ds = load_dataset("wine-3")
+    X = ds.X[:, :2]
+    net = init_model("resnet", 2, width=2, depth=1, activation="tanh", seed=0, d_out=3)
+    cp = resland.find_critical_point(net, X, ds.y, loss="cross_entropy", kind="any", max_iter=300)
+    assert cp.outcome == "critical" and cp.grad_norm <= 1e-10 * max(1, cp.risk)
+    cert = resland.certify(cp.model, X, ds.y, loss="cross_entropy")
+    assert cert.verdict == "strict_saddle" and cert.trivial == "none"
+    fr = FlatRisk(cp.model, X, ds.y, "cross_entropy")
+    lam = torch.linalg.eigvalsh(hessian(fr.risk)(fr.theta0))
+    assert float(lam[0]) == pytest.approx(cert.lambda_min, rel=1e-8)
+    assert cert.risk > cert.linear_risk
+
+
+def test_a_three_class_minimum_better_than_linear():
+    ds = load_dataset("wine-3")
+    X = ds.X[:, :2]
+    net = init_model("fc", 2, width=2, depth=1, activation="tanh", seed=1, d_out=3)
+    cp = resland.find_critical_point(net, X, ds.y, loss="cross_entropy", max_iter=300)
+    cert = resland.certify(cp.model, X, ds.y, loss="cross_entropy")
+    assert cp.outcome == "critical" and cert.verdict == "better_than_linear" and cert.trivial == "none"
+    assert cert.risk < cert.linear_risk_lower

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: atlas-deep install demo test bench bench-census atlas clean
+.PHONY: atlas-deep atlas-multiclass install demo test bench bench-census atlas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ atlas: $(STAMP)
 
 atlas-deep: $(STAMP)
 	$(BIN)/resland atlas --part deep $(ATLAS_ARGS)
+
+atlas-multiclass: $(STAMP)
+	$(BIN)/resland atlas --part multiclass $(ATLAS_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -182,3 +182,18 @@ def test_a_three_class_minimum_better_than_linear():
     cert = resland.certify(cp.model, X, ds.y, loss="cross_entropy")
     assert cp.outcome == "critical" and cert.verdict == "better_than_linear" and cert.trivial == "none"
     assert cert.risk < cert.linear_risk_lower
+
+
+def test_last_block_symmetry_directions_with_outputs_are_exact():
+    """With k outputs the directions N = a e_jᵀ, a ∈ null(W), leave every prediction unchanged, and there are
+    (d − k)·width of them."""
+    from resland.symmetry import symmetry_directions
+
+    X, y = _problem("squared", 2, d=5)
+    net = init_model("resnet", 5, width=3, depth=2, activation="tanh", seed=4, d_out=2)
+    fr = FlatRisk(net, X, y)
+    dirs = [s for s in symmetry_directions(fr, fr.theta0) if s.name.startswith("V_L")]
+    assert len(dirs) == (5 - 2) * 3
+    p0 = fr.predict(fr.theta0)
+    for s in dirs:
+        assert float((fr.predict(fr.theta0 + 0.7 * s.vector) - p0).abs().max()) < 1e-14

@@ -281,8 +281,9 @@ def replay_cmd(cert_file, store_path, parquet_path, run, spec_path, as_json):
 @click.option("--export-only", is_flag=True,
               help="Compute nothing: write runs.parquet and index.html from the runs done so far (a partial atlas).")
 @click.option("--part", default="main", show_default=True,
-              help="main (atlas.toml -> runs.parquet, index.html) or deep (deep.toml -> deep.parquet, deep.html: "
-                   "deep nets on the large data sets; index.html shows its findings too).")
+              help="main (atlas.toml -> runs.parquet, index.html), deep (deep.toml -> deep.parquet, deep.html: "
+                   "deep nets on the large data sets) or multiclass (multiclass.toml -> multiclass.parquet, "
+                   "multiclass.html: k-output nets); index.html shows every part's findings.")
 def atlas_cmd(directory, executor, workers, scheduler, retries, export_only, part):
     """Run the landscape atlas, resuming from the committed runs.parquet, and write runs.parquet and index.html."""
     from rich.console import Console

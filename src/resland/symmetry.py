@@ -10,7 +10,8 @@ zero eigenvalue along it says nothing about minimality. Two families are named h
   and ``v`` its outgoing column; tangent ``(u, b, −v)``;
 * **the last ResNet block's** ``V_L`` **orthogonal to** ``w``: ``f`` depends on ``V_L`` only through
   ``wᵀV_L``, so every ``N`` with ``wᵀN = 0`` (all of ``V_L`` when ``w = 0``) leaves ``f`` unchanged
-  (docs/theory.md §6).
+  (docs/theory.md §6); with ``k`` outputs ``f`` depends on ``V_L`` through ``W V_L``, and the
+  directions are ``N = a e_jᵀ`` with ``a`` in the null space of ``W`` (``k × d``; §10).
 
 :func:`unit_activity` counts dead and saturated hidden units, the evidence behind
 ``trivial = "constant"``.
@@ -92,15 +93,18 @@ def symmetry_directions(fr: FlatRisk, theta: torch.Tensor) -> list[SymmetryDirec
 
 
 def _last_block(model: ResNet, theta, where) -> list[SymmetryDirection]:
-    """``V_L`` moved by ``a e_jᵀ`` with ``a ⊥ w``: (d − 1)·k directions (d·k when ``w = 0``)."""
+    """``V_L`` moved by ``a e_jᵀ`` with ``a ⊥ w``: (d − 1)·k directions (d·k when ``w = 0``); with
+    several outputs ``a ∈ null(W)`` (rank of ``W`` by ``d·eps`` relative to its largest singular value)."""
     v_at, (d, k) = where[f"blocks.{model.depth - 1}.V.weight"]
-    w_at, _ = where["out.weight"]
-    w = theta[w_at: w_at + d]
-    if torch.all(w == 0):
-        basis = torch.eye(d, dtype=theta.dtype, device=theta.device)
-    else:  # an orthonormal basis of w⊥: the last d − 1 left singular vectors of w
-        U = torch.linalg.svd(w[:, None], full_matrices=True)[0]
-        basis = U[:, 1:]
+    w_at, (k_out, _) = where["out.weight"]
+    if k_out > 1:
+        W = theta[w_at: w_at + k_out * d].reshape(k_out, d)
+        _, s, Vh = torch.linalg.svd(W, full_matrices=True)
+        r = int((s > d * T.eps(W.dtype) * s[0]).sum()) if float(s[0]) > 0 else 0
+        basis = Vh[r:].T
+    else:
+        w = theta[w_at: w_at + d]
+        basis = _perp(w)
     out = []
     for j in range(k):
         for i in range(basis.shape[1]):
@@ -108,6 +112,15 @@ def _last_block(model: ResNet, theta, where) -> list[SymmetryDirection]:
             xi[v_at + j + k * torch.arange(d)] = basis[:, i]
             out.append(SymmetryDirection(f"V_L ⊥ w, column {j + 1}, direction {i + 1}", xi))
     return out
+
+
+def _perp(w: torch.Tensor) -> torch.Tensor:
+    """An orthonormal basis of ``w⊥`` (all of ``R^d`` when ``w = 0``)."""
+    d = w.shape[0]
+    if torch.all(w == 0):
+        return torch.eye(d, dtype=w.dtype, device=w.device)
+    # the last d − 1 left singular vectors of w
+    return torch.linalg.svd(w[:, None], full_matrices=True)[0][:, 1:]
 
 
 def orthonormal_span(vectors: list[torch.Tensor], n: int, *, dtype=torch.float64) -> torch.Tensor:

@@ -57,10 +57,14 @@ RUNS_FILE = "runs.parquet"
 REPORT_FILE = "index.html"
 STORE_FILE = "atlas.db"
 #: The atlas's parts: spec, export, report, working store and figure prefix of each. ``main`` is the
-#: atlas of the small real sets; ``deep`` the deep nets on the large sets (issue 26), whose findings
-#: the main report shows too.
+#: atlas of the small real sets; ``deep`` the deep nets on the large sets (issue 26); ``multiclass`` the
+#: nets with k outputs on multi-class and multi-target sets (issue 27). The main report shows the
+#: findings of every other part too.
 PARTS = {"main": (SPEC_FILE, RUNS_FILE, REPORT_FILE, STORE_FILE, ""),
-         "deep": ("deep.toml", "deep.parquet", "deep.html", "deep.db", "deep_")}
+         "deep": ("deep.toml", "deep.parquet", "deep.html", "deep.db", "deep_"),
+         "multiclass": ("multiclass.toml", "multiclass.parquet", "multiclass.html", "multiclass.db", "multiclass_")}
+#: The other parts' titles in the main report.
+PART_TITLES = {"deep": "The deep atlas", "multiclass": "The multi-class atlas"}
 #: The committed export's size limit (issue 14): larger means the spec is too big to publish.
 MAX_EXPORT_MB = 25
 
@@ -106,8 +110,9 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
         export_only: compute nothing; write the export and report from the committed runs and
             those already in the working store (a partial atlas, to commit and resume later, or
             a report rendered by a newer resland).
-        part: ``main`` or ``deep`` (:data:`PARTS`): which spec, export, report and store. A ``deep`` run
-            rewrites the main report too, from the committed main export (it shows the deep findings).
+        part: ``main``, ``deep`` or ``multiclass`` (:data:`PARTS`): which spec, export, report and store.
+            Another part's run rewrites the main report too, from the committed main export (it shows
+            every part's findings).
 
     Returns:
         ``{"spec": name, "committed": runs read from the export, "adopted": runs the working store
@@ -164,8 +169,8 @@ def run_atlas(directory: str | Path = ATLAS_DIR, *, spec_path: str | Path | None
 def _write_main_report(directory: Path, spec_name: str, rows: list[dict], rademacher_draws: int,
                        figures: dict | None = None) -> None:
     """index.html from the main part's rows, with the findings of the other parts' committed exports."""
-    deep = directory / PARTS["deep"][1]
-    also = [("The deep atlas", read_runs(deep), PARTS["deep"][2])] if deep.is_file() else []
+    also = [(title, read_runs(directory / PARTS[p][1]), PARTS[p][2]) for p, title in PART_TITLES.items()
+            if (directory / PARTS[p][1]).is_file()]
     write_atlas_report(rows, directory / REPORT_FILE, spec_name=spec_name, runs_path=directory / RUNS_FILE,
                        rademacher_draws=rademacher_draws, figures=figures, also=also)
 

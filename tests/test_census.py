@@ -76,7 +76,8 @@ def test_spec_expands_the_grid_and_hashes_stably(tmp_path):
     ({"grid": [{"data": "mnist"}]},
      "The 'grid[1].data' value must be one of 'example1', 'example2', 'diabetes', 'linnerud', 'breast-cancer', "
      "'wine', 'iris', 'star98', 'grunfeld', 'engel', 'anes96', 'spector', 'diamonds', 'flights', 'movies', "
-     "'cps1988', 'default', 'fertility' or a .csv/.npz path. Got 'mnist'."),
+     "'cps1988', 'default', 'fertility', 'iris-3', 'wine-3', 'digits', 'penguins', 'linnerud-3' or a .csv/.npz "
+     "path. Got 'mnist'."),
     ({"grid": [{"data": "diabetes"}], "seeds": [1, 1]}, "The 'seeds' key must not repeat a seed. Got [1, 1]."),
     ({"grid": [{"data": "example1"}]}, "The 'grid[1].rho' key is required for example1: a float in (0, inf)."),
     ({"seeds": 2}, "The 'grid' key must hold at least one [[grid]] table. Got none."),

@@ -20,7 +20,8 @@ from .tolerances import GRAD_TOL
 from .resources import dense_limit, parse_memory
 from .data import load_dataset, outputs
 from .losses import LOSSES
-from .models import ACTIVATIONS, MODELS, init_model
+from .families import FAMILIES
+from .models import ACTIVATIONS, init_model
 
 
 @click.group(context_settings={"max_content_width": 110, "help_option_names": ["-h", "--help"]})
@@ -63,7 +64,7 @@ def cli():
 def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_name, seed, kind, tol, max_iter,
                 v_scale, delta0, checkpoint, refine, max_params, max_memory, as_json):
     """Build a model, find a critical point from a seeded start (or load one), and certify it."""
-    check_choice("model", model_name, MODELS)
+    check_choice("model", model_name, FAMILIES)
     if activation is not None:
         check_choice("activation", activation, ACTIVATIONS)
     if loss_name is not None:

@@ -41,29 +41,17 @@ import math
 import torch
 from torch import nn
 
-from .models import FCNet, ResNet
+from .families import family_of
 
 #: Float budget of one chunk's working tensors (128 Mi floats: 1 GiB in float64).
 CHUNK_FLOATS = 2**27
 
 
 def supports(model: nn.Module) -> bool:
-    """Whether the closed form covers ``model``: a :class:`ResNet` with one-layer branches or an
-    :class:`FCNet` with one output, with an activation of :data:`~resland.models.ACTIVATIONS` in its
-    default form (``k`` outputs: autodiff serves)."""
-    if getattr(model, "d_out", 1) != 1:
-        return False
-    if type(model) is ResNet:
-        if model.branch_layers != 1:
-            return False
-        act = model.blocks[0].branch[1]
-    elif type(model) is FCNet:
-        act = model.net[1]
-    else:
-        return False
-    if isinstance(act, nn.GELU):
-        return act.approximate == "none"
-    return isinstance(act, (nn.ReLU, nn.LeakyReLU, nn.Softplus, nn.Tanh))
+    """Whether the closed form covers ``model``: its family declares a chain layout
+    (:meth:`~resland.families.Family.chain_layout`: a ResNet with one-layer branches or an FC net, one
+    output, an activation of :data:`~resland.models.ACTIVATIONS` in its default form)."""
+    return family_of(model).chain_layout(model) is not None
 
 
 def activation_derivatives(act: nn.Module, z: torch.Tensor):
@@ -107,16 +95,8 @@ class ChainDerivatives:
         for name, numel, shape in zip(fr.names, fr.numels, fr.shapes):
             self.offsets[name] = (o, tuple(shape))
             o += numel
-        self.resnet = type(model) is ResNet
-        if self.resnet:
-            self.act = model.blocks[0].branch[1]
-            names = [(f"blocks.{l}.branch.0.weight", f"blocks.{l}.branch.0.bias", f"blocks.{l}.V.weight")
-                     for l in range(model.depth)]
-            self.out = ("out.weight", "out.bias")
-        else:
-            self.act = model.net[1]
-            names = [(f"net.{2 * l}.weight", f"net.{2 * l}.bias", None) for l in range(model.depth)]
-            self.out = (f"net.{2 * model.depth}.weight", f"net.{2 * model.depth}.bias")
+        layout = family_of(model).chain_layout(model)
+        self.resnet, self.act, names, self.out = layout.residual, layout.activation, layout.layers, layout.out
         # Per layer: (U, b, V) names and the columns [start, end) of its parameters.
         self.layers = []
         for U, b, V in names:

@@ -115,6 +115,25 @@ class ResNet(nn.Module):
         )
         self.out = nn.Linear(d_in, self.d_out, bias=out_bias, dtype=dtype)
 
+    @staticmethod
+    def count(d_in: int, *, width: int, depth: int, block_bias: bool = True, d_out: int = 1) -> int:
+        """Parameters of a one-layer-branch ResNet (:func:`param_count`)."""
+        return depth * (width * d_in + width * block_bias + d_in * width) + (d_in + 1) * d_out
+
+    @classmethod
+    def start(cls, d_in: int, *, width: int, depth: int, activation: str | None, v_scale: float,
+              delta0: float | None, d_out: int) -> "ResNet":
+        """The seeded start of :func:`init_model` (the seed already set): every ``V_l`` times ``v_scale``, or
+        the near-identity start of budget ``delta0``."""
+        model = cls(d_in, width, depth, activation or "softplus", block_bias=delta0 is None, d_out=d_out)
+        if delta0 is not None:
+            scale_to_budget(model, delta0)
+        else:
+            with torch.no_grad():
+                for l in range(1, depth + 1):
+                    model.V(l).mul_(v_scale)
+        return model
+
     def config(self) -> dict:
         """Constructor arguments, enough to rebuild the architecture."""
         return _with_outputs({
@@ -211,6 +230,17 @@ class FCNet(nn.Module):
         layers.append(nn.Linear(fan_in, self.d_out, bias=out_bias, dtype=dtype))
         self.net = nn.Sequential(*layers)
 
+    @staticmethod
+    def count(d_in: int, *, width: int, depth: int, block_bias: bool = True, d_out: int = 1) -> int:
+        """Parameters of an FC net (:func:`param_count`)."""
+        return d_in * width + width + (depth - 1) * (width * width + width) + (width + 1) * d_out
+
+    @classmethod
+    def start(cls, d_in: int, *, width: int, depth: int, activation: str | None, v_scale: float,
+              delta0: float | None, d_out: int) -> "FCNet":
+        """The seeded start of :func:`init_model` (PyTorch's default initialisation)."""
+        return cls(d_in, width, depth, activation or "relu", d_out=d_out)
+
     def config(self) -> dict:
         return _with_outputs({
             "model": "fc",
@@ -235,6 +265,21 @@ class LinearModel(nn.Module):
         self.d_out = check_positive_int("d_out", d_out)
         self.out_bias = bool(bias)
         self.linear = nn.Linear(d_in, self.d_out, bias=bias, dtype=dtype)
+
+    @staticmethod
+    def count(d_in: int, *, width: int = 1, depth: int = 1, block_bias: bool = True, d_out: int = 1) -> int:
+        """Parameters of ``tᵀx + t0`` (:func:`param_count`)."""
+        return (d_in + 1) * d_out
+
+    @classmethod
+    def start(cls, d_in: int, *, width: int, depth: int, activation: str | None, v_scale: float,
+              delta0: float | None, d_out: int) -> "LinearModel":
+        """The seeded start of :func:`init_model`."""
+        return cls(d_in, d_out=d_out)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "LinearModel":
+        return cls(config["d_in"], bias=config.get("out_bias", True), d_out=config.get("d_out", 1))
 
     def config(self) -> dict:
         return _with_outputs({"model": "linear", "d_in": self.d_in, "out_bias": self.out_bias}, self.d_out)
@@ -262,10 +307,8 @@ def build_model(config: dict) -> nn.Module:
         ValidationError: an unknown model name or a bad width, depth or activation.
     """
     config = dict(config)
-    name = check_choice("model", config.pop("model", None), MODELS)
-    if name == "linear":
-        return LinearModel(config["d_in"], bias=config.get("out_bias", True), d_out=config.get("d_out", 1))
-    return MODELS[name](**config)
+    cls = MODELS[check_choice("model", config.pop("model", None), MODELS)]
+    return cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
 
 
 
@@ -288,11 +331,8 @@ def param_count(name: str, d_in: int, *, width: int = 4, depth: int = 1, block_b
     """Number of parameters of :func:`init_model`'s model (one-layer branches), without building it.
 
     ``block_bias=False``: a ResNet without the branch biases ``b_l`` (:func:`init_model` with ``delta0``)."""
-    if name == "resnet":
-        return depth * (width * d_in + width * block_bias + d_in * width) + (d_in + 1) * d_out
-    if name == "fc":
-        return d_in * width + width + (depth - 1) * (width * width + width) + (width + 1) * d_out
-    return (d_in + 1) * d_out
+    return MODELS[check_choice("model", name, MODELS)].count(d_in, width=width, depth=depth, block_bias=block_bias,
+                                                             d_out=d_out)
 
 
 def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activation: str | None = None,
@@ -316,7 +356,7 @@ def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activati
     check_choice("model", name, MODELS)
     if delta0 is not None:
         check_scalar(delta0, "delta0", float, min_val=0, include_boundaries="neither")
-        if name != "resnet" or v_scale != 1.0:
+        if MODELS[name] is not ResNet or v_scale != 1.0:
             raise ValidationError(f"The 'delta0' start applies to ResNets with v_scale 1 only. Got model {name!r}, "
                                   f"v_scale {v_scale!r}.")
     n = param_count(name, d_in, width=width, depth=depth, block_bias=delta0 is None, d_out=d_out)
@@ -326,15 +366,5 @@ def init_model(name: str, d_in: int, *, width: int = 4, depth: int = 1, activati
             f"{T.MAX_PARAMS:.0e}. Choose a smaller 'width' or 'depth'."
         )
     torch.manual_seed(seed)
-    if name == "resnet":
-        model = ResNet(d_in, width, depth, activation or "softplus", block_bias=delta0 is None, d_out=d_out)
-        if delta0 is not None:
-            scale_to_budget(model, delta0)
-        else:
-            with torch.no_grad():
-                for l in range(1, depth + 1):
-                    model.V(l).mul_(v_scale)
-        return model
-    if name == "fc":
-        return FCNet(d_in, width, depth, activation or "relu", d_out=d_out)
-    return LinearModel(d_in, d_out=d_out)
+    return MODELS[name].start(d_in, width=width, depth=depth, activation=activation, v_scale=v_scale, delta0=delta0,
+                              d_out=d_out)

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .functional import FlatRisk
-from .models import KINKED_ACTIVATIONS
+from .families import family_of
 from . import tolerances as T
 
 #: Largest number of kinked pairs whose adjacent pieces are enumerated one by one
@@ -59,8 +59,9 @@ CLARKE_FIRST_ROUND_ITER = 200
 
 
 def kinked_modules(model: nn.Module) -> list[nn.Module]:
-    """The ReLU-type activation modules of ``model``, in ``model.modules()`` order."""
-    return [mod for mod in model.modules() if isinstance(mod, KINKED_ACTIVATIONS)]
+    """The ReLU-type activation modules of ``model`` (its family's activation regions), in ``model.modules()``
+    order."""
+    return family_of(model).kinked_modules(model)
 
 
 def _slope(mod: nn.Module) -> float:

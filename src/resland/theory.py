@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.func import jacrev, vmap
 
+from .families import family_of
 from ._checks import ValidationError
 from .functional import FlatRisk
 from .linear import LinearFit, best_linear
@@ -71,7 +72,7 @@ class Quantities:
 
 
 def _check_resnet(model) -> ResNet:
-    if not isinstance(model, ResNet):
+    if not family_of(model).residual:
         raise ValidationError(
             f"The 'model' parameter must be a resland.ResNet for the theory quantities. Got {type(model).__name__}."
         )

@@ -11,6 +11,7 @@ import json
 import math
 from collections import Counter, defaultdict
 
+from ..families import family
 from .. import tolerances as T
 from ..census.dichotomy import bearing_on_theorem_2, certified, counts, trivial_of
 from ..certificate import WORSE_NO_NEGATIVE
@@ -82,7 +83,7 @@ def q4_near_identity(rows: list[dict]) -> list[dict]:
     """ResNet certified critical points with ``δ``: depth, δ, ``R − R_lin``, G and the a-priori bound."""
     return [{"data": r["data"], "depth": r["depth"], "delta": r["delta"], "gap": r["gap"], "G": r["G"],
              "bound": r["near_identity_bound"], "trivial": trivial_of(r) != "none"}
-            for r in rows if r["model"] == "resnet" and r["outcome"] == "critical" and r["delta"] is not None
+            for r in rows if family(r["model"]).residual and r["outcome"] == "critical" and r["delta"] is not None
             and r["gap"] is not None and math.isfinite(r["delta"])]
 
 

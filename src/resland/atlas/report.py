@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
+from ..families import family
 from .._html import CSS, data_uri, png
 from ..census.dichotomy import CERTIFIED, SHORT, cell, label, trivial_of
 from ..replay import replay_export_command
@@ -261,7 +262,7 @@ def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "a
     parts.append("<h2 id='q4'>4. Near-identity: R − R_lin against δ</h2>"
                  + (f"<p><img alt='R − R_lin against delta' src='{data_uri(fig)}'></p>" if fig else
                     "<p>No certified ResNet critical points with δ.</p>"))
-    depths = sorted({r["depth"] for r in rows if r["model"] == "resnet"})
+    depths = sorted({r["depth"] for r in rows if family(r["model"]).residual})
     if rademacher_draws and depths:
         rad = rademacher_by_depth(depths, draws=rademacher_draws)
         parts.append(f"<p>Empirical Rademacher estimate of the near-identity class on diabetes (width 2, "

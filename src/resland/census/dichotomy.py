@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..certificate import CERTIFIED, TRIVIAL, WORSE_NO_NEGATIVE
+from ..families import FAMILIES
 
 #: Short column names for :data:`CERTIFIED`.
 SHORT = {"better_than_linear": "(i) better", "strict_saddle": "(ii) strict saddle",
@@ -62,4 +63,9 @@ def counts(rows, key=lambda r: (r["model"], r["depth"])) -> dict:
 def bearing_on_theorem_2(rows) -> list[dict]:
     """ResNet critical points worse than linear without a negative eigenvalue, trivial or not: each
     fails case (ii) as stated (docs/theory.md §8), so each is listed, never folded into a count."""
-    return [r for r in rows if certified(r) and r.get("model") == "resnet" and r["verdict"] in WORSE_NO_NEGATIVE]
+    return [r for r in rows if certified(r) and _residual(r.get("model")) and r["verdict"] in WORSE_NO_NEGATIVE]
+
+
+def _residual(name) -> bool:
+    fam = FAMILIES.get(name)
+    return fam is not None and fam.residual

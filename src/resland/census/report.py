@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .._html import CSS, data_uri, png
 from ..critical import OUTCOMES
+from ..families import family
 from ..replay import replay_command
 from ..certificate import WORSE_NO_NEGATIVE
 from .dichotomy import CERTIFIED, SHORT, bearing_on_theorem_2, cell, counts, trivial_of
@@ -39,10 +40,11 @@ AXIS_DECADES = 8     # a log axis spans at most this many decades a side
 
 def _label(c: dict) -> str:
     c = dict(c)
+    fam = family(c["model"])
     if c["activation"] == "auto":
-        c["activation"] = {"resnet": "softplus", "fc": "relu"}.get(c["model"], "")
-    if c["model"] == "linear":
-        return f"{c['data']} · linear · {c['loss']} · {c['kind']}"
+        c["activation"] = fam.default_activation
+    if not fam.grid_keys:
+        return f"{c['data']} · {fam.name} · {c['loss']} · {c['kind']}"
     return (f"{c['data']} · {c['model']} L={c['depth']} k={c['width']} {c['activation']} · {c['loss']} · "
             f"{c['kind']} · V×{c['v_scale']:g}")
 
@@ -112,7 +114,7 @@ def summarise(store: RunStore) -> CensusSummary:
         c = json.loads(r["config"])
         if c["loss"] == "auto" and r["certificate"]:  # show the loss actually used
             c["loss"] = json.loads(r["certificate"])["loss"]
-        flat.append({"model": c["model"], "depth": c.get("depth", 0) if c["model"] != "linear" else 0,
+        flat.append({"model": c["model"], "depth": c.get("depth", 0) if family(c["model"]).grid_keys else 0,
                      "outcome": r["outcome"], "verdict": r["verdict"], "trivial": r.get("trivial"),
                      "linear_equivalent": r["linear_equivalent"], "config_id": r["config_id"], "seed": r["seed"],
                      "data": c["data"], "gap": r["gap"]})
@@ -128,7 +130,7 @@ def summarise(store: RunStore) -> CensusSummary:
         s["linear_equivalent"] += bool(r["linear_equivalent"])
         s["trivial"] += trivial and r["outcome"] == "critical"
         if r["verdict"] in CERTIFIED + ("inconclusive", "nondifferentiable") and len(points) < _MAX_POINTS:
-            points.append({"depth": c["depth"] if c["model"] != "linear" else 0, "gap": r["gap"],
+            points.append({"depth": c["depth"] if family(c["model"]).grid_keys else 0, "gap": r["gap"],
                            "lambda_min": r["lambda_min"], "verdict": r["verdict"], "data": c["data"],
                            "trivial": trivial})
     return CensusSummary(dict(per), points, _sorted_candidates(cands), flat)

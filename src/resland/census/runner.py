@@ -24,7 +24,8 @@ from ..critical import find_critical_points
 from ..ensemble import Ensemble
 from ..functional import flat_parameters
 from ..linear import NotAttainedWarning, best_linear
-from ..models import ResNet, init_model
+from ..families import family_of
+from ..models import init_model
 from ..theory import linear_probes
 from .spec import Task
 
@@ -130,7 +131,7 @@ def local_minimum(cert) -> bool:
 def _probes(cp, cert, ds, loss) -> list | None:
     """``[R_lin,lower, R_lin,upper]`` of the linear probe on each block output ``h_0 … h_L`` at a
     certified local minimum of a ResNet (docs/theory.md §4.4), else None."""
-    if cp.outcome != "critical" or not isinstance(cp.model, ResNet) or not local_minimum(cert):
+    if cp.outcome != "critical" or not family_of(cp.model).residual or not local_minimum(cert):
         return None
     return [[p.risk_lower, p.risk_upper] for p in linear_probes(cp.model, ds.X, ds.y, loss)]
 

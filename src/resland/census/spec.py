@@ -24,7 +24,8 @@ from pathlib import Path
 from .._checks import ValidationError, check_choice, check_scalar
 from ..data import BUILTIN, load_dataset
 from ..losses import LOSSES
-from ..models import ACTIVATIONS, MODELS, param_count
+from ..families import FAMILIES, family
+from ..models import ACTIVATIONS, param_count
 
 TOP_KEYS = ("name", "seeds", "engine", "batch_size", "finder", "store", "grid")
 STORE_KEYS = ("parameters",)
@@ -227,7 +228,7 @@ def _check_config(c: dict, where: str) -> dict:
                               f".csv/.npz path. Got {data!r}.")
     if data.endswith((".csv", ".npz")):
         c["data"] = str(Path(data).resolve())
-    c["model"] = _choice(f"{where}.model", c["model"], tuple(MODELS))
+    c["model"] = _choice(f"{where}.model", c["model"], tuple(FAMILIES))
     c["depth"] = _int(f"{where}.depth", c["depth"], 1, 256)
     c["width"] = _int(f"{where}.width", c["width"], 1, 4096)
     c["activation"] = _choice(f"{where}.activation", c["activation"], ("auto", *ACTIVATIONS))
@@ -240,15 +241,16 @@ def _check_config(c: dict, where: str) -> dict:
         c["rho"] = _float(f"{where}.rho", c["rho"])
     elif c["rho"] is not None:
         raise ValidationError(f"The '{where}.rho' key applies to example1 only. Got data {data!r}.")
-    if c["model"] == "linear":  # depth, width and activation do not apply
-        c.update(depth=1, width=1, activation="auto", v_scale=1.0)
-    elif c["model"] == "fc":    # v_scale scales a ResNet's V_l: an FC grid point is one config
+    fam = family(c["model"])
+    if "depth" not in fam.grid_keys:      # depth, width and activation do not apply (the linear model)
+        c.update(depth=1, width=1, activation="auto")
+    if "v_scale" not in fam.grid_keys:    # v_scale scales a ResNet's V_l: elsewhere a grid point is one config
         c["v_scale"] = 1.0
     if "max_iter" in c:
         c["max_iter"] = _int(f"{where}.max_iter", c["max_iter"], 1, 100_000)
     if "delta0" in c:           # a near-identity start of budget δ₀ (init_model): ResNets, v_scale 1
         c["delta0"] = _float(f"{where}.delta0", c["delta0"])
-        if c["model"] != "resnet" or c["v_scale"] != 1.0:
+        if "delta0" not in fam.grid_keys or c["v_scale"] != 1.0:
             raise ValidationError(f"The '{where}.delta0' key applies to ResNets with v_scale 1 only. Got model "
                                   f"{c['model']!r}, v_scale {c['v_scale']!r}.")
     return c

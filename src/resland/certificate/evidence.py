@@ -17,6 +17,7 @@ from .. import tolerances as T
 from .._checks import check_positive_float
 from ..critical import find_critical_point
 from ..curvature import EigResult, HessianOperator
+from ..families import family_of
 from ..functional import FlatRisk
 from ..higher_order import NullAnalysis, analyse_null_space
 from ..linear import LinearFit, NotAttainedWarning, best_linear
@@ -136,7 +137,7 @@ def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol:
     ev.linear_equivalent, tols["pred_tol"] = _linear_equivalent(fr, f, R, fit, tols["risk_tol"])
     ev.trivial, tols["constant_tol"] = _trivial(f, ev.linear_equivalent)
     ev.units = unit_activity(model, fr.X)
-    if isinstance(model, ResNet) and fr.k == 1:          # §4's bounds are for one output
+    if family_of(model).residual and fr.k == 1:          # §4's bounds are for one output
         ev.theory = _theory(model, fr, fit, R)
     extent = preactivation_extent(model, fr.X)          # (min |z|, max |z|) of ReLU-type units
     tols["kink_tol"] = 0.0 if extent is None else T.KINK_TOL * max(1.0, extent[1])

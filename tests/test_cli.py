@@ -46,8 +46,8 @@ def _csv(tmp_path, text, name="bad.csv"):
 CASES = [
     (["--data", "nowhere"],
      "error: The 'data' parameter must be one of example1, example2, diabetes, linnerud, breast-cancer, wine, "
-     "iris, star98, grunfeld, engel, anes96, spector, diamonds, flights, movies, cps1988, default, fertility, or a path "
-     "to a .csv or .npz file. Got 'nowhere' instead."),
+     "iris, star98, grunfeld, engel, anes96, spector, diamonds, flights, movies, cps1988, default, fertility, iris-3, "
+     "wine-3, digits, penguins, linnerud-3, or a path to a .csv or .npz file. Got 'nowhere' instead."),
     (["--data", "diabetes", "--depth", "0"],
      "error: The 'depth' parameter must be an int in the range [1, inf). Got 0 instead."),
     (["--data", "diabetes", "--width", "-3"],
@@ -56,7 +56,7 @@ CASES = [
      "error: The 'activation' parameter must be one of 'relu', 'softplus', 'tanh', 'gelu', 'leaky_relu'. "
      "Got 'sigmoid' instead."),
     (["--data", "diabetes", "--loss", "hinge"],
-     "error: The 'loss' parameter must be one of 'squared', 'logistic', 'pseudo_huber'. Got 'hinge' instead."),
+     "error: The 'loss' parameter must be one of 'squared', 'logistic', 'pseudo_huber', 'cross_entropy'. Got 'hinge' instead."),
     (["--data", "diabetes", "--model", "cnn"],
      "error: The 'model' parameter must be one of 'resnet', 'fc', 'linear'. Got 'cnn' instead."),
     (["--data", "example1"],

@@ -42,5 +42,5 @@ def test_unknown_loss_name():
     with pytest.raises(resland.ValidationError) as err:
         resland.get_loss("hinge")
     assert str(err.value) == (
-        "The 'loss' parameter must be one of 'squared', 'logistic', 'pseudo_huber'. Got 'hinge' instead."
+        "The 'loss' parameter must be one of 'squared', 'logistic', 'pseudo_huber', 'cross_entropy'. Got 'hinge' instead."
     )

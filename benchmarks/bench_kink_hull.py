@@ -19,7 +19,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from resland.regions import _least_norm_in_hull
+from resland.kinks import _least_norm_in_hull
 
 
 def instance(rng):

@@ -7,7 +7,7 @@ thread, float64:
 * R and ∇R (one reverse pass over :class:`~resland.krylov.ChunkedRisk`),
 * one Hessian-vector product (forward-over-reverse, recomputed per product: no cached graphs),
 * one GGN-vector product (JVP + VJP),
-* one dense GGN step of the batched finder (``critical._ggn_step``: the m × k × n Jacobian and an n × n solve),
+* one dense GGN step of the batched finder (``second_order.ggn_step``: the m × k × n Jacobian and an n × n solve),
 
 each the median of ``--repeats`` timings, and reports every k's ratio to k = 1. The target: gradient and HVP
 at most 1.2× the scalar net's, the GGN step at most linear in k. Data: the first m rows of ``digits``
@@ -49,7 +49,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from resland import critical
+    from resland import second_order
     from resland.data import load_dataset
     from resland.ensemble import Ensemble
     from resland.krylov.products import ChunkedRisk
@@ -79,7 +79,7 @@ def main() -> None:
                 "grad_s": _median_time(lambda: fr.risk_and_grad(th), args.repeats),
                 "hvp_s": _median_time(lambda: fr.hvp(th, v), args.repeats),
                 "ggn_s": _median_time(lambda: fr.ggn(th, v), args.repeats),
-                "ggn_step_s": _median_time(lambda: critical._ggn_step(ens, th[None], g, mu), max(3, args.repeats // 3)),
+                "ggn_step_s": _median_time(lambda: second_order.ggn_step(ens, th[None], g, mu), max(3, args.repeats // 3)),
             }
             base = base or row
             for key in ("grad_s", "hvp_s", "ggn_s", "ggn_step_s"):

@@ -68,3 +68,13 @@ def test_the_import_graph_has_no_cycle():
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_is_over_500_lines():
+    """Issue 27: every module of the package stays readable (≤ 500 lines)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "resland"
+    long = {str(p.relative_to(root)): n for p in root.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500}
+    assert long == {}

@@ -265,7 +265,7 @@ def test_least_norm_point_of_the_gradient_hull_against_a_qp_reference(seed):
     # SLSQP on the weights (bounds and group sums) and the optimality gap of the returned point.
     from scipy.optimize import minimize
 
-    from resland.regions import _least_norm_in_hull
+    from resland.kinks import _least_norm_in_hull
 
     rng = np.random.default_rng(seed)
     n, sizes = 12, [1, 1, 2, 3, 1]

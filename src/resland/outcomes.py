@@ -36,7 +36,7 @@ class CriticalPoint:
         grad_tol: ``tol · max(1, |R|)`` at the end; newton_step: the distance estimate.
         param_norm: ``‖θ‖``.
         kink_margin: ``min|z|/max(1, max|z|)`` over ReLU-type pre-activations (None without).
-        kink: :meth:`resland.regions.KinkAnalysis.to_dict` when a kink polish ran.
+        kink: :meth:`resland.kinks.KinkAnalysis.to_dict` when a kink polish ran.
         linear_risk: ``R_lin`` used for ``below_linear``; path_min_risk: the lowest risk on the
             descent path, recomputed (``kind="minimum"``).
         divergence: ``{growth, frac_up, risk_decrease, grad_decay, steps}`` of the second half

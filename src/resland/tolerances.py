@@ -85,7 +85,7 @@ FINDER_DENSE_MAX = 500
 #: Below this n the finder tries second-order steps at every iteration; above, only once the
 #: gradient is small (GGN steps are cheaper there and as good far from a critical point).
 NEWTON_ALWAYS_MAX = 150
-#: The kink polish (regions.analyse_kink) builds dense Lagrangian Hessians; above this n it is skipped.
+#: The kink polish (kinks.analyse_kink) builds dense Lagrangian Hessians; above this n it is skipped.
 KINK_POLISH_MAX_PARAMS = 2000
 #: Work budget of one kink polish, in units of ``n²·m`` (one Lagrangian Hessian): its iterations are
 #: capped at ``max(KINK_POLISH_MIN_ITER, KINK_POLISH_WORK / (n²·m))``. 1e9 is 805 iterations at n = 53,

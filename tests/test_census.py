@@ -430,3 +430,16 @@ def test_a_grid_max_iter_enters_its_configs_only_and_caps_their_finder_runs():
     for bad in (0, -1, 1.5, "x"):
         with pytest.raises(ValidationError, match="max_iter"):
             parse_spec({"grid": dict(raw["grid"][1], max_iter=bad)})
+
+
+def test_the_documented_summary_schema_is_the_code_s():
+    """docs/census.md "Rows" shows the compact export's schema as derived from RunSummary."""
+    from pathlib import Path
+
+    from resland.census.row import ROW_FIELDS, SUMMARY_SCHEMA, Run, RunSummary, column_type, schema_table
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "census.md").read_text(encoding="utf-8")
+    assert schema_table() in doc
+    assert [f for f, _ in SUMMARY_SCHEMA] == list(RunSummary.__dataclass_fields__)
+    assert ROW_FIELDS == tuple(Run.__dataclass_fields__)
+    assert column_type("risk") == "REAL" and column_type("seed") == "INTEGER" and column_type("verdict") == "TEXT"

@@ -8,9 +8,10 @@ client writes one row per run to SQLite (:mod:`.store`). ``resland report`` and
 """
 
 from .executors import EXECUTORS, pending_tasks, run_census
-from .runner import ROW_FIELDS, run_task
+from .row import ROW_FIELDS, Run, RunSummary
+from .runner import run_task
 from .spec import Spec, Task, load_spec, parse_spec
 from .store import RunStore
 
-__all__ = ["EXECUTORS", "ROW_FIELDS", "RunStore", "Spec", "Task", "load_spec", "parse_spec", "pending_tasks",
+__all__ = ["EXECUTORS", "ROW_FIELDS", "Run", "RunStore", "RunSummary", "Spec", "Task", "load_spec", "parse_spec", "pending_tasks",
            "run_census", "run_task"]

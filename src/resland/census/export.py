@@ -15,9 +15,10 @@ from pathlib import Path
 import json
 
 from .._checks import check_choice
-from ..certificate import WORSE_NO_NEGATIVE
-from .runner import ROW_FIELDS
-from .store import RunStore, column_type
+from .row import KEEP_PARAMETERS, ROW_FIELDS, SUMMARY_SCHEMA, RunSummary, column_type
+from .store import RunStore
+
+__all__ = ["COMPACT_FIELDS", "CONFIG_FIELDS", "FORMATS", "KEEP_PARAMETERS", "compact_row", "export", "export_compact"]
 
 FORMATS = ("csv", "parquet")
 _BATCH = 1000
@@ -78,44 +79,13 @@ def _write(rows, columns: list[tuple[str, str]], out: Path, fmt: str, compressio
     return n
 
 
-#: The columns of :func:`export_compact`: the run key, its config, then what was measured.
-COMPACT_FIELDS = (
-    ("spec_hash", "string"), ("config_id", "string"), ("seed", "int64"), ("data", "string"), ("model", "string"),
-    ("depth", "int64"), ("width", "int64"), ("activation", "string"), ("v_scale", "float64"), ("rho", "float64"),
-    ("delta0", "float64"), ("kind", "string"),
-    ("loss", "string"), ("n_params", "int64"), ("status", "string"), ("outcome", "string"), ("verdict", "string"),
-    ("linear_equivalent", "int64"), ("trivial", "string"), ("null_dim", "int64"), ("symmetry_dim", "int64"),
-    ("dead_units", "int64"), ("saturated_units", "int64"), ("risk", "float64"), ("linear_risk", "float64"),
-    ("linear_risk_lower", "float64"), ("linear_risk_upper", "float64"), ("gap", "float64"),
-    ("path_min_risk", "float64"), ("lambda_min", "float64"), ("lambda_max", "float64"), ("lambda_tol", "float64"),
-    ("grad_norm", "float64"),
-    ("kink_margin", "float64"), ("clarke_stationary", "int64"), ("delta", "float64"), ("G", "float64"),
-    ("gap_bound", "float64"), ("near_identity_bound", "float64"), ("iterations", "int64"), ("seconds", "float64"),
-    ("probe_risks", "string"), ("parameters", "string"),
-)
-#: Runs whose parameters :func:`export_compact` keeps (for replay).
-KEEP_PARAMETERS = {"verdicts": WORSE_NO_NEGATIVE, "outcomes": ("unresolved",)}
+#: The columns of :func:`export_compact` with their Arrow types: derived from :class:`~resland.census.row.RunSummary`.
+COMPACT_FIELDS = SUMMARY_SCHEMA
 
 
 def compact_row(row: dict) -> dict:
-    """One store row as the flat record of :func:`export_compact`."""
-    c = json.loads(row["config"])
-    cert = json.loads(row["certificate"]) if row["certificate"] else {}
-    gb, ni = cert.get("gap_bound") or {}, cert.get("near_identity") or {}
-    keep = row["verdict"] in KEEP_PARAMETERS["verdicts"] or row["outcome"] in KEEP_PARAMETERS["outcomes"]
-    out = {k: row.get(k) for k, _ in COMPACT_FIELDS}
-    out.update({k: c.get(k) for k in ("data", "model", "depth", "width", "activation", "v_scale", "rho", "delta0",
-                                     "kind")})
-    out.update(loss=cert.get("loss", c.get("loss")), delta=_num(ni.get("delta")), G=_num(gb.get("G")),
-               lambda_tol=_num((cert.get("tolerances") or {}).get("lambda_tol")),
-               gap_bound=_num(gb.get("rigorous")), near_identity_bound=_num(ni.get("bound")),
-               parameters=row["parameters"] if keep else None)
-    return out
-
-
-def _num(x) -> float | None:
-    """A float from a certificate field (JSON writes ±inf and nan as strings)."""
-    return None if x is None else float(x)
+    """One store row as the flat record of :func:`export_compact` (:meth:`RunSummary.from_run`)."""
+    return RunSummary.from_run(row).to_dict()
 
 
 def export_compact(store: RunStore, out: str | Path, spec_hash: str | None = None, fmt: str = "parquet") -> int:

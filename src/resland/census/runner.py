@@ -7,6 +7,7 @@ never raises: a failing task returns one ``failed`` row per seed with the reason
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -27,13 +28,12 @@ from ..linear import NotAttainedWarning, best_linear
 from ..families import family_of
 from ..models import init_model
 from ..theory import linear_probes
+from .row import ROW_FIELDS, Run
 from .spec import Task
 
+__all__ = ["CANDIDATES", "ROW_FIELDS", "config_model", "failed_rows", "local_minimum", "run_task", "versions"]
+
 #: The columns of a run row (the store's schema follows it).
-ROW_FIELDS = ("spec_hash", "config_id", "seed", "config", "engine", "status", "outcome", "converged", "verdict",
-              "linear_equivalent", "trivial", "null_dim", "symmetry_dim", "dead_units", "saturated_units", "risk", "linear_risk", "linear_risk_lower", "linear_risk_upper", "gap", "path_min_risk", "lambda_min", "lambda_max",
-              "grad_norm", "kink_margin", "clarke_stationary", "iterations", "n_params", "seconds", "attempts", "error",
-              "certificate", "finder", "parameters", "versions", "probe_risks")
 #: Runs whose final parameters are stored under ``[store] parameters = "candidates"`` (the default).
 CANDIDATES = {"outcomes": ("unresolved", "failed"), "verdicts": WORSE_NO_NEGATIVE + ("inconclusive",)}
 
@@ -143,13 +143,12 @@ def failed_rows(task: Task, reason: str) -> list[dict]:
 
 def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None, error: str | None = None,
          keep: bool = False, probes: list | None = None) -> dict:
-    row = dict.fromkeys(ROW_FIELDS)
-    row.update(spec_hash=task.spec_hash, config_id=task.config_id, seed=int(seed), engine=task.engine,
-               config=json.dumps(task.config, sort_keys=True), attempts=1, error=error,
-               versions=json.dumps(versions(), sort_keys=True))
+    row = Run(spec_hash=task.spec_hash, config_id=task.config_id, seed=int(seed), engine=task.engine,
+              config=json.dumps(task.config, sort_keys=True), attempts=1, error=error,
+              versions=json.dumps(versions(), sort_keys=True))
     if cp is None:
-        row.update(status=status or "failed", outcome="failed", converged=0)
-        return row
+        row.status, row.outcome, row.converged = status or "failed", "failed", 0
+        return row.to_dict()
     cd = cert.to_dict()
     finder = cp.to_dict(timing=False)  # timings live in their own column
     finder.pop("parameters", None)     # in their own column
@@ -157,7 +156,7 @@ def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None
     candidate = outcome in CANDIDATES["outcomes"] or cert.verdict in CANDIDATES["verdicts"]
     theta = flat_parameters(cp.model.parameters()).tolist() if keep or candidate else None
     kink = cp.kink or {}
-    row.update(
+    fields = dict(
         status=cp.status, outcome=outcome, converged=int(outcome in ("critical", "kink")), verdict=cert.verdict,
         linear_equivalent=int(cert.linear_equivalent), trivial=cert.trivial,
         null_dim=None if cert.higher_order is None else cert.higher_order["null_dim"],
@@ -173,4 +172,4 @@ def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None
         parameters=None if theta is None else json.dumps(theta),
         probe_risks=None if probes is None else json.dumps(probes),
     )
-    return row
+    return dataclasses.replace(row, **fields).to_dict()

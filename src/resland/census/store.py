@@ -14,17 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .._checks import ValidationError
-from .runner import ROW_FIELDS
-
-_REAL = {"risk", "linear_risk", "linear_risk_lower", "linear_risk_upper", "gap", "path_min_risk", "lambda_min", "lambda_max", "grad_norm", "kink_margin",
-         "seconds"}
-_INT = {"seed", "converged", "linear_equivalent", "null_dim", "symmetry_dim", "dead_units", "saturated_units", "clarke_stationary", "iterations", "n_params", "attempts"}
-
-
-def column_type(f: str) -> str:
-    """The SQLite type of a run column: ``REAL``, ``INTEGER`` or ``TEXT``."""
-    return "REAL" if f in _REAL else "INTEGER" if f in _INT else "TEXT"
-
+from .row import ROW_FIELDS, column_type
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS runs ("

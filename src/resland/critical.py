@@ -70,7 +70,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -81,7 +80,7 @@ from ._checks import check_choice, check_positive_float, check_positive_int, che
 from .ensemble import Ensemble
 from .functional import FlatRisk
 from .krylov import ChunkedRisk, find_critical_point_krylov
-from .linear import LinearFit, NotAttainedWarning, best_linear
+from .linear import LinearFit, linear_fit_for
 from .losses import Loss
 from .outcomes import OUTCOMES, CriticalPoint, _report, divergence, outcome_of, reporting
 from .kinks import analyse_kink
@@ -180,10 +179,7 @@ def find_critical_points(
     check_choice("kind", kind, ("minimum", "any"))
     tol = check_positive_float("tol", tol)
     max_iter = check_positive_int("max_iter", max_iter)
-    if fit is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotAttainedWarning)
-            fit = best_linear(ens.fr.X, ens.fr.y, ens.fr.loss, bias=getattr(ens.fr.model, "out_bias", True))
+    fit = linear_fit_for(ens.fr.model, ens.fr.X, ens.fr.y, ens.fr.loss, fit)
     if kink_iter is None:
         kink_iter = KINK_POLISH_ITER if kind == "minimum" else KINK_POLISH_ITER_ANY
     kink_iter = check_positive_int("kink_iter", kink_iter)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from . import tolerances as T
+from .outcomes import runs_away
 
 #: A kinked pair may be released once the KKT residual is below this fraction of ‖∇R_P‖
 #: (its one-sided slopes are then known to ±‖KKT residual‖, which the release test allows for).
@@ -222,8 +222,7 @@ def _active_set_newton(pieces, theta, W, mask0, max_iter, kind="minimum"):
 
 def _drifting(trace) -> bool:
     """``(R, ‖θ‖)`` per iteration: ‖θ‖ grew by ≥ 5 %, in ≥ 75 % of the steps, and R decreased."""
-    tn = np.array([t for _, t in trace])
-    return bool(tn[-1] >= 1.05 * tn[0] and np.mean(np.diff(tn) > 0) >= 0.75 and trace[-1][0] < trace[0][0])
+    return runs_away([t for _, t in trace], trace[0][0] - trace[-1][0])
 
 
 def _long_step(pieces, theta, p, ratios, mask0, outside, W, rho, below):

@@ -97,6 +97,20 @@ def _report(stage: str, it: int, max_iter: int, gn: float) -> None:
         cb(stage, it, max_iter, gn)
 
 
+#: A run to infinity (both finders' :func:`divergence`, the kink polish's drift test): ``‖θ‖`` grew by this
+#: factor over the window, on at least DIVERGENCE_FRAC_UP of its steps, while the risk fell.
+DIVERGENCE_GROWTH = 1.05
+DIVERGENCE_FRAC_UP = 0.75
+
+
+def runs_away(norms, risk_decrease: float) -> bool:
+    """The one test of a run to infinity over a window of ``‖θ‖`` values ``norms`` (in order) whose risk fell
+    by ``risk_decrease``."""
+    tn = np.asarray(norms, dtype=float)
+    return bool(tn[-1] >= DIVERGENCE_GROWTH * tn[0] and np.mean(np.diff(tn) > 0) >= DIVERGENCE_FRAC_UP
+                and risk_decrease > 0)
+
+
 def divergence(history: list) -> dict | None:
     """Evidence of a run to infinity from ``(R, ‖∇R‖, ‖θ‖)`` per iteration (None if too short).
 
@@ -115,7 +129,7 @@ def divergence(history: list) -> dict | None:
     risk_decrease = half[0][0] - half[-1][0]
     grad_decay = half[-1][1] / half[0][1] if half[0][1] > 0 else math.nan
     return {"growth": growth, "frac_up": frac_up, "risk_decrease": risk_decrease, "grad_decay": grad_decay,
-            "steps": len(steps), "diverging": bool(growth >= 1.05 and frac_up >= 0.75 and risk_decrease > 0)}
+            "steps": len(steps), "diverging": runs_away(tn, risk_decrease)}
 
 
 def outcome_of(status: str, path_min: float | None, fit, div: dict | None) -> tuple[str, str]:

@@ -32,7 +32,7 @@ from torch.func import jacrev, vmap
 from .families import family_of
 from ._checks import ValidationError
 from .functional import FlatRisk
-from .linear import LinearFit, best_linear
+from .linear import LinearFit, best_linear, linear_fit_for
 from .losses import Loss
 from .models import ResNet
 
@@ -189,7 +189,7 @@ def gap_bound(model: ResNet, X, y, loss: str | Loss = "squared", fit: LinearFit 
     """
     model = _check_resnet(model)
     q = quantities(model, X, y, loss) if q is None else q
-    fit = best_linear(X, y, loss, bias=model.out_bias) if fit is None else fit
+    fit = linear_fit_for(model, X, y, loss, fit)
     if not fit.attained:
         inf = float("inf")
         return GapBound(inf, inf, inf, inf, fit.risk)
@@ -237,7 +237,7 @@ def near_identity_bound(model: ResNet, X, y, loss: str | Loss = "squared", fit: 
     """
     model = _check_resnet(model)
     q = quantities(model, X, y, loss) if q is None else q
-    fit = best_linear(X, y, loss, bias=model.out_bias) if fit is None else fit
+    fit = linear_fit_for(model, X, y, loss, fit)
     delta = sum(v * u for v, u in zip(q.V_norms, q.U_norms))
     scale = float(np.mean(np.abs(q.dl) * q.x_norms))
     bound = fit.coef_norm * math.expm1(delta) * math.exp(delta) * delta * scale if delta < 300 else math.inf

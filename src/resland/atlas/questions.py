@@ -15,6 +15,7 @@ from ..families import family
 from .. import tolerances as T
 from ..census.dichotomy import bearing_on_theorem_2, certified, counts, trivial_of
 from ..certificate import WORSE_NO_NEGATIVE
+from ..certificate.verdicts import is_local_minimum
 
 
 def _below(r: dict) -> bool:
@@ -63,9 +64,7 @@ def q3_fc_vs_resnet(rows: list[dict]) -> dict:
     for r in rows:
         if not certified(r):
             continue
-        lam_ok = r["lambda_min"] is not None and r["lambda_tol"] is not None and r["lambda_min"] >= -r["lambda_tol"]
-        minimum_better = r["verdict"] == "better_than_linear" and lam_ok and not r.get("null_dim")
-        if minimum_better or r["verdict"] == "local_minimum_worse":
+        if is_local_minimum(r["verdict"], r["lambda_min"], r["lambda_tol"], r.get("null_dim")):
             c = out[r["model"]]
             c["local minima"] += 1
             if r["verdict"] == "local_minimum_worse":

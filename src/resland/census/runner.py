@@ -20,11 +20,12 @@ import scipy
 import torch
 
 from ..certificate import WORSE_NO_NEGATIVE, cert_outcome, certify, certify_ensemble
+from ..certificate.verdicts import is_local_minimum
 from ..data import load_dataset, outputs
 from ..critical import find_critical_points
 from ..ensemble import Ensemble
 from ..functional import flat_parameters
-from ..linear import NotAttainedWarning, best_linear
+from ..linear import NotAttainedWarning, linear_fit_for
 from ..families import family_of
 from ..models import init_model
 from ..theory import linear_probes
@@ -104,7 +105,7 @@ def _run(task: Task, finder: dict) -> list[dict]:
     if "newton_always_max" in finder:
         opts["newton_always_max"] = finder["newton_always_max"]
     keep = finder.get("store_parameters", "candidates") == "all"
-    fit = best_linear(ds.X, ds.y, loss, bias=getattr(models[0], "out_bias", True))
+    fit = linear_fit_for(models[0], ds.X, ds.y, loss)
     if task.engine == "batched":
         ens = Ensemble(models, ds.X, ds.y, loss)
         cps = find_critical_points(ens, c["kind"], batched=True, fit=fit, **opts)
@@ -124,8 +125,8 @@ def _run(task: Task, finder: dict) -> list[dict]:
 def local_minimum(cert) -> bool:
     """A certified critical point with ``λ_min ≥ −lambda_tol``: verdict better_than_linear or
     local_minimum_worse, the smallest Hessian eigenvalue measured and not below tolerance."""
-    return (cert.verdict in ("better_than_linear", "local_minimum_worse") and cert.lambda_min is not None
-            and cert.lambda_min >= -cert.tolerances["lambda_tol"])
+    return is_local_minimum(cert.verdict, cert.lambda_min, cert.tolerances.get("lambda_tol"),
+                            None if cert.higher_order is None else cert.higher_order["null_dim"])
 
 
 def _probes(cp, cert, ds, loss) -> list | None:

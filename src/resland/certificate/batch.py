@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 
 import torch
 
 from .. import tolerances as T
 from ..curvature import EigResult, HessianOperator
 from ..ensemble import Ensemble
-from ..linear import LinearFit, NotAttainedWarning, best_linear
+from ..linear import LinearFit, linear_fit_for
 from .record import Certificate, certify
 
 
@@ -28,10 +27,7 @@ def certify_ensemble(
     (:meth:`HessianOperator.extremes <resland.curvature.HessianOperator.extremes>` on the stack) are computed for all rows at once; ``R_lin`` once. Each
     verdict is then decided by :func:`certify` itself, so the rules are the same.
     """
-    if fit is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotAttainedWarning)
-            fit = best_linear(ens.fr.X, ens.fr.y, ens.fr.loss, bias=getattr(ens.fr.model, "out_bias", True))
+    fit = linear_fit_for(ens.fr.model, ens.fr.X, ens.fr.y, ens.fr.loss, fit)
     R = ens.risk(theta)
     gnorm = torch.linalg.norm(ens.grad(theta), dim=1)
     critical = torch.tensor([j for j in range(len(R)) if T.is_critical(float(R[j]), float(gnorm[j]), tol)], dtype=torch.long)

@@ -5,7 +5,6 @@ extremes, the escape check, the null-space analysis of docs/theory.md §8 and th
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +19,7 @@ from ..curvature import EigResult, HessianOperator
 from ..families import family_of
 from ..functional import FlatRisk
 from ..higher_order import NullAnalysis, analyse_null_space
-from ..linear import LinearFit, NotAttainedWarning, best_linear
+from ..linear import LinearFit, linear_fit_for
 from ..models import ResNet
 from ..regions import preactivation_extent
 from ..symmetry import unit_activity
@@ -120,10 +119,7 @@ def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol:
     """
     R, g = fr.risk_and_grad(theta)
     gnorm = float(torch.linalg.norm(g))
-    if fit is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotAttainedWarning)
-            fit = best_linear(fr.X, fr.y, fr.loss, bias=getattr(model, "out_bias", True))
+    fit = linear_fit_for(model, fr.X, fr.y, fr.loss, fit)
     tols = {
         "grad_tol": T.grad_tol(R, T.GRAD_TOL if tol is None else check_positive_float("tol", tol)),
         "risk_tol": T.risk_tol(fit.risk),
@@ -166,7 +162,8 @@ def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol:
         ev.null = analyse_null_space(fr, theta, HessianOperator(fr, theta).dense(), lambda_tol=tols["lambda_tol"],
                                      decrease_tol=tols["decrease_tol"], risk=R, seed=seed)
         if ev.needs() == "polish":
-            ev.polish = _polish(model, fr, theta, fit, tols)
+            ev.polish, polish_tols = _polish(model, fr, theta, fit, tols["decrease_tol"])
+            tols.update(polish_tols)
     return ev
 
 
@@ -179,18 +176,20 @@ def _singular(ev: Evidence) -> bool:
     return abs(ev.eig.lambda_min) <= ev.tolerances["lambda_tol"] + ev.eig.residual
 
 
-def _polish(model, fr: FlatRisk, theta, fit: LinearFit, tols: dict) -> dict:
-    """The polish standard's polish: ``kind="any"`` to POLISH_GRAD_TOL, at most POLISH_ITER iterations."""
+def _polish(model, fr: FlatRisk, theta, fit: LinearFit, decrease_tol: float) -> tuple[dict, dict]:
+    """The polish standard's polish: ``kind="any"`` to POLISH_GRAD_TOL, at most POLISH_ITER iterations;
+    ``(record, tolerances it adds)``."""
     cp = find_critical_point(model, fr.X, fr.y, fr.loss, kind="any", tol=T.POLISH_GRAD_TOL,
                              max_iter=T.POLISH_ITER, fit=fit)
     theta_p = torch.cat([p.detach().reshape(-1) for p in cp.model.parameters()]).to(theta)
     R_p, g_p = fr.risk_and_grad(theta_p)
     gn_p = float(torch.linalg.norm(g_p))
-    tols["polish_grad_tol"] = T.grad_tol(R_p, T.POLISH_GRAD_TOL)
-    tols["polish_max_move"] = T.POLISH_MAX_MOVE * (1.0 + float(torch.linalg.norm(theta)))
-    return {"risk": R_p, "grad_norm": gn_p, "distance": float(torch.linalg.norm(theta_p - theta)),
-            "iterations": cp.iterations, "status": cp.status,
-            "err": gn_p * max(1.0, float(torch.linalg.norm(theta_p))) + tols["decrease_tol"]}
+    added = {"polish_grad_tol": T.grad_tol(R_p, T.POLISH_GRAD_TOL),
+             "polish_max_move": T.POLISH_MAX_MOVE * (1.0 + float(torch.linalg.norm(theta)))}
+    record = {"risk": R_p, "grad_norm": gn_p, "distance": float(torch.linalg.norm(theta_p - theta)),
+              "iterations": cp.iterations, "status": cp.status,
+              "err": gn_p * max(1.0, float(torch.linalg.norm(theta_p))) + decrease_tol}
+    return record, added
 
 
 

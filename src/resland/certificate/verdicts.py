@@ -111,6 +111,17 @@ def _polish_standard(ev: "Evidence", verdict: str, why: str) -> tuple[str, str]:
 _CRITICAL_VERDICTS = CERTIFIED + ("inconclusive",)
 
 
+def is_local_minimum(verdict: str | None, lambda_min: float | None, lambda_tol: float | None,
+                     null_dim: int | None = None) -> bool:
+    """The one test of a certified local minimum: ``local_minimum_worse`` (positive definite beyond the named
+    symmetries), or ``better_than_linear`` with ``λ_min ≥ −lambda_tol`` measured and no Hessian null space left
+    beyond the symmetries (``null_dim`` 0 or not analysed)."""
+    if verdict == "local_minimum_worse":
+        return True
+    return (verdict == "better_than_linear" and lambda_min is not None and lambda_tol is not None
+            and lambda_min >= -lambda_tol and not null_dim)
+
+
 def cert_outcome(cp, cert) -> str:
     """The run outcome once the certificate is known (the certificate has the last word).
 

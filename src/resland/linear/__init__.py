@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 from ..losses import Loss, get_loss
 from .matrix import fit_matrix
 from .scalar import LinearFit, NotAttainedWarning, fit_scalar
 
-__all__ = ["LinearFit", "NotAttainedWarning", "best_linear", "fit_matrix", "fit_scalar"]
+__all__ = ["LinearFit", "NotAttainedWarning", "best_linear", "fit_matrix", "fit_scalar", "linear_fit_for"]
 
 
 def best_linear(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_iter: int = 200) -> LinearFit:
@@ -47,3 +49,14 @@ def best_linear(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_it
     if loss.coupled or getattr(y, "ndim", 1) == 2 and y.shape[1] > 1:
         return fit_matrix(X, y, loss, bias, max_iter=max_iter)
     return fit_scalar(X, y, loss, bias, max_iter=max_iter)
+
+
+def linear_fit_for(model, X, y, loss: str | Loss, fit: LinearFit | None = None) -> LinearFit:
+    """``fit`` when given, else :func:`best_linear` of ``(X, y, loss)`` with an intercept exactly when
+    ``model`` has an output bias (``out_bias``, default True), its :class:`NotAttainedWarning` silenced
+    (the fit records it): the one step every computation that compares with ``R_lin`` takes."""
+    if fit is not None:
+        return fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotAttainedWarning)
+        return best_linear(X, y, loss, bias=getattr(model, "out_bias", True))

@@ -16,7 +16,7 @@ from .certificate import cert_outcome, certify
 from .checkpoint import load_parameters
 from .critical import find_critical_point
 from .tolerances import DENSE_MAX_PARAMS, FINDER_DENSE_MAX
-from .tolerances import GRAD_TOL
+from .tolerances import GRAD_TOL, MAX_ITER
 from .resources import dense_limit, parse_memory
 from .data import load_dataset, outputs
 from .losses import LOSSES
@@ -39,13 +39,13 @@ def cli():
 @click.option("--model", "model_name", default="resnet", help="resnet, fc or linear.")
 @click.option("--depth", type=int, default=1, show_default=True, help="Blocks L (resnet) or hidden layers (fc).")
 @click.option("--width", type=int, default=4, show_default=True, help="Hidden width k.")
-@click.option("--activation", default=None, help="relu, softplus, tanh, gelu, leaky_relu (resnet default softplus, fc relu).")
+@click.option("--activation", default=None, help=f"{', '.join(ACTIVATIONS)} (default: the family's; resnet softplus, fc relu).")
 @click.option("--loss", "loss_name", default=None, help="squared, logistic, pseudo_huber (default: the data set's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="torch.manual_seed for the initialisation.")
 @click.option("--kind", default="minimum", show_default=True, help="minimum or any (Newton-type, reaches saddles).")
 @click.option("--tol", type=float, default=GRAD_TOL, show_default=True,
               help="Relative gradient tolerance of 'critical' (finder and certificate): ‖∇R‖ ≤ tol·max(1, |R|).")
-@click.option("--max-iter", type=int, default=200, show_default=True, help="Finder iterations.")
+@click.option("--max-iter", type=int, default=MAX_ITER, show_default=True, help="Finder iterations.")
 @click.option("--v-scale", type=float, default=1.0, show_default=True,
               help="Multiply every V_l of the initial ResNet by this (near-identity starts).")
 @click.option("--delta0", type=float, default=None,
@@ -96,7 +96,7 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
 
         if checkpoint is None or refine:
             with reporting(progress):
-                cp = find_critical_point(model, ds.X, ds.y, loss, kind=kind, tol=tol, max_iter=max_iter, seed=seed,
+                cp = find_critical_point(model, ds.X, ds.y, loss, kind=kind, tol=tol, max_iter=max_iter,
                                          dense_max_params=min(dense_max, FINDER_DENSE_MAX))
             model = cp.model
             timing["finder_seconds"] = cp.seconds

@@ -103,12 +103,11 @@ def find_critical_point(
     loss: str | Loss = "squared",
     kind: str = "minimum",
     tol: float = T.GRAD_TOL,
-    max_iter: int = 200,
-    seed: int | None = None,
+    max_iter: int = T.MAX_ITER,
     *,
     xtol: float = T.XTOL,
     dense_max_params: int = T.FINDER_DENSE_MAX,
-    max_norm: float = 1e6,
+    max_norm: float = T.MAX_NORM,
     fit: LinearFit | None = None,
     kink_iter: int | None = None,
     newton_always_max: int = T.NEWTON_ALWAYS_MAX,
@@ -121,7 +120,6 @@ def find_critical_point(
         kind: ``minimum`` or ``any`` (module docstring).
         tol: relative gradient tolerance of "critical" (``tolerances.GRAD_TOL``).
         max_iter: driver iterations.
-        seed: unused by the dense backend; kept so a command line names its start fully.
         xtol: relative cap on the distance estimate.
         dense_max_params: dense Hessian steps up to this many parameters, Krylov above.
         max_norm: ``‖θ‖`` beyond which the run stops.
@@ -150,10 +148,10 @@ def find_critical_points(
     ens: Ensemble,
     kind: str = "minimum",
     tol: float = T.GRAD_TOL,
-    max_iter: int = 200,
+    max_iter: int = T.MAX_ITER,
     *,
     xtol: float = T.XTOL,
-    max_norm: float = 1e6,
+    max_norm: float = T.MAX_NORM,
     dense_max_params: int = T.FINDER_DENSE_MAX,
     fit: LinearFit | None = None,
     batched: bool = True,

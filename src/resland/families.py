@@ -36,7 +36,7 @@ from ._checks import ValidationError, check_choice
 from .models import KINKED_ACTIVATIONS, FCNet, LinearModel, ResNet
 
 #: Positively homogeneous activations: ``σ(αz) = ασ(z)`` for ``α > 0``.
-HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU)
+HOMOGENEOUS = KINKED_ACTIVATIONS
 #: Activation modules the closed form differentiates (GELU in its exact form only).
 _CLOSED_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Softplus, nn.Tanh)
 

@@ -30,6 +30,10 @@ GRAD_TOL = 1e-10
 #: Distance test of a converged run: the regularised Newton step with shift ``‖∇R‖`` is at most
 #: ``XTOL · (1 + ‖θ‖)``. It separates a critical point from a flat path to infinity.
 XTOL = 1e-6
+#: The finders' defaults (find_critical_point(s), the matrix-free solve, the CLI and census specs): iterations,
+#: and the parameter norm past which a run is called diverging.
+MAX_ITER = 200
+MAX_NORM = 1e6
 #: Kink: a ReLU-type pre-activation with ``|z| ≤ KINK_TOL · max(1, max|z|)`` at a data point.
 KINK_TOL = 1e-8
 #: Pairs with ``|z| ≤ KINK_CAPTURE · max(1, max|z|)`` are taken as kinked by the kink polish

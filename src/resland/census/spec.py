@@ -21,6 +21,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import tolerances as T
 from .._checks import ValidationError, check_choice, check_scalar
 from ..data import BUILTIN, load_dataset
 from ..losses import LOSSES
@@ -41,7 +42,7 @@ OPTIONAL_KEYS = ("delta0", "max_iter")
 REGIMES = ("all", "below_samples", "above_samples")
 ENGINES = ("batched", "sequential")
 KINDS = ("minimum", "any")
-FINDER_DEFAULTS = {"kind": "minimum", "tol": 1e-10, "max_iter": 200, "xtol": 1e-6, "max_norm": 1e6}
+FINDER_DEFAULTS = {"kind": "minimum", "tol": T.GRAD_TOL, "max_iter": T.MAX_ITER, "xtol": T.XTOL, "max_norm": T.MAX_NORM}
 GRID_DEFAULTS = {"model": "resnet", "depth": 1, "width": 4, "activation": "auto", "loss": "auto", "v_scale": 1.0}
 
 

@@ -125,7 +125,7 @@ def _escape(fr: ChunkedRisk, state: SolverState, tol: float) -> tuple | None:
 
 
 def solve(fr: ChunkedRisk, theta0: torch.Tensor, *, kind: str = "minimum", tol: float = T.GRAD_TOL,
-          max_iter: int = 200, max_norm: float = 1e6, steps: list[Step] | None = None) -> tuple[SolverState, str, str]:
+          max_iter: int = T.MAX_ITER, max_norm: float = T.MAX_NORM, steps: list[Step] | None = None) -> tuple[SolverState, str, str]:
     """Run the matrix-free finder from ``theta0``; ``(state, status, message)``.
 
     ``status``: ``converged`` (critical), ``diverging`` (``‖θ‖ > max_norm``), ``stalled`` (every strategy

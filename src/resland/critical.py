@@ -82,7 +82,7 @@ from .functional import FlatRisk
 from .krylov import ChunkedRisk, find_critical_point_krylov
 from .linear import LinearFit, linear_fit_for
 from .losses import Loss
-from .outcomes import OUTCOMES, CriticalPoint, _report, divergence, outcome_of, reporting
+from .outcomes import OUTCOMES, CriticalPoint, _report, divergence, outcome_of, reporting, vanishing
 from .kinks import analyse_kink
 from .regions import kink_margin, kinked_modules
 from .second_order import DenseCurvature, KrylovCurvature, MixedCurvature
@@ -422,6 +422,8 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
         status = "converged"
         message += (f"; critical all the same: ‖∇R‖ = {gn:.3e} ≤ {T.grad_tol(R, tol):.3e} (the one test of "
                     f"critical), though the distance estimate {run['dist']:.3e} > xtol·(1+‖θ‖): a flat region")
+    status, note = vanishing(status, R, ens.fr.loss)
+    message += note
     outcome, note = outcome_of(status, path_min, fit, div)
     message += note
     return CriticalPoint(

@@ -31,6 +31,9 @@ class Loss:
     name: str = ""
     #: the loss couples a sample's outputs (its output Hessian is not diagonal): only ``d2v`` serves.
     coupled: bool = False
+    #: ``ℓ > 0`` at every finite prediction and ``inf ℓ = 0`` only as margins grow without bound (logistic,
+    #: cross-entropy): a risk near 0 is the loss vanishing along a path to infinity, not a critical point.
+    vanishes_at_infinity: bool = False
 
     def value(self, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``ℓ(p_i; y_i)`` elementwise: predictions ``p`` and targets ``y`` of shape (m,), result (m,)."""
@@ -121,6 +124,7 @@ class LogisticLoss(Loss):
     """
 
     name = "logistic"
+    vanishes_at_infinity = True
 
     def value(self, p, y):
         return F.softplus(-y * p)
@@ -212,6 +216,7 @@ class CrossEntropyLoss(Loss):
 
     name = "cross_entropy"
     coupled = True
+    vanishes_at_infinity = True
 
     def value(self, p, y):
         return torch.logsumexp(p, -1) - p.gather(-1, y.long()[:, None])[:, 0]

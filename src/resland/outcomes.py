@@ -132,6 +132,16 @@ def divergence(history: list) -> dict | None:
             "steps": len(steps), "diverging": runs_away(tn, risk_decrease)}
 
 
+def vanishing(status: str, risk: float, loss) -> tuple[str, str]:
+    """A ``converged`` or ``kink`` status at ``R ≤ VANISHING_RISK`` under a loss that vanishes only at infinity
+    becomes ``diverging`` (no finite point has so small a risk and a zero gradient; the classes are separated
+    and the run heads to infinity); ``(status, note)``."""
+    if status in ("converged", "kink") and getattr(loss, "vanishes_at_infinity", False) and risk <= T.VANISHING_RISK:
+        return "diverging", (f"; R = {risk:.3e} ≤ {T.VANISHING_RISK:g}: the {loss.name} loss is positive at every "
+                             "finite point, so ‖∇R‖ is small because R is (a path to infinity), not a critical point")
+    return status, ""
+
+
 def outcome_of(status: str, path_min: float | None, fit, div: dict | None) -> tuple[str, str]:
     """A run's outcome (first match wins, :mod:`resland.critical`'s docstring) from the driver's final
     ``status``, the lowest risk on the descent path (None for ``kind="any"``), the linear fit and the

@@ -88,7 +88,7 @@ def replay_export(path: str | Path, run: str, spec: str | Path | None = None) ->
 
     With stored parameters the model is rebuilt as the census built it
     (:func:`resland.models.init_model` from the row's config), given them, and certified. Without,
-    the run's task is rerun from ``spec`` (default: ``atlas.toml`` beside the export) and compared
+    the run's task is rerun from ``spec`` (default: the spec of the atlas part beside the export) and compared
     field by field (:func:`rerun_export_row`).
 
     Raises:
@@ -106,7 +106,7 @@ def replay_export(path: str | Path, run: str, spec: str | Path | None = None) ->
         raise ValidationError(f"The export {str(path)!r} has no run {run!r}.")
     r = rows[0]
     if not r.get("parameters"):
-        return rerun_export_row(r, spec if spec is not None else path.parent / "atlas.toml", f"export:{run}")
+        return rerun_export_row(r, spec if spec is not None else _spec_of(path), f"export:{run}")
     from .census.runner import config_model
 
     model, ds, _ = config_model(r, seed)
@@ -210,3 +210,14 @@ def _certify(data: dict, cert: dict, params: list) -> Certificate:
         raise ValidationError(f"The data set {data['name']!r} differs from the one certified (SHA-256 "
                               f"{fresh.data_sha256[:12]} ≠ {cert['data_sha256'][:12]}).")
     return fresh
+
+
+def _spec_of(export: Path) -> Path:
+    """The spec next to an atlas export: the part whose export file it is (``deep.parquet`` → ``deep.toml``),
+    else ``atlas.toml``."""
+    from .atlas import PARTS
+
+    for spec_file, runs_file, *_ in PARTS.values():
+        if export.name == runs_file:
+            return export.parent / spec_file
+    return export.parent / "atlas.toml"

@@ -30,6 +30,10 @@ GRAD_TOL = 1e-10
 #: Distance test of a converged run: the regularised Newton step with shift ``‖∇R‖`` is at most
 #: ``XTOL · (1 + ‖θ‖)``. It separates a critical point from a flat path to infinity.
 XTOL = 1e-6
+#: A risk at or below this, under a loss that vanishes only at infinity (logistic, cross-entropy), is the loss
+#: vanishing along a path to infinity: ‖∇R‖ is then small because R is, and the gradient test proves nothing
+#: (outcomes.vanishing).
+VANISHING_RISK = 1e-10
 #: The finders' defaults (find_critical_point(s), the matrix-free solve, the CLI and census specs): iterations,
 #: and the parameter norm past which a run is called diverging.
 MAX_ITER = 200

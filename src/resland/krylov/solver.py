@@ -28,7 +28,7 @@ from .. import tolerances as T
 from ..curvature import HessianOperator
 from ..functional import flat_parameters
 from ..linear import LinearFit
-from ..outcomes import CriticalPoint, _report, divergence, outcome_of
+from ..outcomes import CriticalPoint, _report, divergence, outcome_of, vanishing
 from ..regions import kink_margin, kinked_modules
 from .products import ChunkedRisk
 from .steps import Proposal, Step, default_steps
@@ -190,6 +190,8 @@ def find_critical_point_krylov(fr: ChunkedRisk, *, kind: str, tol: float, max_it
         status, message = "stalled", message + "; but the point lies on a kink (no kink polish above the dense limit)"
     message += f"; {fr.products} Hessian/GGN-vector products"
     path_min = float(fr.risk(state.best_theta)) if kind == "minimum" and state.best_theta is not None else None
+    status, note = vanishing(status, R, fr.loss)
+    message += note
     outcome, note = outcome_of(status, path_min, fit, div)
     message += note
     return CriticalPoint(

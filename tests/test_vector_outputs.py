@@ -197,3 +197,19 @@ def test_last_block_symmetry_directions_with_outputs_are_exact():
     p0 = fr.predict(fr.theta0)
     for s in dirs:
         assert float((fr.predict(fr.theta0 + 0.7 * s.vector) - p0).abs().max()) < 1e-14
+
+
+def test_separated_classes_are_a_path_to_infinity_not_a_critical_point():
+    """On separable classes the cross-entropy vanishes only at infinity: descent drives R and ‖∇R‖ towards 0
+    together, and the finder calls the run diverging, not critical (outcomes.vanishing)."""
+    from resland.outcomes import vanishing
+
+    ds = load_dataset("penguins")
+    net = init_model("fc", 4, width=2, depth=1, activation="tanh", seed=0, d_out=3)
+    cp = resland.find_critical_point(net, ds.X, ds.y, loss="cross_entropy", max_iter=200)
+    assert cp.outcome == "diverging" and cp.status == "diverging" and cp.risk <= 1e-10
+    assert "path to infinity" in cp.message
+    # the rule itself: only for losses that vanish at infinity, only at R ≤ VANISHING_RISK
+    assert vanishing("converged", 1e-12, get_loss("squared")) == ("converged", "")
+    assert vanishing("converged", 1e-3, get_loss("logistic")) == ("converged", "")
+    assert vanishing("kink", 1e-12, get_loss("logistic"))[0] == "diverging"

@@ -7,11 +7,15 @@ thread, float64:
 * R and ∇R (one reverse pass over :class:`~resland.krylov.ChunkedRisk`),
 * one Hessian-vector product (forward-over-reverse, recomputed per product: no cached graphs),
 * one GGN-vector product (JVP + VJP),
-* one dense GGN step of the batched finder (``second_order.ggn_step``: the m × k × n Jacobian and an n × n solve),
+each the median of ``--repeats`` timings, on the matrix-free finder's sizes (depth 4, width 8 on all 64 pixels:
+n ≈ 4,200), and
 
-each the median of ``--repeats`` timings, and reports every k's ratio to k = 1. The target: gradient and HVP
-at most 1.2× the scalar net's, the GGN step at most linear in k. Data: the first m rows of ``digits``
-(d = 64; labels 0..k−1 taken mod k, so every k uses the same inputs).
+* one dense GGN step of the batched finder (``second_order.ggn_step``: the m × k × n Jacobian, then a solve in
+  the smaller of n and m·k) on the dense finder's sizes (depth 2, width 4 on the first 16 pixels: n ≤ 434),
+
+and reports every k's ratio to k = 1. The target: gradient and HVP at most 1.2× the scalar net's, the GGN step
+at most linear in k. Data: the first m rows of ``digits`` (labels 0..k−1 taken mod k, so every k uses the same
+inputs; k = 1 regresses a ±½ parity target).
 
 Usage: python benchmarks/bench_outputs.py [--m 1797] [--repeats 15] [--out benchmarks/results/bench_outputs.json]
 """
@@ -71,21 +75,22 @@ def main() -> None:
             fr.graphs = lambda theta: None            # every product recomputes its chunk (no cached graphs)
             th = fr.theta0
             v = torch.randn(fr.n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-            ens = Ensemble([net], X, y, loss)
-            g = ens.grad(th[None])
+            small = init_model(family, 16, width=4, depth=2, activation="tanh", seed=0, d_out=k)
+            ens = Ensemble([small], X[:, :16], y, loss)
+            g = ens.grad(ens.theta)
             mu = torch.tensor([1e-3], dtype=torch.float64)
             row = {
-                "family": family, "k": k, "loss": loss, "n": fr.n, "m": fr.m,
+                "family": family, "k": k, "loss": loss, "n": fr.n, "m": fr.m, "n_dense": ens.n,
                 "grad_s": _median_time(lambda: fr.risk_and_grad(th), args.repeats),
                 "hvp_s": _median_time(lambda: fr.hvp(th, v), args.repeats),
                 "ggn_s": _median_time(lambda: fr.ggn(th, v), args.repeats),
-                "ggn_step_s": _median_time(lambda: second_order.ggn_step(ens, th[None], g, mu), max(3, args.repeats // 3)),
+                "ggn_step_s": _median_time(lambda: second_order.ggn_step(ens, ens.theta, g, mu), max(3, args.repeats // 3)),
             }
             base = base or row
             for key in ("grad_s", "hvp_s", "ggn_s", "ggn_step_s"):
-                row[key.replace("_s", "_ratio")] = row[key] / base[key]
+                row[key[:-2] + "_ratio"] = row[key] / base[key]
             rows.append(row)
-            print(f"{family:6s} k={k:2d} n={fr.n:5d}  grad {row['grad_s'] * 1e3:7.2f} ms ({row['grad_ratio']:.2f}x)  "
+            print(f"{family:6s} k={k:2d} n={fr.n:5d} n_dense={ens.n:4d}  grad {row['grad_s'] * 1e3:7.2f} ms ({row['grad_ratio']:.2f}x)  "
                   f"hvp {row['hvp_s'] * 1e3:7.2f} ms ({row['hvp_ratio']:.2f}x)  ggn {row['ggn_s'] * 1e3:7.2f} ms "
                   f"({row['ggn_ratio']:.2f}x)  ggn step {row['ggn_step_s'] * 1e3:8.1f} ms ({row['ggn_step_ratio']:.2f}x)",
                   flush=True)

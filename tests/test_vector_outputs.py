@@ -213,3 +213,26 @@ def test_separated_classes_are_a_path_to_infinity_not_a_critical_point():
     assert vanishing("converged", 1e-12, get_loss("squared")) == ("converged", "")
     assert vanishing("converged", 1e-3, get_loss("logistic")) == ("converged", "")
     assert vanishing("kink", 1e-12, get_loss("logistic"))[0] == "diverging"
+
+
+@pytest.mark.parametrize("m", [6, 40])          # m·k < n (push-through) and m·k > n (solved in n)
+def test_the_dense_ggn_step_with_outputs_solves_its_system(m):
+    """The batched finder's GGN step for k outputs is −(G + λI)⁻¹∇R with G from torch.func's Jacobian."""
+    from resland.ensemble import Ensemble
+    from resland.second_order import ggn_step
+
+    X, y = _problem("cross_entropy", 3, m=m)
+    net = init_model("resnet", 3, width=4, depth=2, activation="tanh", seed=2, d_out=3)
+    ens = Ensemble([net], X, y, "cross_entropy")
+    th = ens.theta
+    g = ens.grad(th)
+    lam = torch.tensor([1e-2], dtype=torch.float64)
+    step, pred = ggn_step(ens, th, g, lam, absolute=True)
+    fr = ens.fr
+    J = jacrev(fr.predict)(th[0])
+    s = torch.softmax(fr.predict(th[0]), 1)
+    Hout = torch.diag_embed(s) - s[:, :, None] * s[:, None, :]
+    G = torch.einsum("mkn,mkl,mlp->np", J, Hout, J) / fr.m
+    ref = -torch.linalg.solve(G + 1e-2 * torch.eye(fr.n, dtype=torch.float64), g[0])
+    assert float((step[0] - ref).norm() / ref.norm()) < 1e-10
+    assert float(pred[0]) == pytest.approx(-float(g[0] @ ref + 0.5 * ref @ G @ ref), rel=1e-10)

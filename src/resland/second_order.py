@@ -279,7 +279,8 @@ def ggn_step_outputs(fr, J: torch.Tensor, p: torch.Tensor, g: torch.Tensor, mu: 
 
     Each sample's output Hessian ``H_i`` is factored ``C_i C_iᵀ`` (``C_i = diag(√ℓ''_i)``, or
     ``diag(√s) − s√sᵀ`` for the cross-entropy with softmax ``s``), so ``G = Ĵᵀ Ĵ`` with the rows
-    ``Ĵ_i = C_iᵀ J_i / √m``; solved in ``n`` (the dense finder's ``n`` ≤ ``dense_max_params``).
+    ``Ĵ_i = C_iᵀ J_i / √m``; solved in the smaller of ``n`` and ``m·k``: ``(ĴᵀĴ + λI)⁻¹g`` directly, or by the
+    push-through identity ``(g − Ĵᵀ(ĴĴᵀ + λI)⁻¹Ĵg)/λ``.
     """
     M, m, k, n = J.shape
     if fr.loss.coupled:
@@ -291,13 +292,19 @@ def ggn_step_outputs(fr, J: torch.Tensor, p: torch.Tensor, g: torch.Tensor, mu: 
     Jh = Jh.reshape(M, m * k, n) / math.sqrt(m)
     level = (Jh**2).sum((1, 2)) / n + 1e-300
     shift = mu if absolute else mu * level
-    step = -cholesky_solve(Jh.transpose(1, 2) @ Jh, g, shift)
+    if m * k < n:
+        Jg = torch.einsum("kmn,kn->km", Jh, g)
+        x, used = cholesky_solve(Jh @ Jh.transpose(1, 2), Jg, shift, with_shift=True)
+        step = -(g - torch.einsum("kmn,km->kn", Jh, x)) / used[:, None]
+    else:
+        step = -cholesky_solve(Jh.transpose(1, 2) @ Jh, g, shift)
     Js = torch.einsum("kmn,kn->km", Jh, step)
     return step, -((g * step).sum(1) + 0.5 * (Js**2).sum(1))
 
 
-def cholesky_solve(A: torch.Tensor, b: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-    """Solve ``(A + μI)x = b`` for PSD ``A`` (batched), raising ``μ`` where Cholesky fails."""
+def cholesky_solve(A: torch.Tensor, b: torch.Tensor, mu: torch.Tensor, with_shift: bool = False):
+    """Solve ``(A + μI)x = b`` for PSD ``A`` (batched), raising ``μ`` where Cholesky fails; ``(x, μ used)`` with
+    ``with_shift``."""
     eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     floor = 1e-14 * torch.clamp(torch.diagonal(A, dim1=-2, dim2=-1).abs().amax(-1), min=1e-300)
     mu = torch.maximum(mu, floor)
@@ -306,6 +313,7 @@ def cholesky_solve(A: torch.Tensor, b: torch.Tensor, mu: torch.Tensor) -> torch.
         if not bool((info > 0).any()):
             break
         mu = torch.where(info > 0, mu * 100, mu)
-    return torch.cholesky_solve(b[..., None], L)[..., 0]
+    x = torch.cholesky_solve(b[..., None], L)[..., 0]
+    return (x, mu) if with_shift else x
 
 

@@ -213,11 +213,7 @@ def _certify(data: dict, cert: dict, params: list) -> Certificate:
 
 
 def _spec_of(export: Path) -> Path:
-    """The spec next to an atlas export: the part whose export file it is (``deep.parquet`` → ``deep.toml``),
-    else ``atlas.toml``."""
-    from .atlas import PARTS
-
-    for spec_file, runs_file, *_ in PARTS.values():
-        if export.name == runs_file:
-            return export.parent / spec_file
-    return export.parent / "atlas.toml"
+    """The spec next to an atlas export: an atlas part's export ``NAME.parquet`` has the spec ``NAME.toml``
+    (``deep``, ``multiclass``; resland.atlas.PARTS), the main part's ``runs.parquet`` has ``atlas.toml``."""
+    own = export.with_suffix(".toml")
+    return own if export.name != "runs.parquet" and own.is_file() else export.parent / "atlas.toml"

@@ -236,3 +236,23 @@ def test_the_dense_ggn_step_with_outputs_solves_its_system(m):
     ref = -torch.linalg.solve(G + 1e-2 * torch.eye(fr.n, dtype=torch.float64), g[0])
     assert float((step[0] - ref).norm() / ref.norm()) < 1e-10
     assert float(pred[0]) == pytest.approx(-float(g[0] @ ref + 0.5 * ref @ G @ ref), rel=1e-10)
+
+
+@pytest.mark.parametrize("family", ["resnet", "fc"])
+def test_the_closed_form_jacobian_covers_k_outputs_and_the_hessian_stays_autodiff(family):
+    """ChainDerivatives.jacobian with k outputs (one reverse sweep per output) against torch.func; the dense
+    Hessian of a k-output net is autodiff's (the closed-form Hessian is for one output)."""
+    X, y = _problem("cross_entropy", 3)
+    net = init_model(family, 3, width=4, depth=2, activation="tanh", seed=6, d_out=3)
+    fr = FlatRisk(net, X, y, "cross_entropy")
+    chain = fr.chain_derivatives
+    assert chain is not None and chain.k == 3
+    p, J = chain.jacobian(fr.theta0[None])
+    assert torch.allclose(p[0], fr.predict(fr.theta0), rtol=1e-14, atol=1e-15)
+    J_ref = jacrev(fr.predict)(fr.theta0)
+    assert float((J[0] - J_ref).norm() / J_ref.norm()) < 1e-13
+    with pytest.raises(TypeError):
+        chain.hessian(fr.theta0[None])
+    from resland.curvature import HessianOperator
+    H = HessianOperator(fr, fr.theta0).dense()
+    assert float((H - hessian(fr.risk)(fr.theta0)).norm() / H.norm()) < 1e-12

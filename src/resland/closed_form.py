@@ -48,9 +48,10 @@ CHUNK_FLOATS = 2**27
 
 
 def supports(model: nn.Module) -> bool:
-    """Whether the closed form covers ``model``: its family declares a chain layout
-    (:meth:`~resland.families.Family.chain_layout`: a ResNet with one-layer branches or an FC net, one
-    output, an activation of :data:`~resland.models.ACTIVATIONS` in its default form)."""
+    """Whether the closed form covers ``model``'s Jacobian: its family declares a chain layout
+    (:meth:`~resland.families.Family.chain_layout`: a ResNet with one-layer branches or an FC net, an
+    activation of :data:`~resland.models.ACTIVATIONS` in its default form). Its Hessian: one output only
+    (:attr:`ChainDerivatives.k`)."""
     return family_of(model).chain_layout(model) is not None
 
 
@@ -97,6 +98,7 @@ class ChainDerivatives:
             o += numel
         layout = family_of(model).chain_layout(model)
         self.resnet, self.act, names, self.out = layout.residual, layout.activation, layout.layers, layout.out
+        self.k = layout.outputs
         # Per layer: (U, b, V) names and the columns [start, end) of its parameters.
         self.layers = []
         for U, b, V in names:
@@ -139,21 +141,25 @@ class ChainDerivatives:
             tape.append((s, a, a1, a2))
             s = s + torch.einsum("kmq,kpq->kmp", a, self._param(theta, V)) if self.resnet else a
         wname, cname = self.out
+        if self.k > 1:                                  # k outputs: (K, m, k)
+            p = torch.einsum("kmj,krj->kmr", s, self._param(theta, wname))
+            return (p + self._param(theta, cname)[:, None, :] if cname in self.offsets else p), tape, s
         p = torch.einsum("kmj,kj->km", s, self._param(theta, wname)[:, 0, :])
         if cname in self.offsets:
             p = p + self._param(theta, cname)
         return p, tape, s
 
-    def _reverse(self, theta, tape, s_out):
-        """Per-sample reverse mode: ``J`` (K, m, n), and per layer ``(g_l, u_l, β_l)``: the adjoint
-        ``∂f/∂s_l`` of the layer's output, ``u_l`` (``Vᵀg_l`` for a ResNet, ``g_l`` for FC) and ``∂f/∂z_l``."""
+    def _reverse(self, theta, tape, s_out, row: int = 0):
+        """Per-sample reverse mode of output ``row``: ``J`` (K, m, n), and per layer ``(g_l, u_l, β_l)``: the
+        adjoint ``∂f/∂s_l`` of the layer's output, ``u_l`` (``Vᵀg_l`` for a ResNet, ``g_l`` for FC) and ``∂f/∂z_l``."""
         K, n = theta.shape
         J = torch.zeros(K, self.m, n, dtype=theta.dtype, device=theta.device)
         wname, cname = self.out
-        J[..., self._cols(wname)] = s_out
+        o_w, (_, d) = self.offsets[wname]
+        J[..., o_w + row * d: o_w + (row + 1) * d] = s_out     # ∂f_row/∂W[row, :]
         if cname in self.offsets:
-            J[..., self._cols(cname)] = 1.0
-        g = self._param(theta, wname)[:, 0, None, :].expand(K, self.m, -1)
+            J[..., self.offsets[cname][0] + row] = 1.0
+        g = self._param(theta, wname)[:, row, None, :].expand(K, self.m, -1)
         adjoints = []
         for (U, b, V, _, _), (s_in, a, a1, _) in zip(reversed(self.layers), reversed(tape)):
             if self.resnet:
@@ -171,12 +177,21 @@ class ChainDerivatives:
         return J, adjoints[::-1]
 
     def jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(f, J)``: predictions (K, m) and prediction Jacobians (K, m, n) of the rows of ``theta`` (K × n)."""
+        """``(f, J)``: predictions (K, m) and prediction Jacobians (K, m, n) of the rows of ``theta`` (K × n);
+        with ``k`` outputs (K, m, k) and (K, m, k, n), one reverse sweep per output."""
         p, tape, s = self._forward(theta)
+        if self.k > 1:
+            return p, torch.stack([self._reverse(theta, tape, s, j)[0] for j in range(self.k)], 2)
         return p, self._reverse(theta, tape, s)[0]
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
-        """The dense, symmetrised Hessian ``∇²R`` (K, n, n) of the rows of ``theta`` (K × n)."""
+        """The dense, symmetrised Hessian ``∇²R`` (K, n, n) of the rows of ``theta`` (K × n); one output only.
+
+        Raises:
+            TypeError: a model with ``k > 1`` outputs (autodiff serves).
+        """
+        if self.k > 1:
+            raise TypeError("the closed-form Hessian is for one output")
         return torch.cat([self._hessian(t) for t in torch.split(theta, self.member_chunk())])
 
     def _hessian(self, theta: torch.Tensor) -> torch.Tensor:

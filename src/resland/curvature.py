@@ -189,6 +189,7 @@ class HessianOperator:
         """
         check_choice("method", method, ("auto", "closed_form", "autodiff"))
         chain = self.fr.chain_derivatives
+        chain = chain if chain is not None and chain.k == 1 else None     # the closed-form Hessian: one output
         if method == "closed_form" and chain is None:
             raise ValidationError(f"The 'method' closed_form needs a ResNet (one-layer branches) or an FCNet. "
                                   f"Got {type(self.fr.model).__name__}.")

@@ -53,12 +53,14 @@ class SymmetryDirection:
 class ChainLayout:
     """The layer layout :class:`~resland.closed_form.ChainDerivatives` differentiates: the activation module,
     per layer the parameter names ``(U, b, V)`` (``V`` None for an FC layer, ``b`` None without bias), the
-    output's ``(weight, bias)`` names and whether the layers are residual blocks."""
+    output's ``(weight, bias)`` names, whether the layers are residual blocks, and the outputs ``k`` (the
+    closed-form Hessian is for ``k = 1``; the Jacobian for any ``k``)."""
 
     activation: nn.Module
     layers: list
     out: tuple
     residual: bool
+    outputs: int = 1
 
 
 class Family:
@@ -118,11 +120,11 @@ class ResNetFamily(Family):
         return out + _last_block(model, theta, where)
 
     def chain_layout(self, model):
-        if model.branch_layers != 1 or model.d_out != 1 or not _closed(model.blocks[0].branch[1]):
+        if model.branch_layers != 1 or not _closed(model.blocks[0].branch[1]):
             return None
         layers = [(f"blocks.{l}.branch.0.weight", f"blocks.{l}.branch.0.bias", f"blocks.{l}.V.weight")
                   for l in range(model.depth)]
-        return ChainLayout(model.blocks[0].branch[1], layers, ("out.weight", "out.bias"), True)
+        return ChainLayout(model.blocks[0].branch[1], layers, ("out.weight", "out.bias"), True, model.d_out)
 
 
 class FCFamily(Family):
@@ -136,11 +138,11 @@ class FCFamily(Family):
         return _rescalings(theta, _offsets(model), [f"net.{2 * i}" for i in range(model.depth + 1)], "hidden")
 
     def chain_layout(self, model):
-        if model.d_out != 1 or not _closed(model.net[1]):
+        if not _closed(model.net[1]):
             return None
         layers = [(f"net.{2 * l}.weight", f"net.{2 * l}.bias", None) for l in range(model.depth)]
         return ChainLayout(model.net[1], layers, (f"net.{2 * model.depth}.weight", f"net.{2 * model.depth}.bias"),
-                           False)
+                           False, model.d_out)
 
 
 class LinearFamily(Family):

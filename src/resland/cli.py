@@ -17,6 +17,7 @@ from .checkpoint import load_parameters
 from .critical import find_critical_point
 from .tolerances import DENSE_MAX_PARAMS, FINDER_DENSE_MAX
 from .tolerances import GRAD_TOL, MAX_ITER
+from .kinds import KINDS
 from .resources import dense_limit, parse_memory
 from .data import load_dataset, outputs
 from .losses import LOSSES
@@ -69,7 +70,7 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
         check_choice("activation", activation, ACTIVATIONS)
     if loss_name is not None:
         check_choice("loss", loss_name.replace("-", "_"), LOSSES)
-    check_choice("kind", kind, ("minimum", "any"))
+    check_choice("kind", kind, KINDS)
     depth = check_positive_int("depth", depth)
     width = check_positive_int("width", width)
     max_iter = check_positive_int("max_iter", max_iter)

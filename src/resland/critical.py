@@ -75,6 +75,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .kinds import KINDS, descends, merit
 from . import tolerances as T
 from ._checks import check_choice, check_positive_float, check_positive_int, check_scalar
 from .ensemble import Ensemble
@@ -174,18 +175,18 @@ def find_critical_points(
     Raises:
         ValidationError: on a bad ``kind``, ``tol`` or ``max_iter``.
     """
-    check_choice("kind", kind, ("minimum", "any"))
+    check_choice("kind", kind, KINDS)
     tol = check_positive_float("tol", tol)
     max_iter = check_positive_int("max_iter", max_iter)
     fit = linear_fit_for(ens.fr.model, ens.fr.X, ens.fr.y, ens.fr.loss, fit)
     if kink_iter is None:
-        kink_iter = KINK_POLISH_ITER if kind == "minimum" else KINK_POLISH_ITER_ANY
+        kink_iter = KINK_POLISH_ITER if descends(kind) else KINK_POLISH_ITER_ANY
     kink_iter = check_positive_int("kink_iter", kink_iter)
     newton_always_max = check_scalar(newton_always_max, "newton_always_max", int, min_val=0)
     large = ens.n > dense_max_params or ens.m * ens.n > T.JACOBIAN_MAX_FLOATS
     # Saddle search on small data keeps the batched driver's Krylov backend (LM by CG on H² to 1e-12 through
     # one full-batch gradient graph, no Jacobian): it converges where the matrix-free saddle search stalls.
-    if large and not (kind == "any" and ens.m < T.CHUNKED_MIN_ROWS):   # the matrix-free finder
+    if large and not (not descends(kind) and ens.m < T.CHUNKED_MIN_ROWS):   # the matrix-free finder
         return [find_critical_point_krylov(ChunkedRisk(ens.model_at(ens.theta[j]), ens.fr.X, ens.fr.y, ens.fr.loss),
                                            kind=kind, tol=tol, max_iter=max_iter, max_norm=max_norm, fit=fit)
                 for j in range(ens.M)]
@@ -208,7 +209,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
     runs = [{"status": "max_iter", "message": f"stopped after max_iter={max_iter} iterations", "iterations": 0,
              "history": [], "best_risk": math.inf, "best_theta": theta[a].clone(), "dist": math.inf,
              "risk": math.nan, "grad_norm": math.nan, "steps": {}} for a in range(k)]
-    names = ("newton", "newton_mr", "ggn") if kind == "minimum" else ("lm", "newton_mr", "-")
+    names = ("newton", "newton_mr", "ggn") if descends(kind) else ("lm", "newton_mr", "-")
     mu_h = torch.ones(k, dtype=theta.dtype)
     radius = torch.ones(k, dtype=theta.dtype)       # trust radius of the dense minimum step
     mu_g = torch.full((k,), 1e-3, dtype=theta.dtype)  # GGN damping relative to trace(JᵀDJ)/n
@@ -234,14 +235,14 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         # Second-order curvature only where it pays: near a critical point, for saddle search, or
         # where the Gauss–Newton damping shows GGN steps failing; elsewhere GGN alone.
         near = gn <= T.NEWTON_SWITCH * torch.clamp(R.abs(), min=1.0)
-        need = (mu_g[idx] > 1e4) | (kind == "any") | newton_always | (near & dense)
+        need = (mu_g[idx] > 1e4) | (not descends(kind)) | newton_always | (near & dense)
         curv = MixedCurvature(ens, th, R, g, gn, need, DenseCurvature if dense else KrylovCurvature)
         dist = curv.distance()
         for a, j in enumerate(idx.tolist()):
             run = runs[j]
             run.update(risk=float(R[a]), grad_norm=float(gn[a]), dist=float(dist[a]), iterations=it)
             run["history"].append((float(R[a]), float(gn[a]), float(tn[a])))
-            if kind == "minimum" and float(R[a]) < run["best_risk"]:
+            if descends(kind) and float(R[a]) < run["best_risk"]:
                 run["best_risk"], run["best_theta"] = float(R[a]), th[a].clone()
         stop, escaped = _stopping(runs, idx, R, gn, tn, dist, curv, kind, tol, xtol, max_norm, ens, th, kinked, it)
         for a, j in enumerate(idx.tolist()):
@@ -256,18 +257,18 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
         trial = th[live][:, None, :] + steps                                # (k', c, n)
         kk, c = trial.shape[0], trial.shape[1]
         R0, gn0 = R[live], gn[live]
-        merit0 = R0 if kind == "minimum" else 0.5 * gn0**2
+        merit0 = merit(kind, R0, gn0)
         noise = 1e2 * T.EPS64 * torch.clamp(merit0.abs(), min=1.0)
         # Evaluate only the candidates that exist; gradients only where the merit needs them.
         valid = torch.isfinite(preds)
         tiny = preds.abs() <= noise[:, None]      # predicted change below rounding: judge by ‖∇R‖
-        need_g = valid & (tiny | (kind == "any"))
+        need_g = valid & (tiny | (not descends(kind)))
         R_t = torch.full((kk, c), math.nan, dtype=theta.dtype)
         gn_t = torch.full((kk, c), math.inf, dtype=theta.dtype)
         R_t[valid] = ens.risk(trial[valid])
         if bool(need_g.any()):
             gn_t[need_g] = torch.linalg.norm(ens.grad(trial[need_g]), dim=1)
-        merit_t = R_t if kind == "minimum" else 0.5 * gn_t**2
+        merit_t = merit(kind, R_t, gn_t)
         actual = merit0[:, None] - merit_t
         rho = actual / preds
         ok = torch.isfinite(merit_t) & valid & torch.where(
@@ -292,7 +293,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
             col = which.get(name)
             if col is None:
                 continue
-            if name == "newton" and kind == "minimum" and dense:   # trust-region radius update
+            if name == "newton" and descends(kind) and dense:   # trust-region radius update
                 r, o = rho[:, col], ok[:, col]
                 pn = torch.linalg.norm(steps[:, col], dim=1)
                 radius[sub] = torch.where(o & (r > 0.75) & (pn >= 0.99 * radius[sub]), 2 * radius[sub],
@@ -304,7 +305,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
                                   torch.where(o & (r > 0.25), mu[sub], mu[sub] * 4))
         # Stalled: the second-order step is exhausted (trust radius collapsed, or damping past T.MU_MAX)
         # and so is GGN where it is offered.
-        if kind == "minimum" and dense:
+        if descends(kind) and dense:
             exhausted = radius[sub] < 1e-14 * (1 + torch.linalg.norm(theta[sub], dim=1))
         else:
             exhausted = mu_h[sub] > T.MU_MAX
@@ -334,7 +335,7 @@ def _stopping(runs, idx, R, gn, tn, dist, curv, kind, tol, xtol, max_norm, ens, 
         gtol = T.grad_tol(Ra, tol)
         if ga <= gtol and da <= xtol * (1.0 + ta):
             msg = f"‖∇R‖ = {ga:.3e} ≤ {gtol:.3e} and the distance estimate {da:.3e} ≤ xtol·(1+‖θ‖)"
-            if kind == "minimum":
+            if descends(kind):
                 esc = curv.escape(a, Ra)
                 if esc is not None:
                     escapes[j] = esc
@@ -373,7 +374,7 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
     gn = float(torch.linalg.norm(ens.grad(theta[None])[0]))
     near_kink = margin is not None and margin <= T.KINK_CAPTURE
     path_min = None
-    if kind == "minimum" and math.isfinite(run["best_risk"]):
+    if descends(kind) and math.isfinite(run["best_risk"]):
         path_min = float(ens.risk(run["best_theta"][None])[0])               # a fresh forward pass
     # A descent run that is already below linear has its evidence (every limit is better than linear);
     # beyond one layer the kink polish (dense Lagrangian Hessians, minutes at n ~ 10²) is not worth it.
@@ -392,7 +393,7 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
             message += f"; the kink polish failed ({type(exc).__name__}: {exc})"
         if an is not None:
             kink = an.to_dict()
-            if an.clarke_stationary and (kind == "any" or an.risk <= R + 1e2 * T.EPS64 * T.scale(R)):
+            if an.clarke_stationary and (not descends(kind) or an.risk <= R + 1e2 * T.EPS64 * T.scale(R)):
                 theta = polished
                 if an.kinked:
                     status = "kink"

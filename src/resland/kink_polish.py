@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from .kinds import descends
 from . import tolerances as T
 from .outcomes import runs_away
 
@@ -296,7 +297,7 @@ def _release(pieces, theta, W, mask0, g, A, gtol, kind, frozen=()):
         nd = float(torch.linalg.norm(d))
         c = float(c_all[j])
         d_on, d_off = (float(gd[j]) + c) / nd, -float(gd[j]) / nd
-        if kind != "minimum":
+        if not descends(kind):
             t = -float(gd[j]) / c if c != 0 else math.nan
             if not (t < -1e-6 or t > 1 + 1e-6):
                 continue

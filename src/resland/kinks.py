@@ -20,6 +20,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from .kinds import descends
 from . import tolerances as T
 from .functional import FlatRisk
 from .kink_polish import DRIFT_FACTOR, _active_set_newton, _null_basis, _wrong_side
@@ -120,7 +121,7 @@ def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_C
         mask0 = (z > 0).to(theta.dtype)
         mask0[W] = 0.0                                   # the kinked units are "off" in the piece P0
         first = CLARKE_FIRST_ROUND_ITER if not trace else CLARKE_ROUND_ITER
-        budget = max_iter - total if kind != "minimum" else min(first, max_iter - total)
+        budget = max_iter - total if not descends(kind) else min(first, max_iter - total)
         theta, mask0, W, lam, it, kkt, msg = _active_set_newton(pieces, theta, W, mask0, budget, kind)
         total += it
         R = float(pieces.risk(theta, mask0))
@@ -130,7 +131,7 @@ def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_C
         w, r = _least_norm_in_hull(g0, cols, groups)
         clarke = float(torch.linalg.norm(r))
         trace.append((R, float(theta.norm())))
-        if kind != "minimum" or clarke <= gtol or total >= max_iter:
+        if not descends(kind) or clarke <= gtol or total >= max_iter:
             break
         if len(trace) >= 4 and trace[-1][1] >= DRIFT_FACTOR * max(1.0, start_norm) and all(
                 b[1] > a[1] and b[0] < a[0] for a, b in zip(trace[-4:], trace[-3:])):

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 
+from .kinds import descends
 from . import tolerances as T
 from .curvature import HessianOperator
 from .ensemble import Ensemble
@@ -68,7 +69,7 @@ class DenseCurvature:
     def candidates(self, kind, mu_h, mu_g, live, radius):
         lam, gh, Q, gn, cut = self.lam[live], self.gh[live], self.Q[live], self.gn[live], self.cut[live]
         steps, preds, which = [], [], {}
-        if kind == "minimum":
+        if descends(kind):
             ph = trust_region_steps(lam, gh, cut, radius)
             which["newton"] = 0
             steps.append(ph)
@@ -147,7 +148,7 @@ class KrylovCurvature:
         for b, a in enumerate(rows):
             _, H = self._op(a)
             g = self.g[a]
-            if kind == "minimum":
+            if descends(kind):
                 cand = [self._solve(a, float(mu_h[b] * self.gn[a])), self._solve(a, 0.0)]
             else:
                 cand = [self._lm(a, float(mu_h[b] * self.gn[a])), self._solve(a, 0.0)]
@@ -156,13 +157,13 @@ class KrylovCurvature:
                 p = torch.as_tensor(x, dtype=g.dtype)
                 Hp = H @ p
                 s_list.append(p)
-                p_list.append(-(g @ p + 0.5 * p @ Hp) if kind == "minimum"
+                p_list.append(-(g @ p + 0.5 * p @ Hp) if descends(kind)
                               else 0.5 * (g @ g) - 0.5 * ((g + Hp) @ (g + Hp)))
             steps.append(torch.stack(s_list))
             preds.append(torch.stack(p_list))
         steps, preds = torch.stack(steps), torch.stack(preds)
         which = {"newton": 0}
-        if kind == "minimum":
+        if descends(kind):
             s_g, pred_g = ggn_step(self.ens, self.th[live], self.g[live], mu_g)
             steps = torch.cat([steps, s_g[:, None]], 1)
             preds = torch.cat([preds, pred_g[:, None]], 1)
@@ -197,7 +198,7 @@ class MixedCurvature:
         k, n = int(live.sum()), self.th.shape[1]
         steps = torch.zeros(k, 3, n, dtype=self.th.dtype)
         preds = torch.full((k, 3), math.nan, dtype=self.th.dtype)
-        which = {"newton": 0, "ggn": 2} if kind == "minimum" else {"newton": 0}
+        which = {"newton": 0, "ggn": 2} if descends(kind) else {"newton": 0}
         live_rows = torch.nonzero(live).flatten()
         inner_live = self.need[live]
         if self.inner is not None and bool(inner_live.any()):
@@ -205,7 +206,7 @@ class MixedCurvature:
             s, p, _ = self.inner.candidates(kind, mu_h[inner_live], mu_g[inner_live], sub_live, radius[inner_live])
             steps[inner_live, : s.shape[1]], preds[inner_live, : s.shape[1]] = s, p
         far = ~inner_live
-        if kind == "minimum" and bool(far.any()):
+        if descends(kind) and bool(far.any()):
             rows = live_rows[far]
             s_g, p_g = ggn_step(self.ens, self.th[rows], self.g[rows], mu_g[far])
             steps[far, 2], preds[far, 2] = s_g, p_g

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import tolerances as T
+from ..kinds import KINDS
 from .._checks import ValidationError, check_choice, check_scalar
 from ..data import BUILTIN, load_dataset
 from ..losses import LOSSES
@@ -41,7 +42,6 @@ OPTIONAL_KEYS = ("delta0", "max_iter")
 #: or at least as many (``above_samples``) parameters n as samples m (docs/theory.md §7).
 REGIMES = ("all", "below_samples", "above_samples")
 ENGINES = ("batched", "sequential")
-KINDS = ("minimum", "any")
 FINDER_DEFAULTS = {"kind": "minimum", "tol": T.GRAD_TOL, "max_iter": T.MAX_ITER, "xtol": T.XTOL, "max_norm": T.MAX_NORM}
 GRID_DEFAULTS = {"model": "resnet", "depth": 1, "width": 4, "activation": "auto", "loss": "auto", "v_scale": 1.0}
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..kinds import descends, merit
 from .. import tolerances as T
 from ..curvature import HessianOperator
 from ..functional import flat_parameters
@@ -63,7 +64,7 @@ class SolverState:
         return float(torch.linalg.norm(self.grad))
 
     def merit(self, kind: str) -> float:
-        return self.risk if kind == "minimum" else 0.5 * self.grad_norm**2
+        return merit(kind, self.risk, self.grad_norm)
 
     def record(self) -> None:
         self.history.append((self.risk, self.grad_norm, float(torch.linalg.norm(self.theta))))
@@ -85,18 +86,18 @@ def _accept(fr: ChunkedRisk, state: SolverState, prop: Proposal, kind: str) -> t
         alpha = 0.5**j
         trial = state.theta + alpha * prop.p
         pred = prop.predicted(alpha)
-        if kind == "minimum" and pred > noise:   # a forward pass decides most rejections
+        if descends(kind) and pred > noise:   # a forward pass decides most rejections
             R_t = float(fr.risk(trial))
             if not (math.isfinite(R_t) and merit0 - R_t > prop.min_rho * pred):
                 rho = (merit0 - R_t) / pred if math.isfinite(R_t) else -math.inf
                 continue
         R_t, g_t = fr.risk_and_grad(trial)
         gn_t = float(torch.linalg.norm(g_t))
-        merit_t = R_t if kind == "minimum" else 0.5 * gn_t**2
+        merit_t = merit(kind, R_t, gn_t)
         if not math.isfinite(merit_t):
             continue
         if pred <= noise:
-            if merit_t <= merit0 + noise and gn_t < state.grad_norm and (kind == "minimum" or merit_t < merit0):
+            if merit_t <= merit0 + noise and gn_t < state.grad_norm and (descends(kind) or merit_t < merit0):
                 return True, 1.0, (trial, R_t, g_t)
             continue
         rho = (merit0 - merit_t) / pred
@@ -141,7 +142,7 @@ def solve(fr: ChunkedRisk, theta0: torch.Tensor, *, kind: str = "minimum", tol: 
         state.record()
         _report("search", it + 1, max_iter, gn)
         if T.is_critical(state.risk, gn, tol):
-            esc = _escape(fr, state, tol) if kind == "minimum" else None
+            esc = _escape(fr, state, tol) if descends(kind) else None
             if esc is None:
                 return state, "converged", f"‖∇R‖ = {gn:.3e} ≤ {T.grad_tol(state.risk, tol):.3e}"
             state.move(*esc, "escape")
@@ -151,7 +152,7 @@ def solve(fr: ChunkedRisk, theta0: torch.Tensor, *, kind: str = "minimum", tol: 
             return state, "diverging", f"‖θ‖ = {tn:.4g} passed max_norm"
         near = gn <= T.NEWTON_SWITCH * T.scale(state.risk)
         # kind minimum: GGN first far from a critical point, trust-region Newton first near one
-        order = sorted(steps, key=lambda s: (s.name == "ggn") == near) if kind == "minimum" else steps
+        order = sorted(steps, key=lambda s: (s.name == "ggn") == near) if descends(kind) else steps
         for step in order:
             if step.exhausted:
                 continue
@@ -189,7 +190,7 @@ def find_critical_point_krylov(fr: ChunkedRisk, *, kind: str, tol: float, max_it
     if status == "converged" and on_kink:
         status, message = "stalled", message + "; but the point lies on a kink (no kink polish above the dense limit)"
     message += f"; {fr.products} Hessian/GGN-vector products"
-    path_min = float(fr.risk(state.best_theta)) if kind == "minimum" and state.best_theta is not None else None
+    path_min = float(fr.risk(state.best_theta)) if descends(kind) and state.best_theta is not None else None
     status, note = vanishing(status, R, fr.loss)
     message += note
     outcome, note = outcome_of(status, path_min, fit, div)

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 
+from ..kinds import descends
 from .. import tolerances as T
 from .products import ChunkedRisk
 
@@ -269,7 +270,7 @@ class GradientLM(NewtonCG):
 
 def default_steps(kind: str) -> list[Step]:
     """The strategies of a run: GGN and trust-region Newton-CG for ``minimum``; Newton-MR and LM on ``∇R`` for ``any``."""
-    if kind == "minimum":
+    if descends(kind):
         return [GaussNewton(), NewtonCG()]
     return [NewtonMR("gradient"), GradientLM()]
 

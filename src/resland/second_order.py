@@ -280,10 +280,26 @@ def ggn_step_outputs(fr, J: torch.Tensor, p: torch.Tensor, g: torch.Tensor, mu: 
 
     Each sample's output Hessian ``H_i`` is factored ``C_i C_iᵀ`` (``C_i = diag(√ℓ''_i)``, or
     ``diag(√s) − s√sᵀ`` for the cross-entropy with softmax ``s``), so ``G = Ĵᵀ Ĵ`` with the rows
-    ``Ĵ_i = C_iᵀ J_i / √m``; solved in the smaller of ``n`` and ``m·k``: ``(ĴᵀĴ + λI)⁻¹g`` directly, or by the
-    push-through identity ``(g − Ĵᵀ(ĴĴᵀ + λI)⁻¹Ĵg)/λ``.
+    ``Ĵ_i = C_iᵀ J_i / √m``; solved in the smaller of ``n`` and ``m·k``: ``(G + λI)⁻¹g`` with
+    ``G = (1/m) Σ_i J_iᵀ H_i J_i`` formed directly (for the cross-entropy ``(√s⊙J)ᵀ(√s⊙J) − BᵀB``,
+    ``B_i = sᵢᵀJ_i``: one GEMM of ``m·k·n²`` and no m·k·n temporaries beyond one), or by the push-through identity
+    ``(g − Ĵᵀ(ĴĴᵀ + λI)⁻¹Ĵg)/λ``.
     """
     M, m, k, n = J.shape
+    if m * k >= n:
+        if fr.loss.coupled:
+            s = torch.softmax(p, -1)
+            A = (torch.sqrt(s)[..., None] * J).reshape(M, m * k, n)
+            B = torch.einsum("Mmk,Mmkn->Mmn", s, J)
+            G = (A.transpose(1, 2) @ A - B.transpose(1, 2) @ B) / m
+        else:
+            A = (torch.sqrt(torch.clamp(fr.loss.d2(p, fr.y), min=1e-300))[..., None] * J).reshape(M, m * k, n)
+            G = A.transpose(1, 2) @ A / m
+        level = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1) / n + 1e-300
+        shift = mu if absolute else mu * level
+        step = -cholesky_solve(G, g, shift)
+        Gs = torch.einsum("knp,kp->kn", G, step)
+        return step, -((g * step).sum(1) + 0.5 * (step * Gs).sum(1))
     if fr.loss.coupled:
         s = torch.softmax(p, -1)
         rs = torch.sqrt(s)
@@ -293,12 +309,9 @@ def ggn_step_outputs(fr, J: torch.Tensor, p: torch.Tensor, g: torch.Tensor, mu: 
     Jh = Jh.reshape(M, m * k, n) / math.sqrt(m)
     level = (Jh**2).sum((1, 2)) / n + 1e-300
     shift = mu if absolute else mu * level
-    if m * k < n:
-        Jg = torch.einsum("kmn,kn->km", Jh, g)
-        x, used = cholesky_solve(Jh @ Jh.transpose(1, 2), Jg, shift, with_shift=True)
-        step = -(g - torch.einsum("kmn,km->kn", Jh, x)) / used[:, None]
-    else:
-        step = -cholesky_solve(Jh.transpose(1, 2) @ Jh, g, shift)
+    Jg = torch.einsum("kmn,kn->km", Jh, g)
+    x, used = cholesky_solve(Jh @ Jh.transpose(1, 2), Jg, shift, with_shift=True)
+    step = -(g - torch.einsum("kmn,km->kn", Jh, x)) / used[:, None]
     Js = torch.einsum("kmn,kn->km", Jh, step)
     return step, -((g * step).sum(1) + 0.5 * (Js**2).sum(1))
 

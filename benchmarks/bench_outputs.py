@@ -25,19 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 from pathlib import Path
 
-
-def _median_time(fn, repeats: int) -> float:
-    fn()                                           # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from _timing import median_time
 
 
 def main() -> None:
@@ -81,10 +72,10 @@ def main() -> None:
             mu = torch.tensor([1e-3], dtype=torch.float64)
             row = {
                 "family": family, "k": k, "loss": loss, "n": fr.n, "m": fr.m, "n_dense": ens.n,
-                "grad_s": _median_time(lambda: fr.risk_and_grad(th), args.repeats),
-                "hvp_s": _median_time(lambda: fr.hvp(th, v), args.repeats),
-                "ggn_s": _median_time(lambda: fr.ggn(th, v), args.repeats),
-                "ggn_step_s": _median_time(lambda: second_order.ggn_step(ens, ens.theta, g, mu), max(3, args.repeats // 3)),
+                "grad_s": median_time(lambda: fr.risk_and_grad(th), args.repeats, warmup=True),
+                "hvp_s": median_time(lambda: fr.hvp(th, v), args.repeats, warmup=True),
+                "ggn_s": median_time(lambda: fr.ggn(th, v), args.repeats, warmup=True),
+                "ggn_step_s": median_time(lambda: second_order.ggn_step(ens, ens.theta, g, mu), max(3, args.repeats // 3), warmup=True),
             }
             base = base or row
             for key in ("grad_s", "hvp_s", "ggn_s", "ggn_step_s"):

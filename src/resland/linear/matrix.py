@@ -37,7 +37,7 @@ from .. import tolerances as T
 from .._checks import ValidationError, check_data
 from ..losses import Loss, get_loss
 from .scalar import (MP_DPS, DUAL_ROUNDS, LinearFit, NotAttainedWarning, _dyadic, _mp, _project, _rank,
-                     _round_down, _round_up, fit_scalar)
+                     _round_down, _round_up, damped_newton, fit_scalar)
 
 
 def fit_matrix(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_iter: int = 200) -> LinearFit:
@@ -175,14 +175,7 @@ def _newton(A: np.ndarray, y: np.ndarray, k: int, max_iter: int) -> tuple[int, n
         R, S, G = _softmax_risk(As @ _full(Zf, q, k), y)
         return R, (As.T @ G[:, :-1] / m).T.reshape(-1), S
 
-    Zf = np.zeros((k - 1) * q)
-    R, g, S = evaluate(Zf)
-    gtol = 1e-12 * max(np.linalg.norm(g), 1e-300)
-    it = 0
-    for it in range(1, max_iter + 1):
-        if np.linalg.norm(g) <= gtol:
-            it -= 1
-            break
+    def hessian(S):
         H = np.zeros(((k - 1) * q, (k - 1) * q))
         for a in range(k - 1):
             for b in range(a, k - 1):
@@ -190,19 +183,9 @@ def _newton(A: np.ndarray, y: np.ndarray, k: int, max_iter: int) -> tuple[int, n
                 blk = (As * w[:, None]).T @ As / m
                 H[a * q:(a + 1) * q, b * q:(b + 1) * q] = blk
                 H[b * q:(b + 1) * q, a * q:(a + 1) * q] = blk.T
-        step, *_ = scipy.linalg.lstsq(H, -g, lapack_driver="gelsd")
-        slope = g @ step
-        alpha = 1.0
-        while alpha > 1e-12:
-            R_new, g_new, S_new = evaluate(Zf + alpha * step)
-            if R_new <= R + 1e-4 * alpha * slope or (
-                abs(R_new - R) <= 1e-15 * max(1.0, abs(R)) and np.linalg.norm(g_new) < np.linalg.norm(g)
-            ):
-                break
-            alpha *= 0.5
-        else:
-            break
-        Zf, R, g, S = Zf + alpha * step, R_new, g_new, S_new
+        return H
+
+    it, Zf = damped_newton(evaluate, hessian, np.zeros((k - 1) * q), max_iter)
     Z = _full(Zf, q, k) / D[:, None]
     return it, Z - Z.mean(axis=1, keepdims=True)       # the gauge whose logits sum to 0
 

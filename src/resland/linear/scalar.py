@@ -116,28 +116,8 @@ class LinearFit:
 
 
 def fit_scalar(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_iter: int = 200) -> LinearFit:
-    """Best linear predictor of ``y`` from ``X`` under ``loss`` (mean risk, squared without 1/2).
-
-    Args:
-        X: features, shape (m, d), NumPy or torch.
-        y: targets, shape (m,). For the logistic loss, labels in {-1, +1} or {0, 1}.
-        loss: ``squared``, ``logistic``, ``pseudo_huber`` or a :class:`~resland.losses.Loss`.
-        bias: fit the intercept ``t0``.
-
-    Returns:
-        A :class:`LinearFit`: ``coef`` (d,), ``intercept``, ``risk`` and the certified interval
-        ``risk_lower ≤ R_lin ≤ risk_upper`` (docs/theory.md §4). Warns
-        :class:`NotAttainedWarning` where the infimum is not attained (separable logistic data).
-
-    Raises:
-        ValidationError: bad data (shapes, non-finite values) or an unknown loss.
-
-    Example:
-        >>> import numpy as np
-        >>> x = np.arange(6.0); y = x + 1.0 * np.array([-1, -1, 1, -1, 1, 1])
-        >>> fit = fit_scalar(x[:, None], y)
-        >>> round(fit.risk * 15 / 8, 12), fit.risk_lower <= 8 / 15 <= fit.risk_upper   # 8ρ²/15 at ρ = 1
-        (1.0, True)
+    """:func:`resland.linear.best_linear` for one output: ``y`` of shape (m,), ``coef`` of shape (d,) and a
+    float ``intercept`` (the arguments, return value, warnings and errors as there; its example is this fit).
     """
     loss = get_loss(loss)
     Xt, yt = check_data(X, y)
@@ -250,20 +230,28 @@ def _newton_scaled(A: np.ndarray, y: np.ndarray, loss: Loss, max_iter: int) -> t
         p = torch.as_tensor(A @ z)
         return float(loss.risk(p, yt)), A.T @ loss.d1(p, yt).numpy() / m, loss.d2(p, yt).numpy()
 
-    z = np.zeros(A.shape[1])
-    R, g, d2 = evaluate(z)
+    return damped_newton(evaluate, lambda d2: (A * d2[:, None]).T @ A / m, np.zeros(A.shape[1]), max_iter)
+
+
+def damped_newton(evaluate, hessian, z: np.ndarray, max_iter: int) -> tuple[int, np.ndarray]:
+    """Newton on a convex fit with Armijo backtracking, until ``‖∇‖ ≤ 1e-12·‖∇ at the start‖``.
+
+    ``evaluate(z)`` gives ``(R, ∇R, aux)`` and ``hessian(aux)`` the Hessian at that ``z``; singular Hessians are
+    solved in the least-squares sense (gelsd). A step whose risk change is at rounding level is taken when it
+    lowers ``‖∇R‖``. Returns ``(iterations, z)``. The one-output and the multinomial fits share it.
+    """
+    R, g, aux = evaluate(z)
     gtol = 1e-12 * max(np.linalg.norm(g), 1e-300)
     it = 0
     for it in range(1, max_iter + 1):
         if np.linalg.norm(g) <= gtol:
             it -= 1
             break
-        H = (A * d2[:, None]).T @ A / m
-        step, *_ = scipy.linalg.lstsq(H, -g, lapack_driver="gelsd")
+        step, *_ = scipy.linalg.lstsq(hessian(aux), -g, lapack_driver="gelsd")
         slope = g @ step
         alpha = 1.0
         while alpha > 1e-12:
-            R_new, g_new, d2_new = evaluate(z + alpha * step)
+            R_new, g_new, aux_new = evaluate(z + alpha * step)
             if R_new <= R + 1e-4 * alpha * slope or (
                 abs(R_new - R) <= 1e-15 * max(1.0, abs(R)) and np.linalg.norm(g_new) < np.linalg.norm(g)
             ):
@@ -271,7 +259,7 @@ def _newton_scaled(A: np.ndarray, y: np.ndarray, loss: Loss, max_iter: int) -> t
             alpha *= 0.5
         else:
             break
-        z, R, g, d2 = z + alpha * step, R_new, g_new, d2_new
+        z, R, g, aux = z + alpha * step, R_new, g_new, aux_new
     return it, z
 
 

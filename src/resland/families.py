@@ -103,6 +103,11 @@ class Family:
         """The ReLU-type activation modules (activation regions), in ``model.modules()`` order."""
         return [mod for mod in model.modules() if isinstance(mod, KINKED_ACTIVATIONS)]
 
+    def check_core(self, core: nn.Module, target: nn.Module) -> None:
+        """Raise :class:`ValidationError` unless ``core`` embeds into ``target`` by zero units
+        (:mod:`resland.embedding`; the architectures are already checked to agree but for width and depth)."""
+        raise ValidationError(f"A {self.name} model has no zero-unit embedding: use a ResNet or an FC net.")
+
 
 class ResNetFamily(Family):
     name, module = "resnet", ResNet
@@ -118,6 +123,9 @@ class ResNetFamily(Family):
                 chain = [f"blocks.{l - 1}.branch.{2 * i}" for i in range(model.branch_layers)] + [f"blocks.{l - 1}.V"]
                 out += _rescalings(theta, where, chain, f"block {l} branch")
         return out + _last_block(model, theta, where)
+
+    def check_core(self, core, target):
+        return None         # any depth L₀ ≤ L and width k₀ ≤ k: blocks L₀+1..L are zero blocks
 
     def chain_layout(self, model):
         if model.branch_layers != 1 or not _closed(model.blocks[0].branch[1]):
@@ -136,6 +144,10 @@ class FCFamily(Family):
         if not _homogeneous(model):
             return []
         return _rescalings(theta, _offsets(model), [f"net.{2 * i}" for i in range(model.depth + 1)], "hidden")
+
+    def check_core(self, core, target):
+        if core.depth != target.depth:      # an FC layer cannot be made the identity
+            raise ValidationError(f"An FC core must have the target's depth ({target.depth}); got {core.depth}.")
 
     def chain_layout(self, model):
         if not _closed(model.net[1]):

@@ -119,7 +119,8 @@ def rerun_export_row(row: dict, spec_path: str | Path, source: str) -> Replay:
 
     The run's task (its config and the batch of seeds it was computed with) is run again by
     :func:`resland.census.run_task` (one torch thread, as every executor runs it), every field of
-    the compact row but ``seconds`` is compared exactly, and the fresh final point is certified.
+    the compact row but ``seconds`` (and columns added to the export format after the row was written) is
+    compared exactly, and the fresh final point is certified.
 
     Raises:
         ValidationError: no spec file, a spec whose hash is not the row's, or no task with the run.
@@ -141,8 +142,8 @@ def rerun_export_row(row: dict, spec_path: str | Path, source: str) -> Replay:
     fresh_full = next(r for r in run_task(task, dict(spec.task_options, store_parameters="all"))
                       if r["seed"] == row["seed"])
     fresh = compact_row(fresh_full)
-    diff = {k: [row.get(k), fresh.get(k)] for k, _ in COMPACT_FIELDS
-            if k != "seconds" and not _same(row.get(k), fresh.get(k))}
+    diff = {k: [row.get(k), fresh.get(k)] for k, _ in COMPACT_FIELDS   # columns newer than the export: not compared
+            if k != "seconds" and k in row and not _same(row.get(k), fresh.get(k))}
     if fresh_full["parameters"]:
         from .census.runner import config_model
         model, ds, loss = config_model(task.config, row["seed"])

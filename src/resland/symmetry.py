@@ -47,10 +47,12 @@ def unit_activity(model: nn.Module, X: torch.Tensor, tol: float = T.PRED_TOL) ->
     A unit is *constant* when its activation varies over the data by at most
     ``tol · max(1, max|a|)`` (the same relative scale as ``pred_tol``); a constant unit of a kinked
     activation whose pre-activation is ``≤ 0`` on every sample is *dead*, any other constant unit is
-    *saturated* (tanh at ±1, softplus underflowed to 0, …).
+    *saturated* (tanh at ±1, softplus underflowed to 0, …). A unit whose pre-activation is exactly 0 on
+    every sample is also a *zero unit* (with ``σ(0) = 0`` it outputs 0: a unit placed by
+    :mod:`resland.embedding`); zero units are counted among the dead or saturated ones as well.
 
     Returns:
-        ``{"units": hidden units, "dead": count, "saturated": count}``.
+        ``{"units": hidden units, "dead": count, "saturated": count, "zero": count}``.
     """
     acts = tuple(ACTIVATIONS.values())
     seen: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
@@ -61,7 +63,7 @@ def unit_activity(model: nn.Module, X: torch.Tensor, tol: float = T.PRED_TOL) ->
     finally:
         for h in hooks:
             h.remove()
-    units = dead = saturated = 0
+    units = dead = saturated = zero = 0
     for mod, z, a in seen:
         a2, z2 = a.reshape(a.shape[0], -1), z.reshape(z.shape[0], -1)
         spread = a2.max(0).values - a2.min(0).values
@@ -70,4 +72,5 @@ def unit_activity(model: nn.Module, X: torch.Tensor, tol: float = T.PRED_TOL) ->
         units += a2.shape[1]
         dead += int(is_dead.sum())
         saturated += int((constant & ~is_dead).sum())
-    return {"units": units, "dead": dead, "saturated": saturated}
+        zero += int((z2 == 0).all(0).sum())
+    return {"units": units, "dead": dead, "saturated": saturated, "zero": zero}

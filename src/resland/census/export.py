@@ -27,7 +27,7 @@ _BATCH = 1000
 #: The config keys that :func:`export` writes as flat columns (after ``seed``), in both formats.
 CONFIG_FIELDS = (("data", "string"), ("model", "string"), ("depth", "int64"), ("width", "int64"),
                  ("activation", "string"), ("v_scale", "float64"), ("rho", "float64"), ("delta0", "float64"),
-                 ("kind", "string"), ("loss_config", "string"))
+                 ("core_depth", "int64"), ("core_width", "int64"), ("kind", "string"), ("loss_config", "string"))
 
 
 def _flat(row: dict) -> dict:

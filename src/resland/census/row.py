@@ -46,6 +46,7 @@ class Run:
     symmetry_dim: int | None = None
     dead_units: int | None = None
     saturated_units: int | None = None
+    zero_units: int | None = None
     risk: float | None = None
     linear_risk: float | None = None
     linear_risk_lower: float | None = None
@@ -90,6 +91,8 @@ class RunSummary:
     v_scale: float | None = None
     rho: float | None = None
     delta0: float | None = None
+    core_depth: int | None = None
+    core_width: int | None = None
     kind: str | None = None
     loss: str | None = None
     n_params: int | None = None
@@ -102,6 +105,7 @@ class RunSummary:
     symmetry_dim: int | None = None
     dead_units: int | None = None
     saturated_units: int | None = None
+    zero_units: int | None = None
     risk: float | None = None
     linear_risk: float | None = None
     linear_risk_lower: float | None = None
@@ -133,7 +137,7 @@ class RunSummary:
         keep = row.get("verdict") in KEEP_PARAMETERS["verdicts"] or row.get("outcome") in KEEP_PARAMETERS["outcomes"]
         out = {k: row.get(k) for k in SUMMARY_FIELDS}
         out.update({k: c.get(k) for k in ("data", "model", "depth", "width", "activation", "v_scale", "rho", "delta0",
-                                         "kind")})
+                                         "core_depth", "core_width", "kind")})
         out.update(loss=cert.get("loss", c.get("loss")), delta=_num(ni.get("delta")), G=_num(gb.get("G")),
                    lambda_tol=_num((cert.get("tolerances") or {}).get("lambda_tol")),
                    gap_bound=_num(gb.get("rigorous")), near_identity_bound=_num(ni.get("bound")),

@@ -23,6 +23,7 @@ from ..certificate import WORSE_NO_NEGATIVE, cert_outcome, certify, certify_ense
 from ..certificate.verdicts import is_local_minimum
 from ..data import load_dataset, outputs
 from ..critical import find_critical_points
+from ..embedding import embedded_point
 from ..ensemble import Ensemble
 from ..functional import flat_parameters
 from ..linear import NotAttainedWarning, linear_fit_for
@@ -32,7 +33,7 @@ from ..theory import linear_probes
 from .row import ROW_FIELDS, Run
 from .spec import Task
 
-__all__ = ["CANDIDATES", "ROW_FIELDS", "config_model", "failed_rows", "local_minimum", "run_task", "versions"]
+__all__ = ["CANDIDATES", "ROW_FIELDS", "config_model", "core_config", "failed_rows", "local_minimum", "run_task", "versions"]
 
 #: The columns of a run row (the store's schema follows it).
 #: Runs whose final parameters are stored under ``[store] parameters = "candidates"`` (the default).
@@ -94,11 +95,21 @@ def config_model(config: dict, seed: int, ds=None):
     return model, ds, loss
 
 
+def core_config(config: dict) -> dict | None:
+    """The config of the net the finder runs on when ``config`` names a core (``core_depth``/``core_width``,
+    docs/theory.md §11), else None."""
+    if "core_depth" not in config:
+        return None
+    return dict(config, depth=config["core_depth"], width=config["core_width"])
+
+
 def _run(task: Task, finder: dict) -> list[dict]:
     c = task.config
     ds = load_dataset(c["data"], rho=c.get("rho"))
     built = [config_model(c, s, ds) for s in task.seeds]
     models, loss = [b[0] for b in built], built[0][2]
+    core = core_config(c)
+    solve = models if core is None else [config_model(core, s, ds)[0] for s in task.seeds]
     opts = {k: finder[k] for k in ("tol", "max_iter", "xtol", "max_norm")}
     opts["max_iter"] = c.get("max_iter", opts["max_iter"])   # a grid's own max_iter wins
     opts["kink_iter"] = finder.get("kink_iter")
@@ -107,15 +118,16 @@ def _run(task: Task, finder: dict) -> list[dict]:
     keep = finder.get("store_parameters", "candidates") == "all"
     fit = linear_fit_for(models[0], ds.X, ds.y, loss)
     if task.engine == "batched":
-        ens = Ensemble(models, ds.X, ds.y, loss)
-        cps = find_critical_points(ens, c["kind"], batched=True, fit=fit, **opts)
+        cps = find_critical_points(Ensemble(solve, ds.X, ds.y, loss), c["kind"], batched=True, fit=fit, **opts)
+        cps = cps if core is None else [embedded_point(cp, m) for cp, m in zip(cps, models)]
         theta = torch.stack([flat_parameters(cp.model.parameters()) for cp in cps])
-        certs = certify_ensemble(ens, theta, task.seeds, fit=fit, tol=opts["tol"])
+        certs = certify_ensemble(Ensemble(models, ds.X, ds.y, loss), theta, task.seeds, fit=fit, tol=opts["tol"])
     else:  # the reference: the same finder one seed at a time, certify() with its own eigensolver
         cps, certs = [], []
-        for s, model in zip(task.seeds, models):
-            cp = find_critical_points(Ensemble([model], ds.X, ds.y, loss), c["kind"], batched=False, fit=fit,
+        for s, model, start in zip(task.seeds, models, solve):
+            cp = find_critical_points(Ensemble([start], ds.X, ds.y, loss), c["kind"], batched=False, fit=fit,
                                       **opts)[0]
+            cp = cp if core is None else embedded_point(cp, model)
             cps.append(cp)
             certs.append(certify(cp.model, ds.X, ds.y, loss, opts["tol"], fit=fit, seed=s))
     return [_row(task, s, cp=cp, cert=cert, keep=keep, probes=_probes(cp, cert, ds, loss))
@@ -163,7 +175,8 @@ def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None
         null_dim=None if cert.higher_order is None else cert.higher_order["null_dim"],
         symmetry_dim=None if cert.higher_order is None else cert.higher_order["symmetries"]["count"],
         dead_units=None if cert.units is None else cert.units["dead"],
-        saturated_units=None if cert.units is None else cert.units["saturated"], risk=cert.risk, linear_risk=cert.linear_risk,
+        saturated_units=None if cert.units is None else cert.units["saturated"],
+        zero_units=None if cert.units is None else cert.units.get("zero"), risk=cert.risk, linear_risk=cert.linear_risk,
         linear_risk_lower=cert.linear_risk_lower, linear_risk_upper=cert.linear_risk_upper,
         gap=cert.risk - cert.linear_risk, path_min_risk=cp.path_min_risk, lambda_min=cert.lambda_min,
         lambda_max=cert.lambda_max, grad_norm=cert.grad_norm, kink_margin=cp.kink_margin,

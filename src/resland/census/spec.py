@@ -34,10 +34,12 @@ STORE_KEYS = ("parameters",)
 STORE_PARAMETERS = ("candidates", "all")
 FINDER_KEYS = ("kind", "tol", "max_iter", "xtol", "max_norm", "kink_iter", "newton_always_max")
 GRID_KEYS = ("data", "rho", "model", "depth", "width", "activation", "loss", "v_scale", "kind", "seeds", "regime",
-             "max_params", "delta0", "max_iter")
+             "max_params", "delta0", "max_iter", "core_depth", "core_width")
 #: Grid keys that enter a config only when given (older specs keep their config ids). ``max_iter``
 #: overrides ``[finder] max_iter`` for the grid's configs (slow valleys, e.g. one-layer ReLU nets).
-OPTIONAL_KEYS = ("delta0", "max_iter")
+#: ``core_depth``/``core_width``: the finder runs on the seeded start of that smaller net (the *core*)
+#: and its final point is embedded into the config's net by zero units (:mod:`resland.embedding`).
+OPTIONAL_KEYS = ("delta0", "max_iter", "core_depth", "core_width")
 #: ``[[grid]] regime``: keep every config, or only those with fewer (``below_samples``: n < m)
 #: or at least as many (``above_samples``) parameters n as samples m (docs/theory.md §7).
 REGIMES = ("all", "below_samples", "above_samples")
@@ -254,7 +256,26 @@ def _check_config(c: dict, where: str) -> dict:
         if "delta0" not in fam.grid_keys or c["v_scale"] != 1.0:
             raise ValidationError(f"The '{where}.delta0' key applies to ResNets with v_scale 1 only. Got model "
                                   f"{c['model']!r}, v_scale {c['v_scale']!r}.")
+    if "core_depth" in c or "core_width" in c:
+        _check_core(c, where)
     return c
+
+
+def _check_core(c: dict, where: str) -> None:
+    """Validate a config's core (docs/theory.md §11); both keys are filled in once either is given."""
+    from ..embedding import EMBEDDABLE
+
+    c["core_depth"] = _int(f"{where}.core_depth", c.get("core_depth", c["depth"]), 1, c["depth"])
+    c["core_width"] = _int(f"{where}.core_width", c.get("core_width", c["width"]), 1, c["width"])
+    act = c["activation"] if c["activation"] != "auto" else family(c["model"]).default_activation
+    if act not in EMBEDDABLE:
+        raise ValidationError(f"The '{where}.core_depth'/'core_width' keys need an activation with σ(0) = 0 and a "
+                              f"derivative at 0 ({', '.join(EMBEDDABLE)}). Got {act!r}.")
+    if c["model"] != "resnet" and c["core_depth"] != c["depth"]:
+        raise ValidationError(f"The '{where}.core_depth' key must equal the depth for model {c['model']!r} (only a "
+                              f"ResNet has zero blocks). Got {c['core_depth']} and {c['depth']}.")
+    if "delta0" in c:
+        raise ValidationError(f"The '{where}.core_depth'/'core_width' keys do not combine with 'delta0'.")
 
 
 def _known(table: dict, allowed: tuple, where: str) -> None:

@@ -103,6 +103,22 @@ def core_config(config: dict) -> dict | None:
     return dict(config, depth=config["core_depth"], width=config["core_width"])
 
 
+#: Finder results of cores, by (core config, seed, finder options): the targets of one core (the same
+#: core embedded at several depths and widths) share its run. Deterministic, so a hit changes no bit.
+_CORE_RUNS: dict = {}
+_CORE_RUNS_MAX = 256
+
+
+def _find_core(start, core: dict, seed: int, ds, loss, fit, opts):
+    key = (json.dumps(core, sort_keys=True), int(seed), json.dumps(opts, sort_keys=True, default=str))
+    if key not in _CORE_RUNS:
+        if len(_CORE_RUNS) >= _CORE_RUNS_MAX:
+            _CORE_RUNS.pop(next(iter(_CORE_RUNS)))
+        _CORE_RUNS[key] = find_critical_points(Ensemble([start], ds.X, ds.y, loss), core["kind"], batched=False,
+                                               fit=fit, **opts)[0]
+    return _CORE_RUNS[key]
+
+
 def _run(task: Task, finder: dict) -> list[dict]:
     c = task.config
     ds = load_dataset(c["data"], rho=c.get("rho"))
@@ -125,9 +141,11 @@ def _run(task: Task, finder: dict) -> list[dict]:
     else:  # the reference: the same finder one seed at a time, certify() with its own eigensolver
         cps, certs = [], []
         for s, model, start in zip(task.seeds, models, solve):
-            cp = find_critical_points(Ensemble([start], ds.X, ds.y, loss), c["kind"], batched=False, fit=fit,
-                                      **opts)[0]
-            cp = cp if core is None else embedded_point(cp, model)
+            if core is None:
+                cp = find_critical_points(Ensemble([start], ds.X, ds.y, loss), c["kind"], batched=False, fit=fit,
+                                          **opts)[0]
+            else:
+                cp = embedded_point(_find_core(start, core, s, ds, loss, fit, opts), model)
             cps.append(cp)
             certs.append(certify(cp.model, ds.X, ds.y, loss, opts["tol"], fit=fit, seed=s))
     return [_row(task, s, cp=cp, cert=cert, keep=keep, probes=_probes(cp, cert, ds, loss))

@@ -12,6 +12,11 @@ fed resland's exact Hessian-vector products. Problem: a depth-4, width-8 tanh Re
 10,000 rows of ``diamonds`` (the issue's example), seeds 0..S-1, each method capped at ``--budget`` s.
 Ratios are per start, in the same process; the median is reported.
 
+Part 2b (``--cores``), the same comparison on the problems the deep atlas solves (docs/theory.md §11): the
+ResNet cores (1×1, 1×2, 2×1 blocks × units, tanh) on all rows of diamonds, movies, cps1988 and default, where
+resland runs its dense finder (``find_critical_point``, kind minimum) and LBFGS and trust-krylov get the exact
+full-batch risk, gradient and Hessian-vector products of ``ChunkedRisk``.
+
 Part 3 (``--target MAX_ITER``): the issue's target run, a depth-16, width-32 tanh ResNet (n = 9,914) on all
 53,920 rows of diamonds: find_critical_point then certify, with outcome, times and peak RSS.
 
@@ -82,9 +87,10 @@ def _cell(n_target: int, m: int, lanczos: int, product_cap: float, device: str) 
     return out
 
 
-def _target(max_iter: int) -> dict:
+def _target(max_iter: int, core: tuple[int, int] | None = None) -> dict:
     """The issue's target run: a depth-16, width-32 tanh ResNet on all of diamonds, find_critical_point (kind
-    minimum, ``max_iter``) then certify; outcome, times and peak RSS."""
+    minimum, ``max_iter``) then certify; outcome, times and peak RSS. With ``core = (L₀, k₀)`` the finder runs
+    on that core (same seed) and its point is embedded into the target (docs/theory.md §11)."""
     import torch
 
     import resland
@@ -93,14 +99,21 @@ def _target(max_iter: int) -> dict:
     ds = resland.load_dataset("diamonds")
     model = resland.models.init_model("resnet", ds.X.shape[1], width=32, depth=16, activation="tanh", seed=0)
     t0 = time.perf_counter()
-    cp = resland.find_critical_point(model, ds.X, ds.y, kind="minimum", max_iter=max_iter)
+    if core is None:
+        cp = resland.find_critical_point(model, ds.X, ds.y, kind="minimum", max_iter=max_iter)
+    else:
+        start = resland.models.init_model("resnet", ds.X.shape[1], width=core[1], depth=core[0], activation="tanh",
+                                          seed=0)
+        from resland.embedding import embedded_point
+        cp = embedded_point(resland.find_critical_point(start, ds.X, ds.y, kind="minimum", max_iter=max_iter), model)
     t1 = time.perf_counter()
     cert = resland.certify(cp.model, ds.X, ds.y)
     return {"n": sum(p.numel() for p in model.parameters()), "m": len(ds.y), "max_iter": max_iter,
             "outcome": cp.outcome, "status": cp.status, "risk": cp.risk, "path_min_risk": cp.path_min_risk,
             "linear_risk": cert.linear_risk, "grad_norm": cp.grad_norm, "iterations": cp.iterations, "steps": cp.steps,
             "find_s": t1 - t0, "certify_s": time.perf_counter() - t1, "verdict": cert.verdict, "method": cp.method,
-            "message": cp.message, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+            "message": cp.message, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "core": core, "certified_grad_norm": cert.grad_norm, "lambda_min": cert.lambda_min, "trivial": cert.trivial}
 
 
 def _trace_solve(fr, th0, budget):
@@ -171,6 +184,73 @@ def _trace_trust_krylov(fr, th0, budget):
     return trace
 
 
+def _trace_dense(model, X, y, loss, budget):
+    """resland's dense finder on a core: (time, ‖∇R‖) at every iteration."""
+    from resland.critical import find_critical_point, reporting
+
+    trace, t0 = [], time.perf_counter()
+
+    def cb(stage, it, mx, gn):
+        trace.append((time.perf_counter() - t0, gn))
+        if time.perf_counter() - t0 > budget:
+            raise TimeoutError
+
+    try:
+        with reporting(cb):
+            cp = find_critical_point(model, X, y, loss, kind="minimum", tol=1e-10, max_iter=10_000)
+        trace.append((time.perf_counter() - t0, cp.grad_norm))
+    except TimeoutError:
+        pass
+    return trace
+
+
+def _compare_cores(seeds: int, budget: float) -> dict:
+    import torch
+
+    import resland
+    from resland.krylov import ChunkedRisk
+
+    torch.set_num_threads(1)
+    rows = []
+    for data in ("diamonds", "movies", "cps1988", "default"):
+        ds = resland.load_dataset(data)
+        for depth, width in ((1, 1), (1, 2), (2, 1)):
+            for seed in range(seeds):
+                def start():
+                    return resland.models.init_model("resnet", ds.X.shape[1], width=width, depth=depth,
+                                                     activation="tanh", seed=seed)
+                fr = ChunkedRisk(start(), ds.X, ds.y, ds.loss)
+                row = {"data": data, "core": f"{depth}x{width}", "seed": seed, "n": fr.n, "m": fr.m}
+                traces = {"resland": _trace_dense(start(), ds.X, ds.y, ds.loss, budget),
+                          "lbfgs": _trace_lbfgs(fr, fr.theta0, budget),
+                          "trust_krylov": _trace_trust_krylov(fr, fr.theta0, budget)}
+                for name, tr in traces.items():
+                    row[name] = {"to_1e-6": _first(tr, 1e-6), "to_1e-10": _first(tr, 1e-10),
+                                 "final_grad_norm": min(g for _, g in tr) if tr else math.nan,
+                                 "seconds": tr[-1][0] if tr else 0}
+                _ratios(row)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return {"starts": rows, "summary": _summary(rows), "budget_s": budget}
+
+
+def _ratios(row: dict) -> None:
+    for thr in ("to_1e-6", "to_1e-10"):
+        ours, others = row["resland"][thr], [row[k][thr] for k in ("lbfgs", "trust_krylov") if row[k][thr]]
+        row[f"ratio_{thr}"] = (min(others) / ours) if ours and others else None
+
+
+def _summary(rows: list[dict]) -> dict:
+    summary = {}
+    for thr in ("to_1e-6", "to_1e-10"):
+        r = [row[f"ratio_{thr}"] for row in rows if row[f"ratio_{thr}"] is not None]
+        summary[thr] = {"median_speedup": statistics.median(r) if r else None, "starts_with_ratio": len(r),
+                        "resland_reached": sum(row["resland"][thr] is not None for row in rows),
+                        "lbfgs_reached": sum(row["lbfgs"][thr] is not None for row in rows),
+                        "trust_krylov_reached": sum(row["trust_krylov"][thr] is not None for row in rows)}
+    return summary
+
+
 def _first(trace, thr):
     return next((t for t, g in trace if g <= thr), None)
 
@@ -195,18 +275,9 @@ def _compare(seeds: int, budget: float) -> dict:
             row[name] = {"to_1e-6": _first(tr, 1e-6), "to_1e-10": _first(tr, 1e-10),
                          "final_grad_norm": min(g for _, g in tr) if tr else math.nan, "seconds": tr[-1][0] if tr else 0}
             print(seed, name, row[name], flush=True)
-        for thr in ("to_1e-6", "to_1e-10"):
-            ours, others = row["resland"][thr], [row[k][thr] for k in ("lbfgs", "trust_krylov") if row[k][thr]]
-            row[f"ratio_{thr}"] = (min(others) / ours) if ours and others else None
+        _ratios(row)
         rows.append(row)
-    summary = {}
-    for thr in ("to_1e-6", "to_1e-10"):
-        r = [row[f"ratio_{thr}"] for row in rows if row[f"ratio_{thr}"] is not None]
-        summary[thr] = {"median_speedup": statistics.median(r) if r else None, "starts_with_ratio": len(r),
-                        "resland_reached": sum(row["resland"][thr] is not None for row in rows),
-                        "lbfgs_reached": sum(row["lbfgs"][thr] is not None for row in rows),
-                        "trust_krylov_reached": sum(row["trust_krylov"][thr] is not None for row in rows)}
-    return {"starts": rows, "summary": summary, "budget_s": budget}
+    return {"starts": rows, "summary": _summary(rows), "budget_s": budget}
 
 
 def main() -> None:
@@ -220,11 +291,25 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--cell", help=argparse.SUPPRESS)
     ap.add_argument("--compare-only", action="store_true")
+    ap.add_argument("--cores", action="store_true", help="only part 2b, the comparison on the deep atlas's cores "
+                    "(--seeds starts each, --budget s per method)")
     ap.add_argument("--target", type=int, metavar="MAX_ITER", help="only the issue's target run (depth 16, width 32, "
                     "all of diamonds) with this max_iter, in its own process")
+    ap.add_argument("--target-core", metavar="L0,K0", help="with --target: run the finder on this core and embed")
     a = ap.parse_args()
     if a.target:
-        print(json.dumps(_target(a.target)))
+        core = tuple(map(int, a.target_core.split(","))) if a.target_core else None
+        print(json.dumps(_target(a.target, core)))
+        return
+    if a.cores:
+        import torch
+
+        out = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor() or platform.machine(),
+               "python": platform.python_version(), "torch": torch.__version__, "compare_cores":
+               _compare_cores(a.seeds, a.budget)}
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(out, indent=1))
+        print(json.dumps(out["compare_cores"]["summary"], indent=1))
         return
     if a.cell:
         n, m = map(int, a.cell.split(","))

@@ -124,6 +124,25 @@ def test_the_six_questions_count_what_they_say():
     assert h["certified"] == 7 and h["trivial"] == {"constant": 2, "linear": 1}
 
 
+def test_deep_resnet_evidence_is_counted_by_the_net_the_finder_ran_on():
+    crit = dict(outcome="critical", verdict="better_than_linear", risk=0.3, linear_risk_lower=0.5,
+                linear_risk_upper=0.5, gap=-0.2, depth=8, width=8)
+    rows = [_row(**crit, core_depth=1, core_width=1, zero_units=63, config_id="a"),
+            _row(**dict(crit, depth=32), core_depth=1, core_width=1, config_id="b"),        # the same core point
+            _row(**dict(crit, risk=0.25), core_depth=2, core_width=1, config_id="c"),
+            _row(**dict(crit, risk=0.2), config_id="d"),                                     # full width, no core
+            _row(**dict(crit, risk=0.2), core_depth=8, core_width=8, config_id="e"),          # the core is the net
+            _row(**crit, core_depth=1, core_width=1, trivial="constant", config_id="f"),     # not evidence
+            _row(**dict(crit, depth=4), core_depth=1, core_width=1, config_id="g"),         # not deep
+            _row(**dict(crit, model="fc"), core_depth=8, core_width=1, config_id="h")]      # not a ResNet
+    q = atlas.q7_deep(rows)
+    assert [r["config_id"] for r in q["points"]] == ["a", "b", "c", "d", "e"]
+    assert q["by_depth"] == {8: 4, 32: 1} and q["by_core"] == {"1×1": 2, "2×1": 1, "full width": 2}
+    assert q["distinct"] == 3        # a and b are one core point; d and e are the same full-width risk
+    sentence = next(s for s, a in atlas.findings(rows) if a == "q7")
+    assert "at depth ≥ 8: 5 (depth 8: 4, 32: 1)" in sentence and "3 distinct points" in sentence
+
+
 def test_probe_intervals_overlapping_within_tolerance_are_monotone():
     assert atlas.probes_monotone([[0.5, 0.5], [0.5, 0.5 + 1e-12]])
     assert atlas.probes_monotone([[0.5, 0.52], [0.51, 0.53]])     # intervals overlap: no certified rise

@@ -11,6 +11,7 @@ from .certificate import VERDICTS, Certificate, certify, certify_ensemble
 from .critical import OUTCOMES, CriticalPoint, find_critical_point, find_critical_points
 from .checkpoint import load_parameters
 from .curvature import EigResult, HessianOperator, hessian_extremes, lanczos
+from .embedding import embed
 from .ensemble import Ensemble
 from .data import Dataset, load_dataset
 from .functional import FlatRisk
@@ -34,8 +35,8 @@ __all__ = [
     "best_linear", "LinearFit", "NotAttainedWarning",
     # curvature
     "FlatRisk", "HessianOperator", "hessian_extremes", "lanczos", "EigResult",
-    # critical points
-    "find_critical_point", "CriticalPoint",
+    # critical points, and embedding a small net's into a deeper or wider one
+    "find_critical_point", "CriticalPoint", "embed",
     # ensembles (batched over seeds)
     "Ensemble", "find_critical_points", "certify_ensemble",
     # checkpoints

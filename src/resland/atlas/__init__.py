@@ -39,15 +39,15 @@ from ..census import RunStore, load_spec, run_census
 from ..census.executors import check_options
 from ..census.export import COMPACT_FIELDS, compact_row
 from .questions import (cost, headline, not_counted, probes_monotone, q1_below_linear, q2_dichotomy, q2_theorem2,
-                        q3_examples, q3_fc_vs_resnet, q4_near_identity, q5_probes, q6_unresolved,
-                        rademacher_by_depth, stratum)
+                        q3_examples, q3_fc_vs_resnet, q4_near_identity, q5_probes, q6_unresolved, q7_deep,
+                        core_of, rademacher_by_depth, stratum)
 from .report import (FIGURE_FILES, atlas_figures, display_path, findings, markdown_findings, markdown_summary,
                      write_atlas_figures, write_atlas_report)
 
 __all__ = ["ATLAS_DIR", "FIGURE_FILES", "MAX_EXPORT_MB", "PARTS", "atlas_figures", "cost", "display_path", "findings",
            "headline", "markdown_findings", "markdown_summary", "not_counted", "probes_monotone", "q1_below_linear", "q2_dichotomy",
            "q2_theorem2", "q3_examples", "q3_fc_vs_resnet", "q4_near_identity", "q5_probes", "q6_unresolved",
-           "rademacher_by_depth", "read_runs", "run_atlas", "stratum", "write_atlas_figures", "write_atlas_report",
+           "q7_deep", "core_of", "rademacher_by_depth", "read_runs", "run_atlas", "stratum", "write_atlas_figures", "write_atlas_report",
            "write_runs"]
 
 #: Where ``make atlas`` reads and writes.

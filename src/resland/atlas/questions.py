@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 
 from ..families import family
 from .. import tolerances as T
-from ..census.dichotomy import bearing_on_theorem_2, certified, counts, trivial_of
+from ..census.dichotomy import bearing_on_theorem_2, certified, counts, evidence, trivial_of
 from ..certificate import WORSE_NO_NEGATIVE
 from ..certificate.verdicts import is_local_minimum
 
@@ -127,6 +127,27 @@ def q5_probes(rows: list[dict]) -> dict:
 def q6_unresolved(rows: list[dict]) -> list[dict]:
     """The unresolved runs (their parameters are in the export)."""
     return [r for r in rows if r["outcome"] == "unresolved"]
+
+
+def core_of(r: dict) -> str:
+    """``"full width"``, or the core ``"L₀×k₀"`` whose critical point the run's net carries by zero units
+    (docs/theory.md §11)."""
+    if r.get("core_depth") is None or (r["core_depth"], r["core_width"]) == (r["depth"], r["width"]):
+        return "full width"
+    return f"{r['core_depth']}×{r['core_width']}"
+
+
+def q7_deep(rows: list[dict], depth_min: int = 8) -> dict:
+    """The non-trivial certified ResNet critical points at depth ``≥ depth_min``: the rows, and their counts by
+    depth, by data set, by verdict and by core (:func:`core_of`); ``distinct`` counts different points of the
+    cores (data set, core and risk to 12 significant digits: one core point embedded at several depths and
+    widths, or reached from several seeds, counts once)."""
+    pts = [r for r in rows if evidence(r) and family(r["model"]).residual and r["depth"] >= depth_min]
+    return {"points": pts, "by_depth": dict(sorted(Counter(r["depth"] for r in pts).items())),
+            "by_data": dict(sorted(Counter(r["data"] for r in pts).items())),
+            "by_verdict": dict(sorted(Counter(r["verdict"] for r in pts).items())),
+            "by_core": dict(sorted(Counter(core_of(r) for r in pts).items())),
+            "distinct": len({(r["data"], core_of(r), f"{r['risk']:.12g}") for r in pts})}
 
 
 def headline(rows: list[dict]) -> dict:

@@ -16,7 +16,7 @@ from ..families import family
 from .._html import CSS, data_uri, png
 from ..census.dichotomy import CERTIFIED, SHORT, cell, label, trivial_of
 from ..replay import replay_export_command
-from .questions import (cost, headline, not_counted, q1_below_linear, q2_dichotomy, q2_theorem2, q3_examples,
+from .questions import (core_of, cost, headline, q7_deep, not_counted, q1_below_linear, q2_dichotomy, q2_theorem2, q3_examples,
                         q3_fc_vs_resnet, q4_near_identity, q5_probes, q6_unresolved, rademacher_by_depth)
 
 #: The report's figures as files, for docs/atlas.md (questions 1 and 4).
@@ -73,6 +73,12 @@ def findings(rows: list[dict]) -> list[tuple[str, str]]:
                 "Example 1's kind): " + "; ".join(f"{m} {v['worse']} among {v['local minima']} certified local minima, "
                                                  f"{v['worse_non_trivial']} of them non-trivial"
                                                  for m, v in q3.items()) + ".", "q3"))
+    if (deep := q7_deep(rows))["points"]:
+        by = lambda d: ", ".join(f"{k}: {v}" for k, v in d.items())      # noqa: E731
+        out.append((f"Non-trivial certified ResNet critical points at depth ≥ 8: {len(deep['points'])} (depth "
+                    f"{by(deep['by_depth'])}) on {len(deep['by_data'])} data sets ({by(deep['by_verdict'])}); by the "
+                    f"net the finder ran on, {by(deep['by_core'])}: an L₀×k₀ core's critical point embedded by zero "
+                    f"units (docs/theory.md §11), {deep['distinct']} distinct points of the cores.", "q7"))
     q1 = q1_below_linear(rows)
     shares = []
     for model in ("resnet", "fc"):
@@ -251,6 +257,16 @@ def write_atlas_report(rows: list[dict], out: str | Path, *, spec_name: str = "a
                                   "replay"],
                                  [[r["model"], r["data"], r["depth"], r["width"], r["activation"], f"{r['gap']:.3e}",
                                    f"{r['lambda_min']:.3e}", replay(r)] for r in ex])) if ex else ""))
+    if (deep := q7_deep(rows))["points"]:
+        parts.append("<h2 id='q7'>7. Deep ResNet evidence, by the net the finder ran on</h2><p>Non-trivial certified "
+                     "ResNet critical points at depth ≥ 8. A core L₀×k₀ means the dense finder ran on a ResNet of L₀ "
+                     "blocks of k₀ units and its point was embedded by zero units: a critical point of the deep net, "
+                     "certified in it, whose predictor is the core's (docs/theory.md §11).</p>"
+                     + _fold(f"The {len(deep['points'])} points", _table(
+                         ["data", "depth", "width", "core", "zero units", "verdict", "R − R_lin", "λ_min", "replay"],
+                         [[r["data"], r["depth"], r["width"], core_of(r), r.get("zero_units"), r["verdict"],
+                           f"{r['gap']:.3e}", f"{r['lambda_min']:.2e}" if r["lambda_min"] is not None else "–",
+                           replay(r)] for r in deep["points"]])))
     q1 = q1_below_linear(rows)
     parts.append("<h2 id='q1'>1. Descent runs that get below linear</h2><p>Kind minimum: outcome below_linear, or "
                  "a critical point or kink with R &lt; R_lin,lower − risk_tol.</p>"
@@ -330,6 +346,12 @@ def markdown_summary(rows: list[dict], of: int | None = None, *, with_findings: 
             b = sum(v[1] for k, v in q1.items() if k[1] == d and k[2] == model)
             cells.append(_share(b, n))
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    if (deep := q7_deep(rows))["points"]:
+        lines += ["", '<a id="q7"></a>', "", "Question 7, non-trivial certified ResNet points at depth ≥ 8, by data set, "
+                  "depth and the net the finder ran on (core L₀×k₀: embedded by zero units, docs/theory.md §11):", "",
+                  "| data | depth | core | points |", "| --- | --- | --- | --- |"]
+        groups = Counter((r["data"], r["depth"], core_of(r)) for r in deep["points"])
+        lines += [f"| {k[0]} | {k[1]} | {k[2]} | {v} |" for k, v in sorted(groups.items())]
     q5 = q5_probes(rows)
     n5, b5 = sum(v[0] for v in q5.values()), sum(v[1] for v in q5.values())
     lines += ["", f"Question 5: {_share(b5, n5)} certified ResNet minima with probes have a certified rise of "

@@ -271,7 +271,7 @@ def _check_core(c: dict, where: str) -> None:
     if act not in EMBEDDABLE:
         raise ValidationError(f"The '{where}.core_depth'/'core_width' keys need an activation with σ(0) = 0 and a "
                               f"derivative at 0 ({', '.join(EMBEDDABLE)}). Got {act!r}.")
-    if c["model"] != "resnet" and c["core_depth"] != c["depth"]:
+    if not family(c["model"]).residual and c["core_depth"] != c["depth"]:
         raise ValidationError(f"The '{where}.core_depth' key must equal the depth for model {c['model']!r} (only a "
                               f"ResNet has zero blocks). Got {c['core_depth']} and {c['depth']}.")
     if "delta0" in c:

@@ -74,7 +74,7 @@ def test_a_deep_tanh_net_at_zero_is_a_degenerate_saddle(line_data):
         net.net[4].bias.fill_(float(y.mean()))
     cert = resland.certify(net, x, y)
     assert cert.verdict == "degenerate_saddle", cert.reason
-    assert cert.trivial == "constant" and cert.units == {"units": 2, "dead": 0, "saturated": 2}
+    assert cert.trivial == "constant" and cert.units == {"units": 2, "dead": 0, "saturated": 2, "zero": 2}
 
 
 def hinge_example():
@@ -117,7 +117,7 @@ def test_a_dead_unit_gives_a_degenerate_point_without_descent():
     explains, no descent at any radius tried (docs/theory.md §8's flat minimum)."""
     X, y = hinge_example()
     cert = resland.certify(_hinge_net(width=2), X, y)
-    assert cert.units == {"units": 2, "dead": 1, "saturated": 0}
+    assert cert.units == {"units": 2, "dead": 1, "saturated": 0, "zero": 0}
     assert cert.verdict == "degenerate", cert.reason
     ho = cert.higher_order
     assert ho["symmetries"]["count"] == 2 and ho["null_dim"] == 2     # (u₂, b₂, v₂) less unit 2's rescaling
@@ -163,15 +163,15 @@ def test_verified_runs_are_power_laws_down_to_rounding_not_basin_edges():
     assert _verified_run(at_rounding, tol) is not None
 
 
-def test_unit_activity_counts_dead_and_saturated_units():
+def test_unit_activity_counts_dead_saturated_and_zero_units():
     X = torch.linspace(-1, 1, 20, dtype=torch.float64)[:, None]
-    net = resland.FCNet(1, 3, 1, "relu")
+    net = resland.FCNet(1, 4, 1, "relu")
     with torch.no_grad():
-        net.net[0].weight.fill_(1.0)
-        net.net[0].bias.copy_(torch.tensor([-2.0, 0.5, 3.0]))   # dead, active, active (linear on the data)
-    assert unit_activity(net, X) == {"units": 3, "dead": 1, "saturated": 0}
+        net.net[0].weight.copy_(torch.tensor([[1.0], [1.0], [1.0], [0.0]]))
+        net.net[0].bias.copy_(torch.tensor([-2.0, 0.5, 3.0, 0.0]))   # dead, active, active, zero (and dead)
+    assert unit_activity(net, X) == {"units": 4, "dead": 2, "saturated": 0, "zero": 1}
     tanh = resland.FCNet(1, 2, 1, "tanh")
     with torch.no_grad():
         tanh.net[0].weight.fill_(1.0)
         tanh.net[0].bias.copy_(torch.tensor([40.0, 0.0]))        # tanh(x + 40) = 1 to float64
-    assert unit_activity(tanh, X) == {"units": 2, "dead": 0, "saturated": 1}
+    assert unit_activity(tanh, X) == {"units": 2, "dead": 0, "saturated": 1, "zero": 0}

@@ -235,16 +235,24 @@ def _compare_cores(seeds: int, budget: float) -> dict:
 
 
 def _ratios(row: dict) -> None:
+    """``ratio_{thr}``: the better peer's time over resland's, where a peer got there; ``speedup_at_least_{thr}``:
+    that ratio, or, where resland got there and neither peer did, the shorter peer run's length over resland's
+    time (a lower bound: the peers ran that long without getting there)."""
     for thr in ("to_1e-6", "to_1e-10"):
         ours, others = row["resland"][thr], [row[k][thr] for k in ("lbfgs", "trust_krylov") if row[k][thr]]
         row[f"ratio_{thr}"] = (min(others) / ours) if ours and others else None
+        ran = min(row[k]["seconds"] for k in ("lbfgs", "trust_krylov"))
+        row[f"speedup_at_least_{thr}"] = (row[f"ratio_{thr}"] if others else ran / ours) if ours else None
 
 
 def _summary(rows: list[dict]) -> dict:
     summary = {}
     for thr in ("to_1e-6", "to_1e-10"):
         r = [row[f"ratio_{thr}"] for row in rows if row[f"ratio_{thr}"] is not None]
+        lo = [row.get(f"speedup_at_least_{thr}") for row in rows if row.get(f"speedup_at_least_{thr}") is not None]
         summary[thr] = {"median_speedup": statistics.median(r) if r else None, "starts_with_ratio": len(r),
+                        "median_speedup_at_least": statistics.median(lo) if lo else None,
+                        "starts_with_bound": len(lo),
                         "resland_reached": sum(row["resland"][thr] is not None for row in rows),
                         "lbfgs_reached": sum(row["lbfgs"][thr] is not None for row in rows),
                         "trust_krylov_reached": sum(row["trust_krylov"][thr] is not None for row in rows)}

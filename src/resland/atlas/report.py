@@ -75,10 +75,13 @@ def findings(rows: list[dict]) -> list[tuple[str, str]]:
                                                  for m, v in q3.items()) + ".", "q3"))
     if (deep := q7_deep(rows))["points"]:
         by = lambda d: ", ".join(f"{k}: {v}" for k, v in d.items())      # noqa: E731
+        embedded = any(core != "full width" for core in deep["by_core"])
+        how = (": an L₀×k₀ core's critical point embedded by zero units (docs/theory.md §11), " if embedded
+               else "; ")
         out.append((f"Non-trivial certified ResNet critical points at depth ≥ 8: {len(deep['points'])} (depth "
                     f"{by(deep['by_depth'])}) on {len(deep['by_data'])} data sets ({by(deep['by_verdict'])}); by the "
-                    f"net the finder ran on, {by(deep['by_core'])}: an L₀×k₀ core's critical point embedded by zero "
-                    f"units (docs/theory.md §11), {deep['distinct']} distinct points of the cores.", "q7"))
+                    f"net the finder ran on, {by(deep['by_core'])}{how}{deep['distinct']} distinct points"
+                    f"{' of the cores' if embedded else ''}.", "q7"))
     q1 = q1_below_linear(rows)
     shares = []
     for model in ("resnet", "fc"):

@@ -267,11 +267,12 @@ def _check_core(c: dict, where: str) -> None:
 
     c["core_depth"] = _int(f"{where}.core_depth", c.get("core_depth", c["depth"]), 1, c["depth"])
     c["core_width"] = _int(f"{where}.core_width", c.get("core_width", c["width"]), 1, c["width"])
-    act = c["activation"] if c["activation"] != "auto" else family(c["model"]).default_activation
+    fam = family(c["model"])
+    act = c["activation"] if c["activation"] != "auto" else fam.default_activation
     if act not in EMBEDDABLE:
         raise ValidationError(f"The '{where}.core_depth'/'core_width' keys need an activation with σ(0) = 0 and a "
                               f"derivative at 0 ({', '.join(EMBEDDABLE)}). Got {act!r}.")
-    if not family(c["model"]).residual and c["core_depth"] != c["depth"]:
+    if not fam.residual and c["core_depth"] != c["depth"]:
         raise ValidationError(f"The '{where}.core_depth' key must equal the depth for model {c['model']!r} (only a "
                               f"ResNet has zero blocks). Got {c['core_depth']} and {c['depth']}.")
     if "delta0" in c:

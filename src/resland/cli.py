@@ -380,7 +380,10 @@ def _print_table(ds, cp, cert, title: str | None = None) -> None:
     if cert.higher_order:
         ho = cert.higher_order
         rows.append(("symmetries projected out", ho["symmetries"]["count"]))
-        rows.append(("null dimension beyond them", ho["null_dim"]))
+        if ho.get("method", "dense") == "dense":
+            rows.append(("null dimension beyond them", ho["null_dim"]))
+        else:
+            rows.append(("null directions found (LOBPCG, matrix-free)", ho["null_dim"]))
     if cert.gap_bound:
         rows.append(("gap bound G (Prop. A, rigorous)", cert.gap_bound["rigorous"]))
     rows.append(("parameters", cert.n_params))

@@ -16,7 +16,7 @@ import functools
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad
+from torch.func import functional_call, grad, jvp
 
 from ._checks import ValidationError, check_data
 from .closed_form import ChainDerivatives, supports
@@ -97,6 +97,10 @@ class FlatRisk:
         """``(R(θ), ∇R(θ))`` in one reverse pass."""
         g, r = grad(lambda t: (self.risk(t), self.risk(t)), has_aux=True)(theta)
         return float(r), g
+
+    def tvp(self, theta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """``∇³R(θ)[u, u, ·] = d²/dt² ∇R(θ + t u)|₀`` (n,): forward-over-forward-over-reverse, exact."""
+        return jvp(lambda t: jvp(grad(self.risk), (t,), (u,))[1], (theta,), (u,))[1]
 
     @functools.cached_property
     def chain_derivatives(self):

@@ -78,6 +78,18 @@ HO_ROUNDING = 10.0
 #: The fitted order at the end of a run is at most this, and at most twice the previous one plus 1
 #: (a decrease that vanishes abruptly is a basin edge, not a power law).
 HO_MAX_ORDER = 16.0
+#: The matrix-free test (n above dense_max_params): LOBPCG's block of approximate null directions and its
+#: iteration cap, the random directions in their span, and the MINRES products and relative residual of
+#: each second-order correction ``h₂`` (:func:`resland.higher_order.analyse_null_space_krylov`).
+HO_KRYLOV_BLOCK = 4
+HO_KRYLOV_ITER = 60
+HO_KRYLOV_RANDOM = 4
+HO_KRYLOV_PRODUCTS = 20
+HO_KRYLOV_RTOL = 1e-8
+#: ``h₂`` is used only when MINRES brings the residual below this fraction of the right-hand side.
+HO_KRYLOV_ACCEPT = 0.1
+#: A matrix-free path stops after this many consecutive radii whose risk change is within decrease_tol.
+HO_KRYLOV_QUIET = 3
 
 
 # Size thresholds: where an algorithm switches from a dense to an iterative form (n = parameters).

@@ -28,6 +28,7 @@ from ..ensemble import Ensemble
 from ..functional import flat_parameters
 from ..linear import NotAttainedWarning, linear_fit_for
 from ..families import family_of
+from ..higher_order import null_dimension
 from ..models import init_model
 from ..theory import linear_probes
 from .row import ROW_FIELDS, Run
@@ -156,7 +157,7 @@ def local_minimum(cert) -> bool:
     """A certified critical point with ``λ_min ≥ −lambda_tol``: verdict better_than_linear or
     local_minimum_worse, the smallest Hessian eigenvalue measured and not below tolerance."""
     return is_local_minimum(cert.verdict, cert.lambda_min, cert.tolerances.get("lambda_tol"),
-                            None if cert.higher_order is None else cert.higher_order["null_dim"])
+                            null_dimension(cert.higher_order))
 
 
 def _probes(cp, cert, ds, loss) -> list | None:
@@ -190,7 +191,7 @@ def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None
     fields = dict(
         status=cp.status, outcome=outcome, converged=int(outcome in ("critical", "kink")), verdict=cert.verdict,
         linear_equivalent=int(cert.linear_equivalent), trivial=cert.trivial,
-        null_dim=None if cert.higher_order is None else cert.higher_order["null_dim"],
+        null_dim=null_dimension(cert.higher_order),
         symmetry_dim=None if cert.higher_order is None else cert.higher_order["symmetries"]["count"],
         dead_units=None if cert.units is None else cert.units["dead"],
         saturated_units=None if cert.units is None else cert.units["saturated"],

@@ -18,7 +18,7 @@ from ..critical import find_critical_point
 from ..curvature import EigResult, HessianOperator
 from ..families import family_of
 from ..functional import FlatRisk
-from ..higher_order import NullAnalysis, analyse_null_space
+from ..higher_order import NullAnalysis, analyse_null_space, analyse_null_space_krylov
 from ..linear import LinearFit, linear_fit_for
 from ..models import ResNet
 from ..regions import preactivation_extent
@@ -48,7 +48,8 @@ class Evidence:
         eig: Hessian extremes (at critical points); krylov_note: why ``λ_min`` rests on Krylov.
         escape: the check along the eigenvector of ``λ_min`` (negative curvature only).
         null: symmetry directions, restricted spectrum and higher-order test (worse than linear,
-            no negative curvature: :func:`~resland.higher_order.analyse_null_space`).
+            no negative curvature: :func:`~resland.higher_order.analyse_null_space`, or matrix-free
+            :func:`~resland.higher_order.analyse_null_space_krylov` when ``λ_min`` rests on Krylov).
         polish: the polish standard's polished point (``local_minimum_worse`` and ``degenerate`` candidates).
         theory: ``gap_bound``, ``near_identity`` and ``theory_checks`` (ResNets only).
         trivial: ``none``, ``linear`` or ``constant`` (docs/theory.md §8); units: :func:`~resland.symmetry.unit_activity`.
@@ -99,12 +100,13 @@ class Evidence:
             return None
         if self.negative:
             return "escape" if self.escape is None else None
-        if self.risk <= self.fit.risk_upper + self.tolerances["risk_tol"] or not self.dense:
+        if self.risk <= self.fit.risk_upper + self.tolerances["risk_tol"]:
             return None
         if self.null is None:
             return "null"
         saddle = self.null.test is not None and self.null.test.found
-        return "polish" if self.polish is None and not saddle else None
+        # matrix-free, no descent found: inconclusive whatever a polish says (no minimum can be certified)
+        return "polish" if self.polish is None and not saddle and self.null.complete else None
 
 
 
@@ -154,13 +156,17 @@ def gather_evidence(model: nn.Module, fr: FlatRisk, theta: torch.Tensor, *, tol:
             else:
                 ev.krylov_note = (f"λ_min by {ev.eig.method}: a dense spectrum exceeds dense_max_params = "
                                   f"{dense_max_params}, so a negative eigenvalue missed by the Krylov space is "
-                                  "not excluded and the null space of docs/theory.md §8 cannot be tested")
+                                  "not excluded, and docs/theory.md §8's null space is probed matrix-free")
     need = ev.needs()
     if need == "escape":
         ev.escape = _escape(fr, theta, g, ev.eig.vec_min, R, tols["decrease_tol"], ev.eig.hv_min)
     elif need == "null":
-        ev.null = analyse_null_space(fr, theta, HessianOperator(fr, theta).dense(), lambda_tol=tols["lambda_tol"],
-                                     decrease_tol=tols["decrease_tol"], risk=R, seed=seed)
+        if ev.dense:
+            ev.null = analyse_null_space(fr, theta, HessianOperator(fr, theta).dense(), lambda_tol=tols["lambda_tol"],
+                                         decrease_tol=tols["decrease_tol"], risk=R, seed=seed)
+        else:
+            ev.null = analyse_null_space_krylov(fr, theta, lambda_tol=tols["lambda_tol"], decrease_tol=tols["decrease_tol"],
+                                                risk=R, seed=seed, start=ev.eig.vec_min)
         if ev.needs() == "polish":
             ev.polish, polish_tols = _polish(model, fr, theta, fit, tols["decrease_tol"])
             tols.update(polish_tols)

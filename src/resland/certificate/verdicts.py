@@ -71,11 +71,25 @@ def _worse_than_linear(ev: "Evidence") -> tuple[str, str]:
         if gap <= t["risk_tol"] + err:
             return "inconclusive", (f"{why}; a degenerate saddle, but R − R_lin,upper = {gap:.3e} ≤ risk_tol + err = "
                                     f"{t['risk_tol'] + err:.3e}: not shown worse than linear")
+        if nu.complete:
+            space = f"null space of dimension {nu.null_dim} beyond them"
+            case = "case (ii) fails: no negative eigenvalue"
+        else:
+            space = (f"{nu.null_dim} approximate null direction(s) by LOBPCG (Ritz values ≤ lambda_tol) beyond them, "
+                     f"matrix-free (λ_min by {eig.method})")
+            case = ("case (ii) fails unless the Krylov space missed a negative eigenvalue; a saddle either way")
         return "degenerate_saddle", (
-            f"{why}; null space of dimension {nu.null_dim} beyond them, and the higher-order test finds a verified "
+            f"{why}; {space}, and the higher-order test finds a verified "
             f"descent: order ≈ {test.order:.2g} at radii {test.run[0]:.2e}…{test.run[1]:.2e}, the escape point "
-            f"(step {test.step:.3e}) lowers R by {test.decrease:.3e} > decrease_tol (case (ii) fails: no negative "
-            "eigenvalue)")
+            f"(step {test.step:.3e}) lowers R by {test.decrease:.3e} > decrease_tol ({case})")
+    if not nu.complete:
+        probe = ("no Ritz value ≤ lambda_tol, so no direction was probed" if not nu.null_dim else
+                 f"no verified descent along {test.paths} paths in the span of {nu.null_dim} approximate null "
+                 f"direction(s) at radii {test.radii[0]:.2e}…{test.radii[1]:.2e} (best probe risk {test.best_risk:.12g})")
+        return "inconclusive", (f"{why}; matrix-free (λ_min by {eig.method}, n above dense_max_params): LOBPCG's smallest "
+                                f"Ritz value on their complement is {nu.restricted_lambda_min:.3e}, and {probe}. A local "
+                                "minimum or a flat point needs the whole null space and a lower bound on λ_min, which "
+                                "a Krylov method cannot give")
     if nu.null_dim:
         why += (f"; a null space of dimension {nu.null_dim} that no symmetry explains, and no verified descent along "
                 f"{test.paths} directions at radii {test.radii[0]:.2e}…{test.radii[1]:.2e} (best probe risk "

@@ -97,6 +97,12 @@ class ChunkedRisk(FlatRisk):
             R, g = R + float(rs), g + gs
         return R, g
 
+    def tvp(self, theta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """``∇³R(θ)[u, u, ·]`` (n,): forward-over-forward-over-reverse per chunk."""
+        def one(s):
+            return jvp(lambda t: jvp(lambda t2: grad(self._part)(t2, s), (t,), (u,))[1], (theta,), (u,))[1]
+        return sum(one(s) for s in self.slices)
+
     def graphs(self, theta: torch.Tensor) -> list | None:
         """Per chunk, the retained autograd graphs of the predictions ``p``, of ``∇R`` and of ``Jᵀu`` at
         ``theta`` (then a product is one backward pass through them, no forward), when at most

@@ -175,3 +175,124 @@ def test_unit_activity_counts_dead_saturated_and_zero_units():
         tanh.net[0].weight.fill_(1.0)
         tanh.net[0].bias.copy_(torch.tensor([40.0, 0.0]))        # tanh(x + 40) = 1 to float64
     assert unit_activity(tanh, X) == {"units": 2, "dead": 0, "saturated": 1, "zero": 0}
+
+
+# The matrix-free test (n above dense_max_params): each piece against its dense reference.
+
+def _zero_tanh_net(width: int, depth: int, y) -> resland.FCNet:
+    """A tanh FC net at θ = 0 but the output bias = mean(y): critical, constant, a degenerate saddle of
+    order depth + 1 (tanh is odd, tanh'(0) = 1: a deep linear chain at 0)."""
+    net = resland.FCNet(1, width, depth, "tanh")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.net[-1].bias.fill_(float(np.mean(y)))
+    return net
+
+
+def _numpy_tanh_fc(theta: np.ndarray, net: resland.FCNet, x: np.ndarray) -> np.ndarray:
+    """The FC net's forward pass in NumPy from flat parameters (``model.parameters()`` order)."""
+    h, at = x, 0
+    linears = [m for m in net.net if isinstance(m, nn.Linear)]
+    for i, lin in enumerate(linears):
+        out, inp = lin.weight.shape
+        W = theta[at: at + out * inp].reshape(out, inp)
+        b = theta[at + out * inp: at + out * inp + out]
+        at += out * inp + out
+        h = h @ W.T + b
+        if i < len(linears) - 1:
+            h = np.tanh(h)
+    return h[:, 0]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_tvp_is_the_third_derivative_contracted_twice(chunked):
+    """∇³R[u, u, ·] against jacfwd(hessian) contracted with u twice (dense reference), rel. 1e-12."""
+    from torch.func import jacfwd
+
+    from resland.krylov import ChunkedRisk
+
+    torch.manual_seed(0)
+    net = resland.ResNet(3, 2, 2, "tanh")
+    X, y = torch.randn(50, 3, dtype=torch.float64), torch.randn(50, dtype=torch.float64)
+    fr = ChunkedRisk(net, X, y, chunk=7) if chunked else FlatRisk(net, X, y)
+    theta = fr.theta0 + 0.3 * torch.randn(fr.n, dtype=torch.float64)
+    u = torch.randn(fr.n, dtype=torch.float64)
+    ref = torch.einsum("ijk,j,k->i", jacfwd(hessian(FlatRisk(net, X, y).risk))(theta), u, u)
+    assert float(torch.linalg.norm(fr.tvp(theta, u) - ref)) <= 1e-12 * float(torch.linalg.norm(ref))
+
+
+def test_lobpcg_directions_are_the_bottom_of_the_dense_spectrum_off_the_constraints():
+    """krylov_null_directions at a generic θ (an indefinite H, n = 62) against eigh of the dense Hessian
+    restricted to the complement of a constraint block S: Ritz values within their residuals (+1e-10) of
+    the smallest eigenvalues, the residuals those of P H P (P = I − S Sᵀ, dense), the vectors orthogonal to S."""
+    from resland.curvature import HessianOperator
+    from resland.higher_order import krylov_null_directions
+
+    torch.manual_seed(1)
+    net = resland.ResNet(3, 4, 3, "tanh")
+    X, y = torch.randn(80, 3, dtype=torch.float64), torch.randn(80, dtype=torch.float64)
+    fr = FlatRisk(net, X, y)
+    theta = fr.theta0
+    Hd = hessian(fr.risk)(theta)
+    S = torch.linalg.qr(torch.randn(fr.n, 3, dtype=torch.float64))[0]
+    lam, V, res, products = krylov_null_directions(HessianOperator(fr, theta), S, tol=1e-10, seed=0)
+    Q = torch.linalg.svd(S, full_matrices=True)[0][:, 3:]
+    ref = torch.linalg.eigvalsh(Q.T @ Hd @ Q)[: lam.numel()]
+    assert lam.numel() == 4 and products > 0
+    assert torch.all((lam - ref).abs() <= res + 1e-10), (lam, ref, res)
+    assert float(res.max()) <= 1e-8
+    P = torch.eye(fr.n, dtype=torch.float64) - S @ S.T
+    torch.testing.assert_close(torch.linalg.norm(P @ Hd @ V - V * lam, dim=0), res, rtol=1e-6, atol=1e-13)
+    assert float((S.T @ V).abs().max()) <= 1e-12
+
+
+@pytest.mark.parametrize("width,depth", [(3, 2), (4, 3), (8, 4)])
+def test_the_matrix_free_test_finds_the_dense_tests_degenerate_saddles(line_data, width, depth):
+    """Forced matrix-free (dense_max_params = 1): the same verdict and order as the dense test, with
+    λ_min by Lanczos, null directions by LOBPCG, and an escape point that lowers R (NumPy forward)."""
+    x, y = line_data
+    net = _zero_tanh_net(width, depth, y)
+    dense = resland.certify(net, x, y)
+    free = resland.certify(net, x, y, dense_max_params=1)
+    assert dense.verdict == free.verdict == "degenerate_saddle", free.reason
+    ho = free.higher_order
+    assert dense.higher_order["method"] == "dense" and ho["method"] == "lobpcg" and free.eig_method == "lanczos"
+    assert ho["test"]["order"] == pytest.approx(dense.higher_order["test"]["order"], abs=0.1)
+    assert ho["test"]["order"] == pytest.approx(depth + 1, abs=0.1)
+    assert "LOBPCG" in free.reason and "missed a negative eigenvalue" in free.reason
+    assert max(abs(v) for v in ho["ritz"]["values"]) <= free.tolerances["lambda_tol"]
+    assert ho["test"]["evaluations"] < ho["test"]["paths"] * ho["test"]["radii"][2]   # quiet paths stop
+    theta0 = torch.cat([p.detach().reshape(-1) for p in net.parameters()]).numpy()
+    theta = theta0 + free.escape_step * np.asarray(free.escape_direction)
+    R_escape = np.mean((_numpy_tanh_fc(theta, net, x) - y) ** 2)
+    assert free.risk - R_escape > free.tolerances["decrease_tol"]
+    assert free.escape_step <= 1.5 * ho["test"]["run"][1]          # near θ: within 3r/2 of the last radius
+
+
+def test_the_matrix_free_test_never_certifies_a_minimum():
+    """The hinge (a local minimum worse than linear) and the dead unit (a flat point): dense, they are
+    local_minimum_worse and degenerate; matrix-free no descent is found, and the verdict is inconclusive
+    with the reason (no whole null space, no lower bound on λ_min)."""
+    X, y = hinge_example()
+    for net, dense_verdict in [(_hinge_net(), "local_minimum_worse"), (_hinge_net(width=2), "degenerate")]:
+        assert resland.certify(net, X, y).verdict == dense_verdict
+        free = resland.certify(net, X, y, dense_max_params=1)
+        assert free.verdict == "inconclusive" and "a Krylov method cannot give" in free.reason, free.reason
+        ho = free.higher_order
+        assert ho["method"] == "lobpcg" and ho["symmetries"]["count"] == net.width
+        assert ho["test"] is None or not ho["test"]["found"]
+
+
+def test_the_matrix_free_test_runs_on_chunked_products(line_data):
+    """m = 5,000 ≥ CHUNKED_MIN_ROWS: the certificate sums every product over chunks of samples, and the
+    matrix-free test still finds the order-4 saddle of the depth-3 tanh net at 0."""
+    from resland.tolerances import CHUNKED_MIN_ROWS
+
+    g = np.random.default_rng(2)
+    x = g.standard_normal((5000, 1))
+    y = 0.8 * x[:, 0] + 0.3 * g.standard_normal(5000) + 0.5
+    assert len(y) >= CHUNKED_MIN_ROWS
+    free = resland.certify(_zero_tanh_net(4, 3, y), x, y, dense_max_params=1)
+    assert free.verdict == "degenerate_saddle" and free.higher_order["method"] == "lobpcg", free.reason
+    assert free.higher_order["test"]["order"] == pytest.approx(4.0, abs=0.1)

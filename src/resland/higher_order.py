@@ -338,31 +338,44 @@ def analyse_null_space(fr: FlatRisk, theta: torch.Tensor, H: torch.Tensor, *, la
 
 def krylov_null_directions(H: HessianOperator, S: torch.Tensor, *, tol: float, seed: int = 0,
                            start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """The ``HO_KRYLOV_BLOCK`` smallest eigenpairs of ``H`` on the complement of ``S`` (n × s, orthonormal) by
-    SciPy's LOBPCG on Hessian-vector products: ``(values (b,), vectors (n × b, orthonormal), residuals (b,),
-    products)``. ``start`` (n,), e.g. the eigensolver's ``v_min``, is the block's first column; the residuals
-    ``‖H x − λ x‖`` are recomputed by fresh products (LOBPCG's own convergence flag is not trusted)."""
+    """The ``HO_KRYLOV_BLOCK`` smallest eigenpairs of ``P H P``, ``P = I − S Sᵀ`` the projector onto the
+    complement of ``S`` (n × s, orthonormal), by SciPy's LOBPCG on Hessian-vector products (constrained
+    orthogonal to ``S``), then one Rayleigh–Ritz step on the block: ``(values (b,), vectors (n × b,
+    orthonormal), residuals (b,), products)``. ``start`` (n,), e.g. the eigensolver's ``v_min``, is the
+    block's first column. The residuals ``‖P H x − λ x‖`` are recomputed by fresh products (LOBPCG's own
+    convergence flag is not trusted). A complement of fewer than ``5 b`` dimensions, where LOBPCG itself
+    would switch to a dense solver that takes no constraints, is spanned whole (its ``n − s`` products)."""
     n, dtype, device = H.n, H.dtype, H.device
-    b = max(1, min(T.HO_KRYLOV_BLOCK, n - S.shape[1] - 1))
+    c = n - S.shape[1]
+    b = max(1, min(T.HO_KRYLOV_BLOCK, c))
     gen = torch.Generator().manual_seed(seed)
-    X0 = torch.randn(n, b, generator=gen, dtype=dtype)
-    if start is not None:
-        X0[:, 0] = start.detach().cpu().to(dtype)
     before = H.products
 
-    def matmat(V):
-        V = torch.as_tensor(np.asarray(V, dtype=np.float64), dtype=dtype, device=device).reshape(n, -1)
-        return torch.stack([H @ V[:, j] for j in range(V.shape[1])], 1).cpu().numpy()
-    op = spla.LinearOperator((n, n), matvec=matmat, matmat=matmat, dtype=np.float64)
-    with warnings.catch_warnings():        # "small problem, dense eigh" and "not converged": judged below
-        warnings.simplefilter("ignore", UserWarning)
-        vals, vecs = spla.lobpcg(op, X0.numpy(), Y=S.cpu().numpy() if S.shape[1] else None, largest=False,
-                                 tol=tol, maxiter=T.HO_KRYLOV_ITER)
-    X = torch.linalg.qr(torch.as_tensor(vecs, dtype=dtype, device=device))[0]
-    HX = torch.stack([H @ X[:, j] for j in range(X.shape[1])], 1)
-    lam = (X * HX).sum(0)                               # Rayleigh quotients of the orthonormalised block
-    order = torch.argsort(lam)
-    X, HX, lam = X[:, order], HX[:, order], lam[order]
+    def PHP(V):  # columns of V (n × b)
+        V = V - S @ (S.T @ V)
+        HV = torch.stack([H @ V[:, j] for j in range(V.shape[1])], 1)
+        return HV - S @ (S.T @ HV)
+
+    if c < 5 * b:
+        X = torch.randn(n, c, generator=gen, dtype=dtype).to(device)
+    else:
+        X0 = torch.randn(n, b, generator=gen, dtype=dtype)
+        if start is not None:
+            X0[:, 0] = start.detach().cpu().to(dtype)
+
+        def matmat(V):
+            V = torch.as_tensor(np.asarray(V, dtype=np.float64), dtype=dtype, device=device).reshape(n, -1)
+            return PHP(V).cpu().numpy()
+        op = spla.LinearOperator((n, n), matvec=matmat, matmat=matmat, dtype=np.float64)
+        with warnings.catch_warnings():    # "not reaching the requested tolerance": judged by the residuals below
+            warnings.simplefilter("ignore", UserWarning)
+            _, vecs = spla.lobpcg(op, X0.numpy(), Y=S.cpu().numpy() if S.shape[1] else None, largest=False,
+                                  tol=tol, maxiter=T.HO_KRYLOV_ITER)
+        X = torch.as_tensor(vecs, dtype=dtype, device=device)
+    X = torch.linalg.qr(X - S @ (S.T @ X))[0]
+    HX = PHP(X)
+    lam, W = torch.linalg.eigh(0.5 * (X.T @ HX + HX.T @ X))     # Rayleigh–Ritz on span(X)
+    X, HX, lam = X @ W[:, :b], HX @ W[:, :b], lam[:b]
     res = torch.linalg.norm(HX - X * lam, dim=0)
     return lam, X, res, H.products - before
 

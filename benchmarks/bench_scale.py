@@ -20,6 +20,16 @@ full-batch risk, gradient and Hessian-vector products of ``ChunkedRisk``.
 Part 3 (``--target MAX_ITER``): the issue's target run, a depth-16, width-32 tanh ResNet (n = 9,914) on all
 53,920 rows of diamonds: find_critical_point then certify, with outcome, times and peak RSS.
 
+Part 4 (``--null``): the certificate's matrix-free higher-order test (docs/theory.md §8) at scale. A depth-3
+tanh FC net at θ = 0 with output bias mean(y) is a critical point, constant, worse than linear, with no
+negative eigenvalue and a descent of order 4 (a deep linear chain at 0). Widths 20, 68, 220 give n ≈ 1e3, 1e4,
+1e5; m = 1e4, 5e4 or 3e5 rows of ``flights``. Each cell (own process, one torch thread) runs ``certify`` and,
+separately and first, :func:`resland.higher_order.analyse_null_space_krylov` (lambda_tol with |λ|_max = 2, the
+output bias's curvature), then ``certify`` (dense §8 up to DENSE_MAX_PARAMS, matrix-free above) and, where n ≤
+DENSE_MAX_PARAMS, the dense :func:`~resland.higher_order.analyse_null_space` in the same process (a ratio).
+It reports the verdict, the times, the products, the risks evaluated along the paths and the peak RSS after
+the matrix-free analysis and at the end.
+
 Usage: python benchmarks/bench_scale.py [--quick] [--out benchmarks/results/bench_scale.json]
 GPU rows: the same script with --device cuda (one prepared command; docs/performance.md).
 """
@@ -82,6 +92,58 @@ def _cell(n_target: int, m: int, lanczos: int, product_cap: float, device: str) 
     else:
         out["lanczos_s"] = None
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if device == "cuda":
+        out["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
+NULL_WIDTHS = {1_000: 20, 10_000: 68, 100_000: 220}
+NULL_CELLS = [(1_000, 10_000), (10_000, 50_000), (100_000, 10_000), (100_000, 300_000)]
+
+
+def _null_cell(n_target: int, m: int, device: str) -> dict:
+    """Part 4: one cell of the matrix-free higher-order test (module docstring)."""
+    import torch
+
+    import resland
+    from resland.higher_order import analyse_null_space_krylov
+    from resland.krylov import risk_of
+
+    torch.set_num_threads(1)
+    ds = resland.load_dataset("flights")
+    X, y = ds.X[:m], ds.y[:m]
+    model = resland.FCNet(X.shape[1], NULL_WIDTHS[n_target], 3, "tanh")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.net[-1].bias.fill_(float(y.mean()))
+    model = model.to(device)
+    fr = risk_of(model, X, y)
+    R = float(fr.risk(fr.theta0))
+    tols = {"lambda_tol": resland.tolerances.lambda_tol(fr.n, 2.0, resland.tolerances.grad_tol(R)),
+            "decrease_tol": resland.tolerances.decrease_tol(m, R)}
+    t0 = time.perf_counter()
+    null = analyse_null_space_krylov(fr, fr.theta0, risk=R, **tols)
+    null_s = time.perf_counter() - t0
+    rss_null = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    t0 = time.perf_counter()
+    cert = resland.certify(model, X, y)
+    certify_s = time.perf_counter() - t0
+    dense_s = None
+    if fr.n <= resland.tolerances.DENSE_MAX_PARAMS:          # the same analysis on the dense Hessian, same run
+        from resland.higher_order import analyse_null_space
+        t0 = time.perf_counter()
+        analyse_null_space(fr, fr.theta0, resland.HessianOperator(fr, fr.theta0).dense(), risk=R, **tols)
+        dense_s = time.perf_counter() - t0
+    test = null.test
+    out = {"n": cert.n_params, "m": m, "width": NULL_WIDTHS[n_target], "verdict": cert.verdict,
+           "eig_method": cert.eig_method, "certify_s": certify_s, "null_s": null_s, "dense_null_s": dense_s,
+           "peak_rss_null_gb": rss_null, "null_method": null.method,
+           "null_directions": null.null_dim, "ritz_max": max(abs(v) for v in null.ritz["values"]),
+           "lobpcg_products": null.ritz["products"], "hvp_products": null.ritz["total_products"],
+           "found": None if test is None else test.found, "order": None if test is None else test.order,
+           "paths": None if test is None else test.paths, "evaluations": None if test is None else test.evaluations,
+           "chunks": len(getattr(fr, "slices", [0])), "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if device == "cuda":
         out["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return out
@@ -303,7 +365,31 @@ def main() -> None:
     ap.add_argument("--target", type=int, metavar="MAX_ITER", help="only the issue's target run (depth 16, width 32, "
                     "all of diamonds) with this max_iter, in its own process")
     ap.add_argument("--target-core", metavar="L0,K0", help="with --target: run the finder on this core and embed")
+    ap.add_argument("--null", action="store_true", help="only part 4, the matrix-free higher-order test at scale")
+    ap.add_argument("--null-cell", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.null_cell:
+        n, m = map(int, a.null_cell.split(","))
+        print(json.dumps(_null_cell(n, m, a.device)))
+        return
+    if a.null:
+        import torch
+
+        rows = []
+        for n, m in NULL_CELLS[:2] if a.quick else NULL_CELLS:
+            t0 = time.perf_counter()
+            res = subprocess.run([sys.executable, __file__, "--null-cell", f"{n},{m}", "--device", a.device],
+                                 capture_output=True, text=True)
+            row = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {
+                "n_target": n, "m": m, "error": res.stderr[-500:]}
+            row["wall_s"] = time.perf_counter() - t0
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        out = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor() or platform.machine(),
+               "python": platform.python_version(), "torch": torch.__version__, "device": a.device, "null": rows}
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(out, indent=1))
+        return
     if a.target:
         core = tuple(map(int, a.target_core.split(","))) if a.target_core else None
         print(json.dumps(_target(a.target, core)))

@@ -24,8 +24,8 @@ Part 4 (``--null``): the certificate's matrix-free higher-order test (docs/theor
 tanh FC net at θ = 0 with output bias mean(y) is a critical point, constant, worse than linear, with no
 negative eigenvalue and a descent of order 4 (a deep linear chain at 0). Widths 20, 68, 220 give n ≈ 1e3, 1e4,
 1e5; m = 1e4, 5e4 or 3e5 rows of ``flights``. Each cell (own process, one torch thread) runs ``certify`` and,
-separately and first, :func:`resland.higher_order.analyse_null_space_krylov` (lambda_tol with |λ|_max = 2, the
-output bias's curvature), then ``certify`` (dense §8 up to DENSE_MAX_PARAMS, matrix-free above) and, where n ≤
+separately and first (where n·m ≤ 1e10), :func:`resland.higher_order.analyse_null_space_krylov` (lambda_tol
+with |λ|_max = 2, the output bias's curvature), then ``certify`` (dense §8 up to DENSE_MAX_PARAMS, matrix-free above) and, where n ≤
 DENSE_MAX_PARAMS, the dense :func:`~resland.higher_order.analyse_null_space` in the same process (a ratio).
 It reports the verdict, the times, the products, the risks evaluated along the paths and the peak RSS after
 the matrix-free analysis and at the end.
@@ -99,6 +99,7 @@ def _cell(n_target: int, m: int, lanczos: int, product_cap: float, device: str) 
 
 NULL_WIDTHS = {1_000: 20, 10_000: 68, 100_000: 220}
 NULL_CELLS = [(1_000, 10_000), (10_000, 50_000), (100_000, 10_000), (100_000, 300_000)]
+NULL_ALONE_MAX = 10**10    # n·m above which the cell times certify alone (hours on 2 cores otherwise)
 
 
 def _null_cell(n_target: int, m: int, device: str) -> dict:
@@ -122,13 +123,20 @@ def _null_cell(n_target: int, m: int, device: str) -> dict:
     R = float(fr.risk(fr.theta0))
     tols = {"lambda_tol": resland.tolerances.lambda_tol(fr.n, 2.0, resland.tolerances.grad_tol(R)),
             "decrease_tol": resland.tolerances.decrease_tol(m, R)}
-    t0 = time.perf_counter()
-    null = analyse_null_space_krylov(fr, fr.theta0, risk=R, **tols)
-    null_s = time.perf_counter() - t0
-    rss_null = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    null_s = rss_null = None
+    if fr.n * m <= NULL_ALONE_MAX:                         # above, only certify (it runs the same analysis)
+        t0 = time.perf_counter()
+        null = analyse_null_space_krylov(fr, fr.theta0, risk=R, **tols)
+        null_s = time.perf_counter() - t0
+        rss_null = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     t0 = time.perf_counter()
     cert = resland.certify(model, X, y)
     certify_s = time.perf_counter() - t0
+    if null_s is None:
+        from resland.higher_order import HigherOrder, NullAnalysis
+        ho = cert.higher_order
+        null = NullAnalysis(ho["symmetries"], ho["restricted_lambda_min"], ho["null_dim"], method=ho["method"],
+                            ritz=ho["ritz"], test=None if ho["test"] is None else HigherOrder(**ho["test"]))
     dense_s = None
     if fr.n <= resland.tolerances.DENSE_MAX_PARAMS:          # the same analysis on the dense Hessian, same run
         from resland.higher_order import analyse_null_space

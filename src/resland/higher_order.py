@@ -41,6 +41,10 @@ vector of ``θ(r_b z) − θ``.
   the system reaches null directions LOBPCG did not find, and the path is the straight line ``θ + r u``),
   and is scaled down to ``‖r² h₂‖ ≤ r/2`` at the first radius, so every point stays within ``[r/2, 3r/2]``
   of θ and a descent at small radii is a descent near θ;
+* the radii start ``HO_KRYLOV_EXTRA_RADII`` halvings above the dense test's first (``8 r_0``) and end at its
+  last: a random direction in a large null space carries a small share of each block, so its descent is
+  small, and the larger radii let a run of order 4 rise clear of ``decrease_tol`` before it falls to
+  rounding (the criterion is unchanged: the run must still reach rounding, steadily);
 * a path stops once ``HO_KRYLOV_QUIET`` consecutive radii change the risk by at most ``decrease_tol``
   (a power law that float64 no longer sees does not reappear at smaller radii): each point costs a
   full-batch risk, and this halves their number in practice;
@@ -199,9 +203,10 @@ def _escape(fr: FlatRisk, theta, dec: torch.Tensor, radii: list[float], point, *
     return out
 
 
-def _radii(theta: torch.Tensor) -> list[float]:
+def _radii(theta: torch.Tensor, extra: int = 0) -> list[float]:
+    """``r_j = HO_RADIUS · max(1, ‖θ‖) · 2^{-j}`` for ``−extra ≤ j < HO_RADII``, largest first."""
     r0 = HO_RADIUS * max(1.0, float(torch.linalg.norm(theta)))
-    return [r0 * 2.0 ** -j for j in range(HO_RADII)]
+    return [r0 * 2.0 ** -j for j in range(-extra, HO_RADII)]
 
 
 def higher_order_test_krylov(fr: FlatRisk, theta: torch.Tensor, H: HessianOperator, N: torch.Tensor,
@@ -225,7 +230,7 @@ def higher_order_test_krylov(fr: FlatRisk, theta: torch.Tensor, H: HessianOperat
     U = Z @ N.T                                       # (P, n) unit directions; rows P/2… are −(rows …P/2)
     half = U.shape[0] // 2
     C = torch.empty_like(U)
-    radii = _radii(theta)
+    radii = _radii(theta, T.HO_KRYLOV_EXTRA_RADII)
     kappa = 0.5 / radii[0]                            # r²‖h₂‖ ≤ r/2 on every radius: points stay near θ + r u
     for i in range(half):                             # ∇³R[u, u, ·] is even in u: one correction per ± pair
         b = -0.5 * proj(fr.tvp(theta, U[i]))

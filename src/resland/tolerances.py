@@ -88,6 +88,8 @@ HO_KRYLOV_PRODUCTS = 20
 HO_KRYLOV_RTOL = 1e-8
 #: ``h₂`` is used only when MINRES brings the residual below this fraction of the right-hand side.
 HO_KRYLOV_ACCEPT = 0.1
+#: The matrix-free radii begin this many halvings above ``r_0`` (so at ``2³ r_0``) and end at the dense test's last.
+HO_KRYLOV_EXTRA_RADII = 3
 #: A matrix-free path stops after this many consecutive radii whose risk change is within decrease_tol.
 HO_KRYLOV_QUIET = 3
 

@@ -263,6 +263,10 @@ def test_the_matrix_free_test_finds_the_dense_tests_degenerate_saddles(line_data
     assert "LOBPCG" in free.reason and "missed a negative eigenvalue" in free.reason
     assert max(abs(v) for v in ho["ritz"]["values"]) <= free.tolerances["lambda_tol"]
     assert ho["test"]["evaluations"] < ho["test"]["paths"] * ho["test"]["radii"][2]   # quiet paths stop
+    # the dense test's radii, plus three halvings above its first
+    assert ho["test"]["radii"][2] == dense.higher_order["test"]["radii"][2] + 3
+    assert ho["test"]["radii"][0] == pytest.approx(8 * dense.higher_order["test"]["radii"][0], rel=1e-12)
+    assert ho["test"]["radii"][1] == pytest.approx(dense.higher_order["test"]["radii"][1], rel=1e-12)
     theta0 = torch.cat([p.detach().reshape(-1) for p in net.parameters()]).numpy()
     theta = theta0 + free.escape_step * np.asarray(free.escape_direction)
     R_escape = np.mean((_numpy_tanh_fc(theta, net, x) - y) ** 2)

@@ -92,6 +92,25 @@ def test_member_chunks_change_nothing(monkeypatch):
     torch.testing.assert_close(chain.hessian(ens.theta), whole, rtol=0, atol=1e-15 * float(whole.abs().max()))
 
 
+@pytest.mark.parametrize("name,spec,loss", [c for c in CASES if c[0] in ("resnet-tanh-logistic-L3", "fc-gelu-squared-L3",
+                                                                      "resnet-no-biases")])
+def test_row_chunks_bound_the_memory_and_change_nothing(monkeypatch, name, spec, loss):
+    """A member whose working set is over CHUNK_FLOATS is summed over chunks of samples (4 rows here, 25
+    samples: 7 chunks, the last of 1): the same Hessian as one pass and as the reference, rel. 1e-12."""
+    X, y = _data(loss)
+    models = [_model(spec, s) for s in range(2)]
+    ens = Ensemble(models, X, y, loss)
+    chain = ens.fr.chain_derivatives
+    whole = chain.hessian(ens.theta)
+    monkeypatch.setattr(closed_form, "CHUNK_FLOATS", 2 * chain.n**2 + 4 * chain.widest * chain.n * 4)
+    assert chain.row_chunk() == 4 and chain.member_chunk() == 1
+    chunked = chain.hessian(ens.theta)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=RTOL * float(whole.abs().max()))
+    for j, model in enumerate(models):
+        H_ref = reference_hessian(model, X, y, loss)
+        assert float((chunked[j] - H_ref).abs().max()) <= RTOL * float(H_ref.abs().max()), name
+
+
 def test_models_without_a_closed_form_fall_back_to_autodiff(small_data):
     X, y = small_data
     two_layer = resland.ResNet(3, 3, 2, "tanh", branch_layers=2)

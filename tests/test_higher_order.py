@@ -300,3 +300,28 @@ def test_the_matrix_free_test_runs_on_chunked_products(line_data):
     free = resland.certify(_zero_tanh_net(4, 3, y), x, y, dense_max_params=1)
     assert free.verdict == "degenerate_saddle" and free.higher_order["method"] == "lobpcg", free.reason
     assert free.higher_order["test"]["order"] == pytest.approx(4.0, abs=0.1)
+    # the dense test on chunked samples batches a few paths per vmap: the same decreases as all at once
+    dense = resland.certify(_zero_tanh_net(4, 3, y), x, y)
+    assert dense.verdict == "degenerate_saddle" and dense.higher_order["method"] == "dense"
+    assert dense.higher_order["test"]["order"] == pytest.approx(4.0, abs=0.1)
+
+
+def test_path_blocks_of_the_dense_test_change_nothing(line_data, monkeypatch):
+    """On chunked samples the dense test evaluates its 66 paths a few per vmap; with every path in one
+    vmap (HO_VMAP_BYTES raised) the decreases, hence the result, are the same to 1e-15 relative."""
+    from resland import tolerances
+    from resland.certificate.evidence import gather_evidence
+    from resland.krylov import ChunkedRisk
+
+    x, y = line_data
+    net = _zero_tanh_net(3, 2, y)
+    fr = ChunkedRisk(net, x, y, chunk=7)
+    assert 1 <= tolerances.HO_VMAP_BYTES // tolerances.CHUNK_BYTES < 66     # several blocks by default
+    runs = []
+    for budget in (tolerances.HO_VMAP_BYTES, 10**15):
+        monkeypatch.setattr(tolerances, "HO_VMAP_BYTES", budget)
+        runs.append(gather_evidence(net, fr, fr.theta0).null.test)
+    a, b = runs
+    assert a.paths == b.paths == 66
+    assert a.found and b.found and a.order == pytest.approx(b.order, rel=1e-12)
+    assert a.decrease == pytest.approx(b.decrease, rel=1e-9) and a.best_risk == pytest.approx(b.best_risk, rel=1e-15)

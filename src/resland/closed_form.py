@@ -105,12 +105,18 @@ class ChainDerivatives:
             b = b if b in self.offsets else None
             last = V or b or U
             self.layers.append((U, b, V, self.offsets[U][0], self.offsets[last][0] + math.prod(self.offsets[last][1])))
-        widest = max(model.width, fr.X.shape[1])
-        self.floats_per_member = 4 * self.m * widest * self.n + 2 * self.n**2
+        self.widest = max(model.width, fr.X.shape[1])
+        self.floats_per_member = 4 * self.m * self.widest * self.n + 2 * self.n**2
 
     def member_chunk(self) -> int:
         """Members per pass so that the working tensors stay within :data:`CHUNK_FLOATS`."""
         return max(1, CHUNK_FLOATS // max(1, self.floats_per_member))
+
+    def row_chunk(self) -> int:
+        """Samples per pass of one member's Hessian so that its working tensors (``4 · rows · widest · n``
+        floats besides the ``2n²`` of ``H``) stay within :data:`CHUNK_FLOATS`; ``m`` when all fit."""
+        per_row = 4 * self.widest * self.n
+        return int(min(self.m, max(1, (CHUNK_FLOATS - 2 * self.n**2) // per_row)))
 
     def _param(self, theta: torch.Tensor, name: str | None):
         """Member-stacked parameter ``name`` (K, *shape), or None when the model lacks it."""
@@ -128,9 +134,9 @@ class ChainDerivatives:
         o, shape = self.offsets[name]
         return slice(o, o + math.prod(shape))
 
-    def _forward(self, theta: torch.Tensor):
-        """Activations per layer and the predictions (K, m)."""
-        X = self.fr.X
+    def _forward(self, theta: torch.Tensor, rows: slice = slice(None)):
+        """Activations per layer and the predictions (K, m) on the samples ``rows``."""
+        X = self.fr.X[rows]
         s = X.expand(theta.shape[0], *X.shape)
         tape = []
         for U, b, V, _, _ in self.layers:
@@ -153,13 +159,14 @@ class ChainDerivatives:
         """Per-sample reverse mode of output ``row``: ``J`` (K, m, n), and per layer ``(g_l, u_l, β_l)``: the
         adjoint ``∂f/∂s_l`` of the layer's output, ``u_l`` (``Vᵀg_l`` for a ResNet, ``g_l`` for FC) and ``∂f/∂z_l``."""
         K, n = theta.shape
-        J = torch.zeros(K, self.m, n, dtype=theta.dtype, device=theta.device)
+        mr = s_out.shape[1]                                  # the samples of this pass
+        J = torch.zeros(K, mr, n, dtype=theta.dtype, device=theta.device)
         wname, cname = self.out
         o_w, (_, d) = self.offsets[wname]
         J[..., o_w + row * d: o_w + (row + 1) * d] = s_out     # ∂f_row/∂W[row, :]
         if cname in self.offsets:
             J[..., self.offsets[cname][0] + row] = 1.0
-        g = self._param(theta, wname)[:, row, None, :].expand(K, self.m, -1)
+        g = self._param(theta, wname)[:, row, None, :].expand(K, mr, -1)
         adjoints = []
         for (U, b, V, _, _), (s_in, a, a1, _) in zip(reversed(self.layers), reversed(tape)):
             if self.resnet:
@@ -192,13 +199,20 @@ class ChainDerivatives:
         """
         if self.k > 1:
             raise TypeError("the closed-form Hessian is for one output")
-        return torch.cat([self._hessian(t) for t in torch.split(theta, self.member_chunk())])
+        rows = self.row_chunk()
+        if rows >= self.m:
+            return torch.cat([self._hessian(t) for t in torch.split(theta, self.member_chunk())])
+        # one member's working set is over budget: sum its Hessian over chunks of samples (R is a mean)
+        return torch.cat([sum(self._hessian(t[None], slice(i, i + rows)) for i in range(0, self.m, rows))
+                          for t in theta])
 
-    def _hessian(self, theta: torch.Tensor) -> torch.Tensor:
+    def _hessian(self, theta: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """The share of the samples ``rows`` in ``∇²R`` (the mean over all ``m``), symmetrised."""
         K, n = theta.shape
-        p, tape, s_out = self._forward(theta)
+        p, tape, s_out = self._forward(theta, rows)
         J, adjoints = self._reverse(theta, tape, s_out)
-        loss, y, m = self.fr.loss, self.fr.y, self.m
+        loss, y, m = self.fr.loss, self.fr.y[rows], self.m
+        mr = p.shape[1]
         c = loss.d1(p, y) / m                                               # ℓ'_i / m
         H = J.transpose(1, 2) @ ((loss.d2(p, y) / m)[..., None] * J)        # Jᵀ diag(ℓ''/m) J
         B = torch.zeros(K, n, n, dtype=theta.dtype, device=theta.device)    # bilinear terms, added as B + Bᵀ
@@ -208,7 +222,7 @@ class ChainDerivatives:
             k, d = Uw.shape[1:]
             zend = self.offsets[V][0] if self.resnet else end   # z_l does not depend on V_l
             # Dz = ∂z_l/∂θ over [0, zend): U T through the input, then U's and b's own columns.
-            Dz = torch.zeros(K, self.m, k, zend, dtype=theta.dtype, device=theta.device)
+            Dz = torch.zeros(K, mr, k, zend, dtype=theta.dtype, device=theta.device)
             if T is not None:
                 Dz[..., :start] = torch.einsum("krj,kmjn->kmrn", Uw, T)
             oU = self.offsets[U][0]
@@ -227,7 +241,7 @@ class ChainDerivatives:
             if i == len(self.layers) - 1:
                 break
             if self.resnet:                                                 # T_l = ∂s_l/∂θ over [0, end)
-                Tn = torch.zeros(K, self.m, d, end, dtype=theta.dtype, device=theta.device)
+                Tn = torch.zeros(K, mr, d, end, dtype=theta.dtype, device=theta.device)
                 Tn[..., :zend] = torch.einsum("kpq,kmqn->kmpn", self._param(theta, V), a1Dz)
                 if T is not None:
                     Tn[..., :start] += T

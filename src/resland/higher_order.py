@@ -13,7 +13,8 @@ so descent shows up at order 3 (cubic, either sign of ``z``) or 4 and beyond.
 
 Directions: the ``±`` null basis vectors, ``±`` their normalised sum, and ``random`` Gaussian ``z``
 (seeded), all at the radii ``r_j = r_0 2^{-j}`` (``r_0 = HO_RADIUS · max(1, ‖θ‖)``, ``j < HO_RADII``),
-every path evaluated in one batched (``vmap``) gradient and risk per radius.
+every path evaluated in one batched (``vmap``) gradient and risk per radius (on chunked samples, a few
+paths per batch: ``HO_VMAP_BYTES`` over ``CHUNK_BYTES``).
 
 **Verified descent** along one direction: a run of at least ``HO_MIN_RUN`` consecutive radii
 ``r_a > … > r_b`` at each of which ``R(θ) − R(θ(r z)) > decrease_tol``, with decreases falling as
@@ -164,15 +165,18 @@ def higher_order_test(fr: FlatRisk, theta: torch.Tensor, evals: torch.Tensor, ev
     risk_many = torch.vmap(fr.risk)
     radii = _radii(theta)
     dec = torch.empty(steps.shape[0], HO_RADII, dtype=theta.dtype, device=theta.device)
+    # one batch: every path at once; chunked samples: a chunk's activations fill CHUNK_BYTES, so a few at a time
+    block = steps.shape[0] if not hasattr(fr, "slices") else max(1, T.HO_VMAP_BYTES // T.CHUNK_BYTES)
     best = risk
     with torch.no_grad():
         for j, r in enumerate(radii):
-            P = theta + r * steps
-            P = corrected(P, grad_many(P))
-            Rj = risk_many(P)
-            Rj = torch.where(torch.isfinite(Rj), Rj, torch.full_like(Rj, math.inf))
-            dec[:, j] = risk - Rj
-            best = min(best, float(Rj.min()))
+            for a in range(0, steps.shape[0], block):
+                P = theta + r * steps[a : a + block]
+                P = corrected(P, grad_many(P))
+                Rj = risk_many(P)
+                Rj = torch.where(torch.isfinite(Rj), Rj, torch.full_like(Rj, math.inf))
+                dec[a : a + block, j] = risk - Rj
+                best = min(best, float(Rj.min()))
     out = HigherOrder(False, N.shape[1], [radii[0], radii[-1], len(radii)], best, steps.shape[0])
 
     def point(i, r):

@@ -90,6 +90,8 @@ HO_KRYLOV_RTOL = 1e-8
 HO_KRYLOV_ACCEPT = 0.1
 #: The matrix-free radii begin this many halvings above ``r_0`` (so at ``2³ r_0``) and end at the dense test's last.
 HO_KRYLOV_EXTRA_RADII = 3
+#: The dense test batches ``HO_VMAP_BYTES // CHUNK_BYTES`` paths per ``vmap`` on chunked samples (all paths on one batch).
+HO_VMAP_BYTES = 2**30
 #: A matrix-free path stops after this many consecutive radii whose risk change is within decrease_tol.
 HO_KRYLOV_QUIET = 3
 

@@ -1,7 +1,8 @@
 """Resource guards: when a dense Hessian is allowed, with the memory estimate shown.
 
 A dense Hessian of ``n`` float64 parameters holds ``8n²`` bytes; ``eigh`` needs about two more
-copies (eigenvectors and workspace), so the estimate is ``3 · 8n²`` bytes. Above either limit
+copies (eigenvectors and workspace), so the estimate is ``3 · 8n²`` bytes (the closed form's working
+tensors are summed over chunks of samples and stay within ``closed_form.CHUNK_FLOATS`` besides). Above either limit
 the iterative solvers on Hessian-vector products are used instead (Lanczos for the extremes,
 Krylov steps in the finder), whose memory is ``O(n)`` per vector.
 """

@@ -126,31 +126,28 @@ def _null_cell(n_target: int, m: int, device: str) -> dict:
     null_s = rss_null = None
     if fr.n * m <= NULL_ALONE_MAX:                         # above, only certify (it runs the same analysis)
         t0 = time.perf_counter()
-        null = analyse_null_space_krylov(fr, fr.theta0, risk=R, **tols)
+        null = analyse_null_space_krylov(fr, fr.theta0, risk=R, **tols).to_dict()
         null_s = time.perf_counter() - t0
         rss_null = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     t0 = time.perf_counter()
     cert = resland.certify(model, X, y)
     certify_s = time.perf_counter() - t0
     if null_s is None:
-        from resland.higher_order import HigherOrder, NullAnalysis
-        ho = cert.higher_order
-        null = NullAnalysis(ho["symmetries"], ho["restricted_lambda_min"], ho["null_dim"], method=ho["method"],
-                            ritz=ho["ritz"], test=None if ho["test"] is None else HigherOrder(**ho["test"]))
+        null = cert.higher_order
     dense_s = None
     if fr.n <= resland.tolerances.DENSE_MAX_PARAMS:          # the same analysis on the dense Hessian, same run
         from resland.higher_order import analyse_null_space
         t0 = time.perf_counter()
         analyse_null_space(fr, fr.theta0, resland.HessianOperator(fr, fr.theta0).dense(), risk=R, **tols)
         dense_s = time.perf_counter() - t0
-    test = null.test
+    test = null["test"] or {}
     out = {"n": cert.n_params, "m": m, "width": NULL_WIDTHS[n_target], "verdict": cert.verdict,
            "eig_method": cert.eig_method, "certify_s": certify_s, "null_s": null_s, "dense_null_s": dense_s,
-           "peak_rss_null_gb": rss_null, "null_method": null.method,
-           "null_directions": null.null_dim, "ritz_max": max(abs(v) for v in null.ritz["values"]),
-           "lobpcg_products": null.ritz["products"], "hvp_products": null.ritz["total_products"],
-           "found": None if test is None else test.found, "order": None if test is None else test.order,
-           "paths": None if test is None else test.paths, "evaluations": None if test is None else test.evaluations,
+           "peak_rss_null_gb": rss_null, "null_method": null["method"],
+           "null_directions": null["null_dim"], "ritz_max": max(abs(v) for v in null["ritz"]["values"]),
+           "lobpcg_products": null["ritz"]["products"], "hvp_products": null["ritz"]["total_products"],
+           "found": test.get("found"), "order": test.get("order"), "paths": test.get("paths"),
+           "evaluations": test.get("evaluations"),
            "chunks": len(getattr(fr, "slices", [0])), "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if device == "cuda":
         out["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
@@ -357,6 +354,27 @@ def _compare(seeds: int, budget: float) -> dict:
     return {"starts": rows, "summary": _summary(rows), "budget_s": budget}
 
 
+def _subprocess_cell(flag: str, n: int, m: int, extra: list[str]) -> dict:
+    """One cell in its own process (``flag N,M`` plus ``extra``): its JSON line, or the error; with the wall time."""
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, __file__, flag, f"{n},{m}", *extra], capture_output=True, text=True)
+    cell = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {
+        "n_target": n, "m": m, "error": res.stderr[-500:]}
+    cell["wall_s"] = time.perf_counter() - t0
+    print(json.dumps(cell), flush=True)
+    return cell
+
+
+def _header(torch) -> dict:
+    return {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def _write(path: str, out: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="n ≤ 1e4, m ≤ 5e4; 2 starts of 60 s")
@@ -383,20 +401,9 @@ def main() -> None:
     if a.null:
         import torch
 
-        rows = []
-        for n, m in NULL_CELLS[:2] if a.quick else NULL_CELLS:
-            t0 = time.perf_counter()
-            res = subprocess.run([sys.executable, __file__, "--null-cell", f"{n},{m}", "--device", a.device],
-                                 capture_output=True, text=True)
-            row = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {
-                "n_target": n, "m": m, "error": res.stderr[-500:]}
-            row["wall_s"] = time.perf_counter() - t0
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-        out = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor() or platform.machine(),
-               "python": platform.python_version(), "torch": torch.__version__, "device": a.device, "null": rows}
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(out, indent=1))
+        rows = [_subprocess_cell("--null-cell", n, m, ["--device", a.device])
+                for n, m in (NULL_CELLS[:2] if a.quick else NULL_CELLS)]
+        _write(a.out, {**_header(torch), "device": a.device, "null": rows})
         return
     if a.target:
         core = tuple(map(int, a.target_core.split(","))) if a.target_core else None
@@ -405,11 +412,8 @@ def main() -> None:
     if a.cores:
         import torch
 
-        out = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor() or platform.machine(),
-               "python": platform.python_version(), "torch": torch.__version__, "compare_cores":
-               _compare_cores(a.seeds, a.budget)}
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(out, indent=1))
+        out = {**_header(torch), "compare_cores": _compare_cores(a.seeds, a.budget)}
+        _write(a.out, out)
         print(json.dumps(out["compare_cores"]["summary"], indent=1))
         return
     if a.cell:
@@ -424,21 +428,10 @@ def main() -> None:
     if not a.compare_only:
         for n in ns:
             for m in ms:
-                t0 = time.perf_counter()
-                res = subprocess.run([sys.executable, __file__, "--cell", f"{n},{m}", "--lanczos", str(a.lanczos),
-                                      "--product-cap", str(a.product_cap), "--device", a.device],
-                                     capture_output=True, text=True)
-                cell = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {
-                    "n_target": n, "m": m, "error": res.stderr[-500:]}
-                cell["wall_s"] = time.perf_counter() - t0
-                print(json.dumps(cell), flush=True)
-                cells.append(cell)
+                cells.append(_subprocess_cell("--cell", n, m, ["--lanczos", str(a.lanczos), "--product-cap",
+                                                               str(a.product_cap), "--device", a.device]))
     compare = _compare(2 if a.quick else a.seeds, 60.0 if a.quick else a.budget)
-    out = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor() or platform.machine(),
-           "python": platform.python_version(), "torch": torch.__version__, "device": a.device,
-           "cells": cells, "compare": compare}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+    _write(a.out, {**_header(torch), "device": a.device, "cells": cells, "compare": compare})
     print(json.dumps(compare["summary"], indent=1))
 
 

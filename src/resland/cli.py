@@ -15,6 +15,7 @@ from ._checks import ValidationError, check_choice, check_positive_int
 from .certificate import cert_outcome, certify
 from .checkpoint import load_parameters
 from .critical import find_critical_point
+from .higher_order import null_dimension
 from .tolerances import DENSE_MAX_PARAMS, FINDER_DENSE_MAX
 from .tolerances import GRAD_TOL, MAX_ITER
 from .kinds import KINDS
@@ -380,7 +381,7 @@ def _print_table(ds, cp, cert, title: str | None = None) -> None:
     if cert.higher_order:
         ho = cert.higher_order
         rows.append(("symmetries projected out", ho["symmetries"]["count"]))
-        if ho.get("method", "dense") == "dense":
+        if null_dimension(ho) is not None:
             rows.append(("null dimension beyond them", ho["null_dim"]))
         else:
             rows.append(("null directions found (LOBPCG, matrix-free)", ho["null_dim"]))

@@ -61,15 +61,13 @@ verified descent cannot be certified a local minimum (``local_minimum_worse``) o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-
-import torch
-from torch.func import grad
-
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse.linalg as spla
+import torch
+from torch.func import grad
 
 from . import tolerances as T
 from .curvature import HessianOperator

@@ -268,8 +268,10 @@ def replay_cmd(cert_file, store_path, parquet_path, run, spec_path, as_json):
     _print_table(None, None, cert, title=rep.source)
     if rep.rerun is not None:
         diff = rep.rerun["differences"]
-        click.echo("rerun from the spec: " + ("bit-identical to the stored row (all fields but seconds)" if not diff
-                                              else f"DIFFERS in {len(diff)} field(s): {', '.join(sorted(diff))}"))
+        click.echo("rerun from the spec: " + (
+            "bit-identical to the stored row (all fields but seconds)" if not diff
+            else f"within {rep.rerun['max_ulps']:.0f} ulp(s) of the stored row in {', '.join(sorted(diff))}"
+            if rep.rerun["within_ulps"] else f"DIFFERS in {len(diff)} field(s): {', '.join(sorted(diff))}"))
     click.echo(f"stored verdict: {rep.stored_verdict} · replayed: {cert.verdict} · "
                + ("agrees" if rep.agrees else "DIFFERS"))
 

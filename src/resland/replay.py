@@ -9,7 +9,9 @@ Every stored candidate names its replay command, and every row of a compact expo
 A compact export keeps the parameters of the points worse than linear without negative curvature
 and of unresolved runs; any other row is *rerun*: its task (config and seed batch) is computed
 again from the spec (``atlas.toml`` beside the export, or ``--spec``) and the fresh row must equal
-the stored one bit for bit in every field but the timing (:attr:`Replay.rerun`).
+the stored one in every field but the timing (:attr:`Replay.rerun`): bit for bit on the machine that
+wrote it, and across machines to :data:`REPLAY_ULPS` ulps in the float fields (BLAS kernels and
+vectorised ``exp``/``log`` differ in their last bits between CPUs; docs/reliability.md).
 
 The model is rebuilt from the certificate's ``model_config`` and the flat parameters
 (``model.parameters()`` order), the data set from its name, and the data's SHA-256 must equal
@@ -41,8 +43,11 @@ class Replay:
         source: what was replayed (``store:CONFIG_ID:SEED`` or the file name).
         stored_verdict: the verdict on record (None if the record has none).
         certificate: the fresh :class:`~resland.certificate.Certificate`.
-        rerun: for a rerun export row, ``{"identical": bool, "differences": {field: [stored, fresh]}}``
-            over every compact field but ``seconds`` (None when replayed from parameters).
+        rerun: for a rerun export row, ``{"identical": bool, "within_ulps": bool, "max_ulps": float,
+            "differences": {field: [stored, fresh]}}`` over every compact field but ``seconds`` (None when
+            replayed from parameters). ``identical``: bit for bit; ``within_ulps``: non-float fields equal and
+            float fields within :data:`REPLAY_ULPS` ulps (or both at rounding level, ``|a − b| ≤``
+            :data:`REPLAY_ABS`), the cross-machine promise.
     """
 
     source: str
@@ -52,8 +57,37 @@ class Replay:
 
     @property
     def agrees(self) -> bool:
-        """The fresh verdict equals the stored one (and a rerun row is bit-identical)."""
-        return self.stored_verdict == self.certificate.verdict and (self.rerun is None or self.rerun["identical"])
+        """The fresh verdict equals the stored one (and a rerun row agrees to :data:`REPLAY_ULPS` ulps)."""
+        return self.stored_verdict == self.certificate.verdict and (self.rerun is None or self.rerun["within_ulps"])
+
+
+#: Cross-machine reproducibility of a rerun export row: float fields within this many ulps of the larger
+#: magnitude. Measured: 1 ulp (the multinomial ``linear_risk`` on two x86-64 CPUs, 2026-12-08).
+REPLAY_ULPS = 64
+#: Float fields at rounding level (a critical point's ``‖∇R‖``, a zero eigenvalue) agree when within this.
+REPLAY_ABS = 1e-13
+
+
+def ulps_apart(a: float, b: float) -> float:
+    """``|a − b|`` in units of the last place of ``max(|a|, |b|)`` (0 for equal values, NaN equal to NaN).
+
+    >>> ulps_apart(0.03966182263852986, 0.03966182263852985)
+    1.0
+    >>> ulps_apart(1.0, 1.0)
+    0.0
+    """
+    import numpy as np
+
+    if a != a and b != b or a == b:
+        return 0.0
+    return float(abs(a - b) / np.spacing(max(abs(a), abs(b))))
+
+
+def _close(a, b) -> bool:
+    """Equal for non-floats; for floats within :data:`REPLAY_ULPS` ulps or :data:`REPLAY_ABS`."""
+    if isinstance(a, float) and isinstance(b, float):
+        return ulps_apart(a, b) <= REPLAY_ULPS or abs(a - b) <= REPLAY_ABS
+    return _same(a, b)
 
 
 def replay_command(store: str | Path, config_id: str, seed: int) -> str:
@@ -115,7 +149,7 @@ def replay_export(path: str | Path, run: str, spec: str | Path | None = None) ->
 
 
 def rerun_export_row(row: dict, spec_path: str | Path, source: str) -> Replay:
-    """Recompute an export row from its spec and seed; the fresh row must be bit-identical.
+    """Recompute an export row from its spec and seed; the fresh row must agree (bit for bit on one machine).
 
     The run's task (its config and the batch of seeds it was computed with) is run again by
     :func:`resland.census.run_task` (one torch thread, as every executor runs it), every field of
@@ -144,6 +178,7 @@ def rerun_export_row(row: dict, spec_path: str | Path, source: str) -> Replay:
     fresh = compact_row(fresh_full)
     diff = {k: [row.get(k), fresh.get(k)] for k, _ in COMPACT_FIELDS   # columns newer than the export: not compared
             if k != "seconds" and k in row and not _same(row.get(k), fresh.get(k))}
+    floats = [ulps_apart(a, b) for a, b in diff.values() if isinstance(a, float) and isinstance(b, float)]
     if fresh_full["parameters"]:
         from .census.runner import config_model
         model, ds, loss = config_model(task.config, row["seed"])
@@ -151,7 +186,9 @@ def rerun_export_row(row: dict, spec_path: str | Path, source: str) -> Replay:
         cert = certify(model, ds.X, ds.y, loss, keep_parameters=True)
     else:  # a failed task: nothing to certify; the stored row says so too
         raise ValidationError(f"Run {row['config_id']}:{row['seed']} failed when rerun: {fresh_full['error']}")
-    return Replay(source, row["verdict"], cert, {"identical": not diff, "differences": diff})
+    return Replay(source, row["verdict"], cert,
+                  {"identical": not diff, "within_ulps": all(_close(a, b) for a, b in diff.values()),
+                   "max_ulps": max(floats, default=0.0), "differences": diff})
 
 
 def _same(a, b) -> bool:

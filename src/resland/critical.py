@@ -59,6 +59,9 @@ one-sided derivatives, piece minimality).
   only accepts risk decreases, so every limit of the run is better than linear;
 * ``diverging``: not converged, ``‖θ‖`` grows (by ≥ 5 % over the second half of the accepted
   steps, on ≥ 75 % of them) while the risk decreases; the evidence is in ``divergence``;
+* ``gradient_flat``: stopped short of critical with ``‖H∇R‖ ≤ GRADIENT_FLAT_TOL·‖H‖₂‖∇R‖`` (docs/theory.md §9,
+  Frye et al. 2021): the gradient lies in the Hessian's near-null space; the numbers are in ``flatness``;
+  evidence of why the run stopped, never of a critical point;
 * ``unresolved``: none of these; the parameters are kept for a human to look at;
 * ``failed``: a non-finite risk or gradient, or an error.
 
@@ -77,19 +80,23 @@ from torch import nn
 
 from .kinds import KINDS, descends, merit
 from . import tolerances as T
-from ._checks import check_choice, check_positive_float, check_positive_int, check_scalar
+from ._checks import ValidationError, check_choice, check_positive_float, check_positive_int, check_scalar
 from .ensemble import Ensemble
 from .functional import FlatRisk
 from .krylov import ChunkedRisk, find_critical_point_krylov
 from .linear import LinearFit, linear_fit_for
 from .losses import Loss
-from .outcomes import OUTCOMES, CriticalPoint, _report, divergence, outcome_of, reporting, vanishing
+from .curvature import HessianOperator
+from .outcomes import (OUTCOMES, CriticalPoint, report_progress, divergence, gradient_flatness, outcome_of, reporting,
+                       vanishing)
 from .kinks import analyse_kink
 from .regions import kink_margin, kinked_modules
 from .second_order import DenseCurvature, KrylovCurvature, MixedCurvature
 
 __all__ = ["OUTCOMES", "CriticalPoint", "divergence", "find_critical_point", "find_critical_points", "reporting"]
 
+#: The finder's methods: the stepping driver, or continuation along a homotopy path (resland.homotopy).
+METHODS = ("steps", "continuation")
 #: Newton iterations of the kink polish (an active-set SQP that crosses one kink or a few per
 #: iteration; diabetes, n = 53: 150–500 iterations).
 KINK_POLISH_ITER = 1000
@@ -112,6 +119,7 @@ def find_critical_point(
     fit: LinearFit | None = None,
     kink_iter: int | None = None,
     newton_always_max: int = T.NEWTON_ALWAYS_MAX,
+    method: str = "steps",
 ) -> CriticalPoint:
     """Find a critical point from the model's current parameters: the driver on an ensemble of one.
 
@@ -132,6 +140,10 @@ def find_critical_point(
         newton_always_max: up to this many parameters a second-order step is tried at every
             iteration; above it only near a critical point (GGN steps elsewhere). Lower values trade
             convergence of mid-sized models for time (``tolerances.NEWTON_ALWAYS_MAX``).
+        method: ``steps`` (this driver) or ``continuation`` (:mod:`resland.homotopy`: a path of exact critical
+            points of a perturbed risk followed to the risk itself; Tikhonov for ``minimum``, the Newton homotopy
+            for ``any``; smooth activations, at most ``HOMOTOPY_MAX_PARAMS`` parameters; ``max_iter`` counts path
+            steps). The route to critical points of full-width deep nets (docs/theory.md §9).
 
     Returns:
         The :class:`CriticalPoint`.
@@ -142,7 +154,7 @@ def find_critical_point(
     ens = Ensemble([model], X, y, loss)
     return find_critical_points(ens, kind, tol, max_iter, xtol=xtol, dense_max_params=dense_max_params,
                                 max_norm=max_norm, fit=fit, kink_iter=kink_iter,
-                                newton_always_max=newton_always_max)[0]
+                                newton_always_max=newton_always_max, method=method)[0]
 
 
 def find_critical_points(
@@ -158,12 +170,13 @@ def find_critical_points(
     batched: bool = True,
     kink_iter: int | None = None,
     newton_always_max: int = T.NEWTON_ALWAYS_MAX,
+    method: str = "steps",
 ) -> list[CriticalPoint]:
     """Run the driver on every member of ``ens`` (see the module docstring).
 
     Args:
         ens: the ensemble; its rows ``Θ`` (M × n) are the starts (left unchanged).
-        kind, tol, max_iter, xtol, max_norm, dense_max_params, kink_iter, newton_always_max: as
+        kind, tol, max_iter, xtol, max_norm, dense_max_params, kink_iter, newton_always_max, method: as
             :func:`find_critical_point`.
         fit: the best linear predictor (computed here when None).
         batched: all members in one vmapped computation (True) or one at a time (False); the same
@@ -183,6 +196,9 @@ def find_critical_points(
         kink_iter = KINK_POLISH_ITER if descends(kind) else KINK_POLISH_ITER_ANY
     kink_iter = check_positive_int("kink_iter", kink_iter)
     newton_always_max = check_scalar(newton_always_max, "newton_always_max", int, min_val=0)
+    check_choice("method", method, METHODS)
+    if method == "continuation":
+        return _by_continuation(ens, kind, tol, max_iter, max_norm, fit)
     large = ens.n > dense_max_params or ens.m * ens.n > T.JACOBIAN_MAX_FLOATS
     # Saddle search on small data keeps the batched driver's Krylov backend (LM by CG on H² to 1e-12 through
     # one full-batch gradient graph, no Jacobian): it converges where the matrix-free saddle search stalls.
@@ -199,6 +215,19 @@ def find_critical_points(
         runs = _drive(ens, members, **{k: v for k, v in opts.items() if k != "kink_iter"})
         out += [_finish(ens, r, fit, opts, start) for r in runs]
     return out
+
+
+def _by_continuation(ens, kind, tol, max_iter, max_norm, fit) -> list[CriticalPoint]:
+    from .homotopy import HOMOTOPY_MAX_PARAMS, find_by_continuation
+
+    if kinked_modules(ens.fr.model):
+        raise ValidationError("The 'continuation' method follows smooth paths: it needs a smooth activation (tanh, "
+                              "softplus, gelu). Got a ReLU-type network; use method='steps'.")
+    if ens.n > HOMOTOPY_MAX_PARAMS:
+        raise ValidationError(f"The 'continuation' method is dense: at most {HOMOTOPY_MAX_PARAMS} parameters. Got "
+                              f"{ens.n}; use method='steps'.")
+    return [find_by_continuation(ens, j, fit, kind=kind, tol=tol, max_steps=max_iter, max_norm=max_norm)
+            for j in range(ens.M)]
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -231,7 +260,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
             if idx.numel() == 0:
                 break
         tn = torch.linalg.norm(th, dim=1)
-        _report("search", it + 1, max_iter, float(gn.min()))
+        report_progress("search", it + 1, max_iter, float(gn.min()))
         # Second-order curvature only where it pays: near a critical point, for saddle search, or
         # where the Gauss–Newton damping shows GGN steps failing; elsewhere GGN alone.
         near = gn <= T.NEWTON_SWITCH * torch.clamp(R.abs(), min=1.0)
@@ -386,7 +415,7 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
         fr = FlatRisk(model, ens.fr.X, ens.fr.y, ens.fr.loss)
         try:
             budget = T.kink_polish_iter(opts["kink_iter"], ens.n, ens.m)
-            _report("kink polish", 0, budget, gn)
+            report_progress("kink polish", 0, budget, gn)
             polished, an = analyse_kink(fr, theta, grad_tol=T.grad_tol(R, tol), kind=kind, max_iter=budget)
         except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:  # a failed polish is reported
             an, polished = None, None
@@ -425,7 +454,11 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
                     f"critical), though the distance estimate {run['dist']:.3e} > xtol·(1+‖θ‖): a flat region")
     status, note = vanishing(status, R, ens.fr.loss)
     message += note
-    outcome, note = outcome_of(status, path_min, fit, div)
+    flat = None
+    if (status in ("stalled", "max_iter") and math.isfinite(gn) and not (div is not None and div["diverging"])
+            and not (path_min is not None and path_min < fit.risk_lower - T.risk_tol(fit.risk))):
+        flat = gradient_flatness(HessianOperator(ens, theta), ens.grad(theta[None])[0])
+    outcome, note = outcome_of(status, path_min, fit, div, flat)
     message += note
     return CriticalPoint(
         model=model, risk=R, grad_norm=gn, converged=outcome in ("critical", "kink"), status=status, outcome=outcome,
@@ -433,6 +466,6 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
         newton_step=run["dist"], param_norm=float(torch.linalg.norm(theta)),
         method="dense" if opts["dense"] else "krylov", message=message, kink_margin=margin, kink=kink,
         linear_risk=fit.risk, path_min_risk=path_min, divergence=div, steps=dict(sorted(run["steps"].items())),
-        parameters=theta.detach().cpu().tolist() if outcome in ("unresolved", "failed") else None,
-        history=run["history"],
+        parameters=theta.detach().cpu().tolist() if outcome in ("unresolved", "gradient_flat", "failed") else None,
+        history=run["history"], flatness=flat,
     )

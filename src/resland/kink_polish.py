@@ -34,7 +34,7 @@ DRIFT_FACTOR = 10.0
 LONG_STEP_MAX = 16
 
 
-def _active_set_newton(pieces, theta, W, mask0, max_iter, kind="minimum"):
+def active_set_newton(pieces, theta, W, mask0, max_iter, kind="minimum"):
     """Regularised SQP on ``min R_P s.t. z_W = 0`` with working-set changes (see :func:`analyse_kink`).
 
     Each step solves the equality-constrained quadratic model with ``H_L + σI``,
@@ -118,7 +118,7 @@ def _active_set_newton(pieces, theta, W, mask0, max_iter, kind="minimum"):
 
             HL = torch.func.hessian(lagrangian)(theta)
             k = W.numel()
-            Z = _null_basis(A, n)
+            Z = null_basis(A, n)
             hmin = float(torch.linalg.eigvalsh(Z.T @ HL @ Z)[0]) if Z.shape[1] else 0.0
             sigma = max(0.0, -hmin) * 1.01 + mu * float(r1.norm())
             J = torch.zeros(n + k, n + k, dtype=theta.dtype)
@@ -165,7 +165,7 @@ def _active_set_newton(pieces, theta, W, mask0, max_iter, kind="minimum"):
                 m2, z2 = merit(t2)
                 if m2 < m_new:
                     trial, m_new, z_new = t2, m2, z2
-            flipped = outside & _wrong_side(z_new, mask0)
+            flipped = outside & wrong_side(z_new, mask0)
             if block is not None:
                 flipped[block] = False
             if released is not None:
@@ -248,7 +248,7 @@ def _long_step(pieces, theta, p, ratios, mask0, outside, W, rho, below):
         mask = mask0.clone()
         mask[crossed] = 1.0 - mask[crossed]
         R, z = pieces.risk_and_z(t, mask)
-        wrong = outside & _wrong_side(z.detach(), mask)
+        wrong = outside & wrong_side(z.detach(), mask)
         if f is not None:
             wrong[f] = False
         val = float(R) + (rho * float(z[W].abs().sum()) if W.numel() else 0.0)
@@ -307,7 +307,7 @@ def _release(pieces, theta, W, mask0, g, A, gtol, kind, frozen=()):
     return None if best is None else best[:3]
 
 
-def _null_basis(A: torch.Tensor, n: int) -> torch.Tensor:
+def null_basis(A: torch.Tensor, n: int) -> torch.Tensor:
     """Orthonormal basis (n × (n − rank)) of the null space of ``A``."""
     if A.shape[0] == 0:
         return torch.eye(n, dtype=A.dtype)
@@ -316,7 +316,7 @@ def _null_basis(A: torch.Tensor, n: int) -> torch.Tensor:
     return Vh[rank:].T
 
 
-def _wrong_side(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def wrong_side(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Pairs whose pre-activation is on the other side of 0 from their pattern (beyond rounding)."""
     tiny = 1e2 * T.EPS64 * max(1.0, float(z.abs().max()))
     return ((mask == 1) & (z < -tiny)) | ((mask == 0) & (z > tiny))

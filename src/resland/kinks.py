@@ -23,7 +23,7 @@ import torch
 from .kinds import descends
 from . import tolerances as T
 from .functional import FlatRisk
-from .kink_polish import DRIFT_FACTOR, _active_set_newton, _null_basis, _wrong_side
+from .kink_polish import DRIFT_FACTOR, active_set_newton, null_basis, wrong_side
 from .regions import Pieces
 
 #: Largest number of kinked pairs whose adjacent pieces are enumerated one by one
@@ -122,7 +122,7 @@ def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_C
         mask0[W] = 0.0                                   # the kinked units are "off" in the piece P0
         first = CLARKE_FIRST_ROUND_ITER if not trace else CLARKE_ROUND_ITER
         budget = max_iter - total if not descends(kind) else min(first, max_iter - total)
-        theta, mask0, W, lam, it, kkt, msg = _active_set_newton(pieces, theta, W, mask0, budget, kind)
+        theta, mask0, W, lam, it, kkt, msg = active_set_newton(pieces, theta, W, mask0, budget, kind)
         total += it
         R = float(pieces.risk(theta, mask0))
         gtol = T.grad_tol(R) if grad_tol is None else grad_tol
@@ -148,7 +148,7 @@ def analyse_kink(fr: FlatRisk, theta: torch.Tensor, *, capture: float = T.KINK_C
     z = pieces.z(theta).detach()
     outside = torch.ones_like(z, dtype=torch.bool)
     outside[K] = False
-    sign_kept = not bool((outside & _wrong_side(z, mask0)).any())
+    sign_kept = not bool((outside & wrong_side(z, mask0)).any())
     zscale = max(1.0, float(z.abs().max()))
     cres = float(z[K].abs().max()) / zscale if K.numel() else 0.0
     out_margin = float(z[outside].abs().min()) / zscale if bool(outside.any()) else math.inf
@@ -307,7 +307,7 @@ def _local_minimality(an: KinkAnalysis, pieces, theta, K, mask0, A, lam, gtol) -
         an.pieces_checked, an.pieces_minimal = 2**k, bool(ok)
     masks = pieces.masks(mask0)
     HL = torch.func.hessian(lambda t: pieces.risk(t, mask0) - lam @ pieces.z(t, masks)[K])(theta)
-    Z = _null_basis(A, theta.numel())
+    Z = null_basis(A, theta.numel())
     ev = torch.linalg.eigvalsh(Z.T @ HL @ Z) if Z.shape[1] else torch.zeros(1, dtype=theta.dtype)
     lmax = float(torch.linalg.eigvalsh(HL).abs().max())
     an.lambda_tol = T.lambda_tol(theta.numel(), lmax, gtol)

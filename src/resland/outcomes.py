@@ -15,7 +15,11 @@ from torch import nn
 
 from . import tolerances as T
 
-OUTCOMES = ("critical", "kink", "below_linear", "diverging", "unresolved", "failed")
+OUTCOMES = ("critical", "kink", "below_linear", "diverging", "gradient_flat", "unresolved", "failed")
+#: Gradient-flat (docs/theory.md §9, Frye et al. 2021): ``‖H∇R‖ ≤ GRADIENT_FLAT_TOL·‖H‖₂‖∇R‖`` at a stopped run whose
+#: ``‖∇R‖`` is above the gradient test: the gradient lies in the Hessian's near-null space, where the merit
+#: ``½‖∇R‖²`` of a Newton-type saddle search has a vanishing gradient ``H∇R``.
+GRADIENT_FLAT_TOL = 1e-3
 #: Minimum accepted steps before the ‖θ‖ trend is read as divergence.
 DIVERGENCE_MIN_STEPS = 20
 
@@ -41,6 +45,9 @@ class CriticalPoint:
             descent path, recomputed (``kind="minimum"``).
         divergence: ``{growth, frac_up, risk_decrease, grad_decay, steps}`` of the second half
             of the accepted steps (None with fewer than 20).
+        flatness: for a run that stopped short of critical, ``{"ratio": ‖H∇R‖/(‖H‖₂‖∇R‖), "hg_norm", "h_norm",
+            "grad_norm", "tol"}`` (:func:`gradient_flatness`); None otherwise.
+        path: for ``method="continuation"``, ``{"steps", "hessians", "folds", "jumps", "t_end", "mu"|"lambda0"}``.
         steps: accepted steps by kind: ``newton`` (regularised), ``newton_mr``, ``ggn``, ``lm``,
             ``escape`` (along negative curvature).
         message: one line saying why the run ended as it did.
@@ -69,6 +76,8 @@ class CriticalPoint:
     steps: dict = field(default_factory=dict)
     parameters: list | None = field(default=None, repr=False)
     history: list = field(default_factory=list, repr=False)
+    flatness: dict | None = None
+    path: dict | None = None
 
     def to_dict(self, *, timing: bool = True) -> dict:
         """The fields as plain values; ``timing=False`` leaves out the wall time ``seconds``."""
@@ -91,7 +100,7 @@ def reporting(callback):
         _PROGRESS.reset(token)
 
 
-def _report(stage: str, it: int, max_iter: int, gn: float) -> None:
+def report_progress(stage: str, it: int, max_iter: int, gn: float) -> None:
     cb = _PROGRESS.get()
     if cb is not None:
         cb(stage, it, max_iter, gn)
@@ -142,7 +151,24 @@ def vanishing(status: str, risk: float, loss) -> tuple[str, str]:
     return status, ""
 
 
-def outcome_of(status: str, path_min: float | None, fit, div: dict | None) -> tuple[str, str]:
+def gradient_flatness(H, g) -> dict:
+    """``‖H∇R‖/(‖H‖₂‖∇R‖)`` from a Hessian operator ``H`` (``H @ v``; ``‖H‖₂`` by its extreme eigenvalues) and
+    the gradient ``g``: near 0 when ``∇R`` lies in the Hessian's near-null space (a gradient-flat point)."""
+    import torch
+
+    hg = float(torch.linalg.norm(H @ g))
+    if hasattr(H, "extremes"):
+        ext = H.extremes()
+        h_norm = max(abs(ext.lambda_min), abs(ext.lambda_max))
+    else:
+        h_norm = float(torch.linalg.eigvalsh(H).abs().max())
+    gn = float(torch.linalg.norm(g))
+    ratio = hg / (h_norm * gn) if h_norm > 0 and gn > 0 else math.nan
+    return {"ratio": ratio, "hg_norm": hg, "h_norm": h_norm, "grad_norm": gn, "tol": GRADIENT_FLAT_TOL}
+
+
+def outcome_of(status: str, path_min: float | None, fit, div: dict | None,
+               flat: dict | None = None) -> tuple[str, str]:
     """A run's outcome (first match wins, :mod:`resland.critical`'s docstring) from the driver's final
     ``status``, the lowest risk on the descent path (None for ``kind="any"``), the linear fit and the
     :func:`divergence` evidence; and what to add to the run's message."""
@@ -155,4 +181,8 @@ def outcome_of(status: str, path_min: float | None, fit, div: dict | None) -> tu
                                 "every limit is better than linear")
     if status == "diverging" or (div is not None and div["diverging"]):
         return "diverging", ""
+    if flat is not None and flat["ratio"] <= flat["tol"]:
+        return "gradient_flat", (f"; gradient-flat: ‖H∇R‖ = {flat['hg_norm']:.3e} ≤ {flat['tol']:g}·‖H‖‖∇R‖ = "
+                                 f"{flat['tol'] * flat['h_norm'] * flat['grad_norm']:.3e} (ratio {flat['ratio']:.2e}): "
+                                 "∇R lies in the Hessian's near-null space; not a critical point")
     return "unresolved", ""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ..certificate import WORSE_NO_NEGATIVE
 
 #: Runs whose parameters the compact export keeps (for replay).
-KEEP_PARAMETERS = {"verdicts": WORSE_NO_NEGATIVE, "outcomes": ("unresolved",)}
+KEEP_PARAMETERS = {"verdicts": WORSE_NO_NEGATIVE, "outcomes": ("unresolved", "gradient_flat")}
 
 
 @dataclass
@@ -68,6 +68,7 @@ class Run:
     parameters: str | None = None
     versions: str | None = None
     probe_risks: str | None = None
+    point: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -126,6 +127,7 @@ class RunSummary:
     seconds: float | None = None
     probe_risks: str | None = None
     parameters: str | None = None
+    point: str | None = None
 
     @classmethod
     def from_run(cls, run: Run | dict) -> "RunSummary":

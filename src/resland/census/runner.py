@@ -30,6 +30,7 @@ from ..linear import NotAttainedWarning, linear_fit_for
 from ..families import family_of
 from ..higher_order import null_dimension
 from ..models import init_model
+from ..points import family_key, point_id
 from ..theory import linear_probes
 from .row import ROW_FIELDS, Run
 from .spec import Task
@@ -38,7 +39,7 @@ __all__ = ["CANDIDATES", "ROW_FIELDS", "config_model", "core_config", "failed_ro
 
 #: The columns of a run row (the store's schema follows it).
 #: Runs whose final parameters are stored under ``[store] parameters = "candidates"`` (the default).
-CANDIDATES = {"outcomes": ("unresolved", "failed"), "verdicts": WORSE_NO_NEGATIVE + ("inconclusive",)}
+CANDIDATES = {"outcomes": ("unresolved", "gradient_flat", "failed"), "verdicts": WORSE_NO_NEGATIVE + ("inconclusive",)}
 
 
 def versions() -> dict:
@@ -149,8 +150,17 @@ def _run(task: Task, finder: dict) -> list[dict]:
                 cp = embedded_point(_find_core(start, core, s, ds, loss, fit, opts), model)
             cps.append(cp)
             certs.append(certify(cp.model, ds.X, ds.y, loss, opts["tol"], fit=fit, seed=s))
-    return [_row(task, s, cp=cp, cert=cert, keep=keep, probes=_probes(cp, cert, ds, loss))
+    return [_row(task, s, cp=cp, cert=cert, keep=keep, probes=_probes(cp, cert, ds, loss), point=_point(c, cp, cert, ds))
             for s, cp, cert in zip(task.seeds, cps, certs)]
+
+
+def _point(config: dict, cp, cert, ds) -> str | None:
+    """The distinct-point id (:func:`resland.points.point_id`) of a certified critical point, else None."""
+    if cert.verdict in ("not_critical", "nondifferentiable") or cp.outcome not in ("critical", "kink"):
+        return None
+    with torch.no_grad():
+        pred = cp.model(torch.as_tensor(ds.X, dtype=torch.float64)).detach().cpu().numpy()
+    return point_id(family_key(dict(config, loss=cert.loss)), cert.data_sha256, cert.risk, pred)
 
 
 def local_minimum(cert) -> bool:
@@ -174,7 +184,7 @@ def failed_rows(task: Task, reason: str) -> list[dict]:
 
 
 def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None, error: str | None = None,
-         keep: bool = False, probes: list | None = None) -> dict:
+         keep: bool = False, probes: list | None = None, point: str | None = None) -> dict:
     row = Run(spec_hash=task.spec_hash, config_id=task.config_id, seed=int(seed), engine=task.engine,
               config=json.dumps(task.config, sort_keys=True), attempts=1, error=error,
               versions=json.dumps(versions(), sort_keys=True))
@@ -203,6 +213,6 @@ def _row(task: Task, seed: int, *, cp=None, cert=None, status: str | None = None
         n_params=cert.n_params, certificate=json.dumps(cd, sort_keys=True, default=str),
         finder=json.dumps(finder, sort_keys=True, default=str),
         parameters=None if theta is None else json.dumps(theta),
-        probe_risks=None if probes is None else json.dumps(probes),
+        probe_risks=None if probes is None else json.dumps(probes), point=point,
     )
     return dataclasses.replace(row, **fields).to_dict()

@@ -178,7 +178,7 @@ def _set_lambda_tol(ev: Evidence, n: int) -> None:
     ev.tolerances["lambda_tol"] = T.lambda_tol(n, abs(ev.eig.lambda_max), ev.tolerances["grad_tol"])
 
 
-def _singular(ev: Evidence) -> bool:
+def is_singular(ev: Evidence) -> bool:
     return abs(ev.eig.lambda_min) <= ev.tolerances["lambda_tol"] + ev.eig.residual
 
 

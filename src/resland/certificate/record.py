@@ -16,7 +16,7 @@ from ..functional import FlatRisk
 from ..krylov import risk_of
 from ..linear import LinearFit
 from ..losses import Loss
-from .evidence import Escape, Evidence, _singular, gather_evidence
+from .evidence import Escape, Evidence, is_singular, gather_evidence
 from .verdicts import WORSE_NO_NEGATIVE, decide
 
 
@@ -173,7 +173,7 @@ def _certificate(ev: Evidence, fr: FlatRisk, model: nn.Module, verdict: str, rea
         escape_direction=None if esc is None else esc.direction,
         escape_curvature=None if esc is None else esc.curvature,
         escape_step=None if esc is None else esc.step, escape_decrease=None if esc is None else esc.decrease,
-        singular=None if eig is None else _singular(ev), linear_equivalent=ev.linear_equivalent,
+        singular=None if eig is None else is_singular(ev), linear_equivalent=ev.linear_equivalent,
         trivial=ev.trivial, units=ev.units, higher_order=None if ev.null is None else ev.null.to_dict(),
         kink_margin=ev.kink_margin, tolerances=ev.tolerances, n_params=fr.n, n_samples=fr.m, loss=fr.loss.name,
         model_config=model.config() if hasattr(model, "config") else {"model": type(model).__name__},

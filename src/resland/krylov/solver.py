@@ -29,7 +29,7 @@ from .. import tolerances as T
 from ..curvature import HessianOperator
 from ..functional import flat_parameters
 from ..linear import LinearFit
-from ..outcomes import CriticalPoint, _report, divergence, outcome_of, vanishing
+from ..outcomes import CriticalPoint, report_progress, divergence, outcome_of, vanishing
 from ..regions import kink_margin, kinked_modules
 from .products import ChunkedRisk
 from .steps import Proposal, Step, default_steps
@@ -140,7 +140,7 @@ def solve(fr: ChunkedRisk, theta0: torch.Tensor, *, kind: str = "minimum", tol: 
         if not (math.isfinite(state.risk) and math.isfinite(gn)):
             return state, "nan", "the risk or its gradient became non-finite"
         state.record()
-        _report("search", it + 1, max_iter, gn)
+        report_progress("search", it + 1, max_iter, gn)
         if T.is_critical(state.risk, gn, tol):
             esc = _escape(fr, state, tol) if descends(kind) else None
             if esc is None:
@@ -201,6 +201,6 @@ def find_critical_point_krylov(fr: ChunkedRisk, *, kind: str, tol: float, max_it
         newton_step=math.nan, param_norm=float(torch.linalg.norm(theta)), method="krylov", message=message,
         kink_margin=margin, linear_risk=fit.risk, path_min_risk=path_min, divergence=div,
         steps=dict(sorted(state.steps.items())),
-        parameters=theta.detach().cpu().tolist() if outcome in ("unresolved", "failed") else None,
+        parameters=theta.detach().cpu().tolist() if outcome in ("unresolved", "gradient_flat", "failed") else None,
         history=state.history,
     )

@@ -36,8 +36,8 @@ import torch
 from .. import tolerances as T
 from .._checks import ValidationError, check_data
 from ..losses import Loss, get_loss
-from .scalar import (MP_DPS, DUAL_ROUNDS, LinearFit, NotAttainedWarning, _dyadic, _mp, _project, _rank,
-                     _round_down, _round_up, damped_newton, fit_scalar)
+from .scalar import (MP_DPS, DUAL_ROUNDS, LinearFit, NotAttainedWarning, dyadic, mp_dyadic, project_rational, numeric_rank,
+                     round_down, round_up, damped_newton, fit_scalar)
 
 
 def fit_matrix(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_iter: int = 200) -> LinearFit:
@@ -55,8 +55,8 @@ def fit_matrix(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_ite
 def _separable_sum(fits: list[LinearFit]) -> LinearFit:
     """The fits of the ``k`` outputs as one: risks and interval ends summed (ends rounded outward)."""
     with mpmath.workdps(MP_DPS):
-        lower = _round_down(mpmath.fsum(mpmath.mpf(f.risk_lower) for f in fits))
-        upper = _round_up(mpmath.fsum(mpmath.mpf(f.risk_upper) for f in fits))
+        lower = round_down(mpmath.fsum(mpmath.mpf(f.risk_lower) for f in fits))
+        upper = round_up(mpmath.fsum(mpmath.mpf(f.risk_upper) for f in fits))
     attained = all(f.attained for f in fits)
     bounds = {f.bound for f in fits}
     bound = next(b for b in ("trivial", "lstsq-perturbation", "separable", "exact-dual") if b in bounds | {"exact-dual"})
@@ -76,7 +76,7 @@ def _multinomial(X: np.ndarray, y: np.ndarray, bias: bool, max_iter: int) -> Lin
     A = np.hstack([X, np.ones((m, 1))]) if bias else X
     k = int(y.max()) + 1
     missing = sorted(set(range(k)) - set(y.tolist()))
-    rank = _rank(A)
+    rank = numeric_rank(A)
     if missing:
         warnings.warn(f"classes {missing} have no sample: their logits fall without bound and the infimum is not "
                       "attained", NotAttainedWarning, stacklevel=3)
@@ -149,8 +149,8 @@ def _recession(A: np.ndarray, y: np.ndarray, k: int) -> bool:
 
 def _exact_logits(A: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, int]:
     """``AZ`` exactly: integers ``P`` and one exponent ``e`` with ``AZ = P·2^e``."""
-    Ai, eA = _dyadic(A)
-    Zi, eZ = _dyadic(Z)
+    Ai, eA = dyadic(A)
+    Zi, eZ = dyadic(Z)
     return Ai.dot(Zi), eA + eZ
 
 
@@ -206,8 +206,8 @@ def _certify(A, y, k: int, Z, bias: bool, iterations: int, rank: int, attained_p
         P, e = _exact_logits(A, Z)
         with mpmath.workdps(MP_DPS):
             R_exact = mpmath.fsum(_mp_ce(row, e, yi) for row, yi in zip(P, y)) / m
-            risk, upper = float(R_exact), _round_up(R_exact)
-        Ai, _ = _dyadic(A)
+            risk, upper = float(R_exact), round_up(R_exact)
+        Ai, _ = dyadic(A)
         lower, bound, dropped = _dual_bound(Ai, G, y, k)
     else:
         # |Δℓ| ≤ 2 max_j |Δp_j| (log-sum-exp and p_y are 1-Lipschitz in the max norm); rounding of AZ: γ_q |A||Z|
@@ -240,7 +240,7 @@ def _certify(A, y, k: int, Z, bias: bool, iterations: int, rank: int, attained_p
 
 def _mp_ce(row, e: int, label: int) -> mpmath.mpf:
     """``log Σ_j exp(p_j) − p_y`` in mpmath for the exact logits ``row·2^e``."""
-    p = [_mp(int(v), e) for v in row]
+    p = [mp_dyadic(int(v), e) for v in row]
     top = max(p)
     return top + mpmath.log(mpmath.fsum(mpmath.exp(v - top) for v in p)) - p[label]
 
@@ -249,17 +249,17 @@ def _dual_bound(Ai, G: np.ndarray, y: np.ndarray, k: int) -> tuple[float, str, i
     """``−(1/m) Σ_i Σ_j q_ij log q_ij`` at an exactly dual-feasible ``Λ`` (module docstring), rounded down;
     ``(bound, how, rows held at Λ_i = 0)``."""
     m = len(y)
-    lam, e = _dyadic(G[:, :-1])
+    lam, e = dyadic(G[:, :-1])
     support = np.ones(m, dtype=bool)
     for _ in range(DUAL_ROUNDS):
         idx = np.flatnonzero(support)
-        cols = [_project(Ai[support], lam[support, j]) for j in range(k - 1)]
+        cols = [project_rational(Ai[support], lam[support, j]) for j in range(k - 1)]
         if any(c is None for c, _ in cols):
             break
         with mpmath.workdps(MP_DPS):
             bad, total = [], mpmath.mpf(0)
             for r, i in enumerate(idx):
-                s = [_mp(int(c[r]), e, den) for c, den in cols]
+                s = [mp_dyadic(int(c[r]), e, den) for c, den in cols]
                 s.append(-mpmath.fsum(s))                 # the last column: rows sum to 0 exactly
                 qrow = [sj + (1 if j == y[i] else 0) for j, sj in enumerate(s)]
                 if any(v < 0 for v in qrow):
@@ -268,6 +268,6 @@ def _dual_bound(Ai, G: np.ndarray, y: np.ndarray, k: int) -> tuple[float, str, i
                 total += mpmath.fsum(v * mpmath.log(v) for v in qrow if v > 0)
             if not bad:
                 # rows off the support are Λ_i = 0: q = e_{y_i}, whose Σ q log q is 0
-                return max(0.0, _round_down(-total / m)), "exact-dual", int(m - support.sum())
+                return max(0.0, round_down(-total / m)), "exact-dual", int(m - support.sum())
         support[bad] = False
     return 0.0, "trivial", int(m - support.sum())

@@ -133,7 +133,7 @@ def fit_scalar(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_ite
                 stacklevel=3,
             )
             return LinearFit(risk=0.0, coef=None, intercept=None, attained=False, grad_norm=0.0, iterations=0,
-                             method="separable", risk_lower=0.0, risk_upper=0.0, bound="separable", rank=_rank(A))
+                             method="separable", risk_lower=0.0, risk_upper=0.0, bound="separable", rank=numeric_rank(A))
     if isinstance(loss, SquaredLoss):
         z, iterations, method = _least_squares(Xn, yn, bias, A), 2, "lstsq"
     else:
@@ -142,7 +142,7 @@ def fit_scalar(X, y, loss: str | Loss = "squared", bias: bool = True, *, max_ite
     return _certify_fit(A, yn, loss, z, bias, iterations, method, recedes)
 
 
-def _rank(A: np.ndarray, s: np.ndarray | None = None) -> int:
+def numeric_rank(A: np.ndarray, s: np.ndarray | None = None) -> int:
     """Numerical rank by the LAPACK convention; ``s`` the singular values of ``A`` if already known."""
     s = (scipy.linalg.svdvals(A) if A.size else np.zeros(0)) if s is None else s
     return int(np.sum(s > max(A.shape) * T.EPS64 * s.max())) if s.size and s.max() > 0 else 0
@@ -209,8 +209,8 @@ def _recession(A: np.ndarray, y: np.ndarray) -> bool:
 
 def _exact_margins(A: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """``y_i a_iᵀz`` in exact integer arithmetic, up to one positive power of 2 (only signs are read)."""
-    Ai, _ = _dyadic(A)
-    zi, _ = _dyadic(z)
+    Ai, _ = dyadic(A)
+    zi, _ = dyadic(z)
     return Ai.dot(zi) * np.sign(y).astype(np.int64).astype(object)
 
 
@@ -275,13 +275,13 @@ def _certify_fit(A, y, loss: Loss, z, bias: bool, iterations: int, method: str, 
     gscale = float(np.linalg.norm(np.abs(A).T @ (np.abs(d1) + d2 * np.abs(y)))) / m
     attained = not recedes and (gnorm <= T.LINEAR_GRAD_TOL * gscale or gnorm == 0.0)
     if m * k * k <= T.EXACT_MAX_WORK:
-        Ai, eA = _dyadic(A)
-        zi, ez = _dyadic(z)
+        Ai, eA = dyadic(A)
+        zi, ez = dyadic(z)
         p_exact = (Ai.dot(zi), eA + ez)            # Az = p_int · 2^e exactly
         R_exact = _mp_risk(loss, p_exact, y)
         lower, bound = _dual_bound(loss, Ai, eA, p_exact, y)
         with mpmath.workdps(MP_DPS):
-            risk, upper = float(R_exact), _round_up(R_exact)
+            risk, upper = float(R_exact), round_up(R_exact)
     else:
         risk = float(loss.risk(pt, yt))
         terms = loss.value(pt, yt).numpy()
@@ -303,7 +303,7 @@ def _certify_fit(A, y, loss: Loss, z, bias: bool, iterations: int, method: str, 
         )
     lower, upper = min(lower, risk), max(upper, risk)
     t, t0 = (z[:-1], float(z[-1])) if bias else (z, 0.0)
-    rank = _rank(A, sv)
+    rank = numeric_rank(A, sv)
     return LinearFit(risk, t if attained else None, t0 if attained else None, attained, gnorm, iterations, method,
                      lower, upper, bound, gscale, rank, _why_wide(A, sv, rank, lower, upper, bound, recedes))
 
@@ -324,7 +324,7 @@ def _why_wide(A, sv, rank: int, lower: float, upper: float, bound: str, recedes:
     return "the returned (t, t0) is not optimal to rounding (ill-conditioned design)"
 
 
-def _dyadic(a) -> tuple[np.ndarray, int]:
+def dyadic(a) -> tuple[np.ndarray, int]:
     """Exact integers: ``a = ints · 2**e`` (one exponent for the whole float64 array)."""
     a = np.asarray(a, dtype=np.float64)
     mant, ex = np.frexp(a.ravel())
@@ -337,14 +337,14 @@ def _dyadic(a) -> tuple[np.ndarray, int]:
     return ints.reshape(a.shape), e
 
 
-def _mp(v: int, e: int, den: int = 1) -> mpmath.mpf:
+def mp_dyadic(v: int, e: int, den: int = 1) -> mpmath.mpf:
     return mpmath.ldexp(mpmath.mpf(v), e) / den
 
 
 def _mp_risk(loss: Loss, p_exact, y) -> mpmath.mpf:
     pi, e = p_exact
     with mpmath.workdps(MP_DPS):
-        return mpmath.fsum(loss.mp_value(_mp(int(v), e), mpmath.mpf(float(yi))) for v, yi in zip(pi, y)) / len(y)
+        return mpmath.fsum(loss.mp_value(mp_dyadic(int(v), e), mpmath.mpf(float(yi))) for v, yi in zip(pi, y)) / len(y)
 
 
 def _dual_bound(loss: Loss, Ai, eA: int, p_exact, y) -> tuple[float, str]:
@@ -356,34 +356,34 @@ def _dual_bound(loss: Loss, Ai, eA: int, p_exact, y) -> tuple[float, str]:
     """
     m, k = Ai.shape
     if isinstance(loss, SquaredLoss):      # λ = 2(Az − y), exactly
-        yi, ey = _dyadic(y)
+        yi, ey = dyadic(y)
         pi, ep = p_exact
         e = min(ep, ey)
         lam = np.array([2 * ((int(a) << (ep - e)) - (int(b) << (ey - e))) for a, b in zip(pi, yi)], dtype=object)
         elam = e
     else:
         pi, ep = p_exact
-        p = np.array([float(_mp(int(v), ep)) for v in pi])
-        lam, elam = _dyadic(loss.d1(torch.as_tensor(p), torch.as_tensor(y)).numpy())
+        p = np.array([float(mp_dyadic(int(v), ep)) for v in pi])
+        lam, elam = dyadic(loss.d1(torch.as_tensor(p), torch.as_tensor(y)).numpy())
     ys = [mpmath.mpf(float(v)) for v in y]
     support = np.ones(m, dtype=bool)
     for _ in range(DUAL_ROUNDS):
-        lam_p, den = _project(Ai[support], lam[support])
+        lam_p, den = project_rational(Ai[support], lam[support])
         if lam_p is None:
             break
         with mpmath.workdps(MP_DPS):
             idx = np.flatnonzero(support)
-            s = [_mp(int(v), elam, den) for v in lam_p]
+            s = [mp_dyadic(int(v), elam, den) for v in lam_p]
             conj = [loss.mp_conjugate(si, ys[i]) for si, i in zip(s, idx)]
             bad = [i for c, i in zip(conj, idx) if c == mpmath.inf]
             if not bad:
                 # entries off the support are λ_i = 0, where ℓ*(0; y) = −min_p ℓ(p; y) = 0 for these losses
-                return max(0.0, _round_down(-mpmath.fsum(conj) / m)), "exact-dual"
+                return max(0.0, round_down(-mpmath.fsum(conj) / m)), "exact-dual"
         support[bad] = False                # leave the infeasible entries at λ_i = 0 and project again
     return 0.0, "trivial"
 
 
-def _project(Ai, lam) -> tuple[np.ndarray | None, int]:
+def project_rational(Ai, lam) -> tuple[np.ndarray | None, int]:
     """``λ − A w`` with ``AᵀA w = Aᵀλ`` solved exactly (sympy ``rref_den``), as ``(numerators, den)``."""
     k = Ai.shape[1]
     if len(lam) == 0:
@@ -401,12 +401,12 @@ def _project(Ai, lam) -> tuple[np.ndarray | None, int]:
     return lam * den - Ai.dot(w), den      # Aᵀ(λ·den − A w) = 0 exactly
 
 
-def _round_up(v: mpmath.mpf) -> float:
+def round_up(v: mpmath.mpf) -> float:
     f = float(v)
     return f if mpmath.mpf(f) >= v else float(np.nextafter(f, math.inf))
 
 
-def _round_down(v: mpmath.mpf) -> float:
+def round_down(v: mpmath.mpf) -> float:
     f = float(v)
     return f if mpmath.mpf(f) <= v else float(np.nextafter(f, -math.inf))
 

@@ -123,7 +123,7 @@ def label(r: dict) -> str:
     return r["outcome"] if r["outcome"] == "below_linear" else f"not converged: {r['outcome']}"
 
 
-def _table(records, key) -> list[dict]:
+def claims_table(records, key) -> list[dict]:
     rows = []
     for value in sorted({r[key] for r in records}):
         sub = [r for r in records if r[key] == value]
@@ -188,7 +188,7 @@ def _status(records, groups, key) -> tuple[str, str]:
                           f"run{'s' if left != 1 else ''} neither converged nor got below linear")
 
 
-def _per_grid(plans) -> list[dict]:
+def per_grid(plans) -> list[dict]:
     return [{"data": p.data, "kind": p.kind, "width": p.width, "seeds": len(p.seeds), **p.grid} for p in plans]
 
 
@@ -217,8 +217,8 @@ def run_c3(quick: bool, progress=lambda *_: None, store="census.db") -> Claim:
     recs = census_runs("C3", plans, depths, store, progress, max_iter=MAX_ITER_QUICK if quick else MAX_ITER)
     claim.records = recs
     claim.status, claim.reason = _status(recs, depths, "depth")
-    claim.measured = {"per_depth": _table(recs, "depth"), "runs": _run_rows(recs)}
-    claim.details = {"datasets": datasets, "depths": list(depths), "activation": "tanh", "grids": _per_grid(plans),
+    claim.measured = {"per_depth": claims_table(recs, "depth"), "runs": _run_rows(recs)}
+    claim.details = {"datasets": datasets, "depths": list(depths), "activation": "tanh", "grids": per_grid(plans),
                      "init": f"torch.manual_seed(seed); default init; every V_l × {V_SCALE}",
                      "evidence": "certified non-trivial points and below_linear descent runs (docs/theory.md §7)",
                      "worse_no_negative": worse_no_negative(recs),
@@ -244,8 +244,8 @@ def run_c5(quick: bool, progress=lambda *_: None, store="census.db") -> Claim:
     recs = census_runs("C5", plans, (1,), store, progress, max_iter=MAX_ITER_QUICK if quick else MAX_ITER)
     claim.records = recs
     claim.status, claim.reason = _status(recs, datasets, "data")
-    claim.measured = {"per_dataset": _table(recs, "data"), "runs": _run_rows(recs)}
-    claim.details = {"datasets": list(datasets), "grids": _per_grid(plans),
+    claim.measured = {"per_dataset": claims_table(recs, "data"), "runs": _run_rows(recs)}
+    claim.details = {"datasets": list(datasets), "grids": per_grid(plans),
                      "worse_no_negative": worse_no_negative(recs)}
     return claim
 

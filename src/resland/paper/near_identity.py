@@ -81,7 +81,7 @@ def holds(rec: dict) -> bool:
 
 
 def run(quick: bool, progress=lambda *_: None, store="census.db") -> Claim:
-    from .dichotomy import MAX_ITER, MAX_ITER_QUICK, Plan, _per_grid, _table, census_runs, nontrivial_evidence, \
+    from .dichotomy import MAX_ITER, MAX_ITER_QUICK, Plan, per_grid, claims_table, census_runs, nontrivial_evidence, \
         worse_no_negative
 
     depths = (1, 4, 8) if quick else (1, 2, 4, 8, 16, 32)
@@ -115,9 +115,9 @@ def run(quick: bool, progress=lambda *_: None, store="census.db") -> Claim:
     evidence = nontrivial_evidence(recs)
     missing = [d for d in depths if not any(r["depth"] == d for r in evidence)]
     claim.measured = {"certified_points": len(certified), "bounds_hold_at_all": bounds_ok,
-                      "per_depth": _table(recs, "depth"),
+                      "per_depth": claims_table(recs, "depth"),
                       "rademacher": [{k: r[k] for k in ("depth", "mean", "se")} for r in rad], "rademacher_flat": flat}
-    claim.details = {"delta0": DELTA0, "data": DATA, "width": WIDTH, "grids": _per_grid(plans),
+    claim.details = {"delta0": DELTA0, "data": DATA, "width": WIDTH, "grids": per_grid(plans),
                      "points": [{k: r.get(k) for k in ("depth", "seed", "kind", "outcome", "verdict", "trivial",
                                                         "risk", "linear_risk", "gap_bound", "G", "delta", "a_priori",
                                                         "applicable", "holds", "command")} for r in recs],

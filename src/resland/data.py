@@ -69,6 +69,23 @@ def outputs(y: np.ndarray, loss: str) -> int:
     return 1 if np.ndim(y) == 1 else int(np.shape(y)[1])
 
 
+def subsample(ds: Dataset, rows: int, seed: int = 0) -> Dataset:
+    """The first ``rows`` samples of a seeded permutation of ``ds`` (NumPy ``default_rng(seed)``), in their original
+    order; the whole set when ``rows ≥ m``. The loaded set's standardisation is kept (it is not redone on the
+    subsample), so a subsample's features are close to, not exactly, mean 0 and variance 1.
+
+    >>> ds = Dataset("toy", np.arange(10.0)[:, None], np.arange(10.0), "squared", "toy")
+    >>> subsample(ds, 4).X[:, 0].tolist()
+    [2.0, 4.0, 6.0, 7.0]
+    """
+    m = len(ds.y)
+    if rows >= m:
+        return ds
+    idx = np.sort(np.random.default_rng(seed).permutation(m)[:rows])
+    return Dataset(f"{ds.name}[{rows}]", ds.X[idx], ds.y[idx], ds.loss, f"{ds.description} ({rows} of {m} rows, "
+                   f"seeded permutation {seed})", ds.source, ds.licence)
+
+
 def example1(rho: float) -> Dataset:
     """docs/theory.md §2, Example 1: ``R_lin = 8ρ²/15`` under the squared loss.
 

@@ -56,6 +56,8 @@ H_START, H_MIN, H_MAX = 0.25, 1e-6, 8.0
 #: Tikhonov paths: a step below ``H_JUMP`` that still fails is a bifurcation; the run moves ``log λ`` down by
 #: ``JUMP_DTAU`` and descends to a minimum of ``R_λ`` there (at most ``MAX_JUMPS`` times).
 H_JUMP, JUMP_DTAU, MAX_JUMPS = 1e-3, 0.05, 40
+#: An eigenvalue of ``H + λI`` below ``−NEG_TOL·(max|H_ii| + λ)`` marks a branch of saddles of ``R_λ``.
+NEG_TOL = 1e-9
 #: Consecutive tangents must have a cosine above this, else the step is halved (no jumps between branches).
 COS_MAX_TURN = 0.8
 #: Newton-MR iterations of the finish at ``t = 0``.
@@ -202,9 +204,14 @@ def follow_path(ens: Ensemble, theta0: torch.Tensor, *, kind: str = "any", mu: f
                 break
             continue
         th, tau, H = th_c, tau_c, H_c
-        if float(z_c[n]) * float(z[n]) < 0:
-            res.folds += 1
-            if tikhonov is not None:   # the minimum branch ends at a fold: descend to a minimum of R_λ at this λ
+        fold = float(z_c[n]) * float(z[n]) < 0
+        res.folds += int(fold)
+        # On a Tikhonov path, leave a branch that is no longer one of minima of R_λ: at a fold, or where an
+        # eigenvalue of H + λI turned negative without one (a pitchfork: a unit turning on off the zero set).
+        unstable = tikhonov is not None and res.jumps < MAX_JUMPS and (fold or float(torch.linalg.eigvalsh(H)[0]) + math.exp(tau) < -NEG_TOL * (
+            float(H.diagonal().abs().max()) + math.exp(tau)))
+        if unstable:
+            if tikhonov is not None:   # descend to a minimum of R_λ at this λ
                 th = _trust_region_minimise(ens, th, math.exp(tau), hessian)
                 H = hessian(th)
                 z_c = torch.zeros(n + 1, dtype=th.dtype)

@@ -112,7 +112,7 @@ def replay_run(store: str | Path, run: str) -> Replay:
         raise ValidationError(f"Run {run!r} has no stored parameters: only candidates keep them by default; set "
                               '[store] parameters = "all" in the spec to keep every run\'s.')
     config, cert = json.loads(config), json.loads(cert_json)
-    data = {"name": config["data"], "rho": config.get("rho")}
+    data = {"name": config["data"], "rho": config.get("rho"), "rows": config.get("rows")}
     return Replay(f"store:{run}", verdict, _certify(data, cert, json.loads(params)))
 
 
@@ -241,6 +241,10 @@ def replay_file(path: str | Path) -> Replay:
 
 def _certify(data: dict, cert: dict, params: list) -> Certificate:
     ds = load_dataset(data["name"], rho=data.get("rho"), target=data.get("target"))
+    if data.get("rows"):
+        from .data import subsample
+
+        ds = subsample(ds, data["rows"])
     model = build_model(cert["model_config"])
     _set_parameters(model, params)
     fresh = certify(model, ds.X, ds.y, cert["loss"], keep_parameters=True)

@@ -21,7 +21,7 @@ import torch
 
 from ..certificate import WORSE_NO_NEGATIVE, cert_outcome, certify, certify_ensemble
 from ..certificate.verdicts import is_local_minimum
-from ..data import load_dataset, outputs
+from ..data import load_dataset, outputs, subsample
 from ..critical import find_critical_points
 from ..embedding import embedded_point
 from ..ensemble import Ensemble
@@ -90,6 +90,8 @@ def config_model(config: dict, seed: int, ds=None):
     builds (:func:`~resland.models.init_model`), the named data set and the config's loss."""
     c = config
     ds = ds if ds is not None else load_dataset(c["data"], rho=c.get("rho"))
+    if "rows" in c and len(ds.y) > c["rows"]:
+        ds = subsample(ds, c["rows"])
     loss = ds.loss if c["loss"] == "auto" else c["loss"]
     act = None if c["activation"] in ("auto", None) else c["activation"]
     model = init_model(c["model"], ds.X.shape[1], width=c["width"], depth=c["depth"], activation=act, seed=seed,
@@ -124,6 +126,8 @@ def _find_core(start, core: dict, seed: int, ds, loss, fit, opts):
 def _run(task: Task, finder: dict) -> list[dict]:
     c = task.config
     ds = load_dataset(c["data"], rho=c.get("rho"))
+    if "rows" in c:
+        ds = subsample(ds, c["rows"])
     built = [config_model(c, s, ds) for s in task.seeds]
     models, loss = [b[0] for b in built], built[0][2]
     core = core_config(c)
@@ -131,6 +135,8 @@ def _run(task: Task, finder: dict) -> list[dict]:
     opts = {k: finder[k] for k in ("tol", "max_iter", "xtol", "max_norm")}
     opts["max_iter"] = c.get("max_iter", opts["max_iter"])   # a grid's own max_iter wins
     opts["kink_iter"] = finder.get("kink_iter")
+    if "method" in c:
+        opts["method"] = c["method"]
     if "newton_always_max" in finder:
         opts["newton_always_max"] = finder["newton_always_max"]
     keep = finder.get("store_parameters", "candidates") == "all"

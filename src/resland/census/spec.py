@@ -34,12 +34,14 @@ STORE_KEYS = ("parameters",)
 STORE_PARAMETERS = ("candidates", "all")
 FINDER_KEYS = ("kind", "tol", "max_iter", "xtol", "max_norm", "kink_iter", "newton_always_max")
 GRID_KEYS = ("data", "rho", "model", "depth", "width", "activation", "loss", "v_scale", "kind", "seeds", "regime",
-             "max_params", "delta0", "max_iter", "core_depth", "core_width")
+             "max_params", "delta0", "max_iter", "core_depth", "core_width", "rows", "method")
 #: Grid keys that enter a config only when given (older specs keep their config ids). ``max_iter``
 #: overrides ``[finder] max_iter`` for the grid's configs (slow valleys, e.g. one-layer ReLU nets).
 #: ``core_depth``/``core_width``: the finder runs on the seeded start of that smaller net (the *core*)
 #: and its final point is embedded into the config's net by zero units (:mod:`resland.embedding`).
-OPTIONAL_KEYS = ("delta0", "max_iter", "core_depth", "core_width")
+#: ``rows``: a seeded subsample of the data set (:func:`resland.data.subsample`); ``method``: the finder's method
+#: (``steps`` or ``continuation``, :func:`resland.critical.find_critical_points`).
+OPTIONAL_KEYS = ("delta0", "max_iter", "core_depth", "core_width", "rows", "method")
 #: ``[[grid]] regime``: keep every config, or only those with fewer (``below_samples``: n < m)
 #: or at least as many (``above_samples``) parameters n as samples m (docs/theory.md §7).
 REGIMES = ("all", "below_samples", "above_samples")
@@ -204,6 +206,7 @@ def _expand(g: dict, where: str, default_kind: str) -> list[dict]:
         c = _check_config(dict(zip(lists, combo)), where)
         if regime != "all" or max_params is not None:   # filters: they select configs, not change them
             m, d, k, own = _shape(c["data"], c["rho"])
+            m = min(m, c.get("rows", m))
             k = k if c["loss"] in ("auto", own) else 1
             n = param_count(c["model"], d, width=c["width"], depth=c["depth"], block_bias="delta0" not in c, d_out=k)
             if regime != "all" and (n < m) != (regime == "below_samples"):
@@ -251,6 +254,12 @@ def _check_config(c: dict, where: str) -> dict:
         c["v_scale"] = 1.0
     if "max_iter" in c:
         c["max_iter"] = _int(f"{where}.max_iter", c["max_iter"], 1, 100_000)
+    if "rows" in c:
+        c["rows"] = _int(f"{where}.rows", c["rows"], 2, 10**8)
+    if "method" in c:
+        from ..critical import METHODS
+
+        c["method"] = _choice(f"{where}.method", c["method"], METHODS)
     if "delta0" in c:           # a near-identity start of budget δ₀ (init_model): ResNets, v_scale 1
         c["delta0"] = _float(f"{where}.delta0", c["delta0"])
         if "delta0" not in fam.grid_keys or c["v_scale"] != 1.0:

@@ -16,13 +16,22 @@ from __future__ import annotations
 
 import pickle
 import warnings
-import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ._checks import ValidationError
+
+
+def _looks_like_text(path: Path) -> bool:
+    """The file's first KiB decodes as UTF-8 without NUL bytes (a CSV, JSON or script, not a checkpoint)."""
+    head = path.read_bytes()[:1024]
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\x00" not in head
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -56,9 +65,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 f"The checkpoint {path.name} was refused: it is a pickle that holds more than tensors "
                 f"({detail}). Save a state_dict or a .safetensors file."
             ) from None
-        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise ValidationError(f"The checkpoint {path.name} is not a readable PyTorch file: "
-                                  f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}.") from None
+        except Exception as exc:   # any other failure of torch.load (a CSV file raises IndexError): not a checkpoint
+            kind = "a text file" if _looks_like_text(path) else "not a readable PyTorch file"
+            raise ValidationError(f"The checkpoint {path.name} is {kind} ({type(exc).__name__}): give a .safetensors "
+                                  "file or a torch.save'd state_dict.") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)

@@ -14,13 +14,13 @@ import click
 from ._checks import ValidationError, check_choice, check_positive_int
 from .certificate import cert_outcome, certify
 from .checkpoint import load_parameters
-from .critical import find_critical_point
+from .critical import METHODS, find_critical_point
 from .higher_order import null_dimension
 from .tolerances import DENSE_MAX_PARAMS, FINDER_DENSE_MAX
 from .tolerances import GRAD_TOL, MAX_ITER
 from .kinds import KINDS
 from .resources import dense_limit, parse_memory
-from .data import load_dataset, outputs
+from .data import BUILTIN, load_dataset, outputs
 from .losses import LOSSES
 from .families import FAMILIES
 from .models import ACTIVATIONS, init_model
@@ -34,17 +34,20 @@ def cli():
 
 @cli.command("certify", short_help="Find a critical point from a seeded start and certify it.")
 @click.option("--data", "data", required=True,
-              help="A built-in data set (docs/data.md: example1, example2, diabetes, linnerud, breast-cancer, wine, "
-                   "iris, star98, grunfeld, engel, anes96, spector) or a .csv/.npz path.")
+              help=f"A built-in data set (docs/data.md: {', '.join(BUILTIN)}; standardised) or a .csv/.npz path (used "
+                   "as given, not standardised).")
 @click.option("--target", default=None, help="Target column of a CSV file (default: the last).")
-@click.option("--rho", type=float, default=None, help="rho of example1.")
-@click.option("--model", "model_name", default="resnet", help="resnet, fc or linear.")
+@click.option("--rho", type=float, default=None, help="rho of example1 (required there).")
+@click.option("--model", "model_name", default="resnet", show_default=True, help=", ".join(FAMILIES) + ".")
 @click.option("--depth", type=int, default=1, show_default=True, help="Blocks L (resnet) or hidden layers (fc).")
 @click.option("--width", type=int, default=4, show_default=True, help="Hidden width k.")
 @click.option("--activation", default=None, help=f"{', '.join(ACTIVATIONS)} (default: the family's; resnet softplus, fc relu).")
-@click.option("--loss", "loss_name", default=None, help="squared, logistic, pseudo_huber (default: the data set's).")
+@click.option("--loss", "loss_name", default=None, help=f"{', '.join(LOSSES)} (default: the data set's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="torch.manual_seed for the initialisation.")
 @click.option("--kind", default="minimum", show_default=True, help="minimum or any (Newton-type, reaches saddles).")
+@click.option("--method", default="steps", show_default=True,
+              help="steps (the stepping finder) or continuation (a path of exact critical points, docs/theory.md §12: "
+                   "Tikhonov for minimum, Newton homotopy for any; smooth activations).")
 @click.option("--tol", type=float, default=GRAD_TOL, show_default=True,
               help="Relative gradient tolerance of 'critical' (finder and certificate): ‖∇R‖ ≤ tol·max(1, |R|).")
 @click.option("--max-iter", type=int, default=MAX_ITER, show_default=True, help="Finder iterations.")
@@ -63,7 +66,7 @@ def cli():
               help="Memory a dense Hessian and its eigh may use (e.g. 512MiB, 4GB); beyond it, the iterative solver.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the finder result and certificate as JSON (wall-clock figures only in 'timing').")
-def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_name, seed, kind, tol, max_iter,
+def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_name, seed, kind, method, tol, max_iter,
                 v_scale, delta0, checkpoint, refine, max_params, max_memory, as_json):
     """Build a model, find a critical point from a seeded start (or load one), and certify it."""
     check_choice("model", model_name, FAMILIES)
@@ -72,6 +75,7 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
     if loss_name is not None:
         check_choice("loss", loss_name.replace("-", "_"), LOSSES)
     check_choice("kind", kind, KINDS)
+    check_choice("method", method, METHODS)
     depth = check_positive_int("depth", depth)
     width = check_positive_int("width", width)
     max_iter = check_positive_int("max_iter", max_iter)
@@ -99,7 +103,7 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
         if checkpoint is None or refine:
             with reporting(progress):
                 cp = find_critical_point(model, ds.X, ds.y, loss, kind=kind, tol=tol, max_iter=max_iter,
-                                         dense_max_params=min(dense_max, FINDER_DENSE_MAX))
+                                         dense_max_params=min(dense_max, FINDER_DENSE_MAX), method=method)
             model = cp.model
             timing["finder_seconds"] = cp.seconds
         status.update("certifying: gradient, R_lin interval, Hessian spectrum, §8 tests where needed")

@@ -262,6 +262,10 @@ def _load_csv(path: Path, target: str | None) -> Dataset:
     header, body = rows[0], rows[1:]
     if not header:
         raise ValidationError(f"The CSV file {str(path)!r} must start with a header row naming its columns. Got an empty line.")
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise ValidationError(f"The CSV file {str(path)!r} names column(s) {', '.join(map(repr, dup))} more than once: "
+                              "each column needs its own name.")
     target = header[-1] if target is None else target
     if target not in header:
         raise ValidationError(
@@ -281,7 +285,8 @@ def _load_csv(path: Path, target: str | None) -> Dataset:
                 ) from None
     X = np.delete(values, j, axis=1)
     X, y = (t.numpy() for t in check_data(X, values[:, j]))
-    return Dataset(path.name, X, y, "squared", f"CSV {path.name}, target {target!r}")
+    return Dataset(path.name, X, y, "squared", f"CSV {path.name}, target {target!r}, as given (not standardised: "
+                   "unlike the built-in sets, a CSV's columns keep their own scales)")
 
 
 def _load_npz(path: Path) -> Dataset:

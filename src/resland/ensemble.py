@@ -20,7 +20,7 @@ from torch import nn
 from torch.func import grad, jacrev
 
 from ._checks import ValidationError
-from .functional import FlatRisk, flat_parameters
+from .functional import FlatRisk, flat_parameters, prepare_model
 from .losses import Loss
 
 
@@ -40,6 +40,7 @@ class Ensemble:
     def __init__(self, models: list[nn.Module], X, y, loss: str | Loss = "squared"):
         if not models:
             raise ValidationError("The 'models' parameter must hold at least one model. Got an empty list.")
+        models = [prepare_model(m) for m in models]
         self.fr = FlatRisk(models[0], X, y, loss)
         rows = []
         for i, model in enumerate(models):

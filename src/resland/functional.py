@@ -23,6 +23,43 @@ from .closed_form import ChainDerivatives, supports
 from .losses import Loss, get_loss
 
 
+class ModelConversionWarning(UserWarning):
+    """resland computed on a converted copy of the model (float64, or eval mode); the original is unchanged."""
+
+
+#: Modules whose train-mode forward is random (dropout) or depends on the batch (batch norm).
+TRAIN_MODE_MODULES = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.AlphaDropout)
+
+
+def prepare_model(model: nn.Module) -> nn.Module:
+    """The model resland computes on: ``model`` itself when it is float64 and deterministic, else a copy in
+    float64 and in eval mode, with a :class:`ModelConversionWarning` that says what changed (a float32 model stalls
+    near ‖∇R‖ ≈ 1e-8, above the 1e-10 test of critical; dropout makes the risk random; batch norm in train mode
+    makes it depend on the batch and breaks torch.func). The original is never modified.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValidationError(f"The 'model' parameter must be a torch.nn.Module. Got {type(model).__name__}.")
+    low = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float64})
+    train = sorted({type(m).__name__ for m in model.modules() if isinstance(m, TRAIN_MODE_MODULES) and m.training})
+    if not low and not train:
+        return model
+    import warnings
+
+    changes = []
+    if low:
+        changes.append(f"parameters in {', '.join(low)} computed in float64 (float32 stalls near ‖∇R‖ ≈ 1e-8, above "
+                       "the 1e-10 test of critical)")
+    if train:
+        changes.append(f"{', '.join(train)} in train mode put in eval mode (the risk must be a deterministic function "
+                       "of θ)")
+    warnings.warn("resland works on a copy of the model: " + "; ".join(changes) + ". The model passed is unchanged.",
+                  ModelConversionWarning, stacklevel=3)
+    copy_ = copy.deepcopy(model)
+    if low:
+        copy_ = copy_.to(torch.float64)
+    return copy_.eval() if train else copy_
+
+
 def flat_parameters(params) -> torch.Tensor:
     """The tensors ``params`` (e.g. ``model.parameters()``) as one detached flat vector (n,), in order.
 

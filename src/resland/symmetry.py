@@ -74,3 +74,39 @@ def unit_activity(model: nn.Module, X: torch.Tensor, tol: float = T.PRED_TOL) ->
         saturated += int((constant & ~is_dead).sum())
         zero += int((z2 == 0).all(0).sum())
     return {"units": units, "dead": dead, "saturated": saturated, "zero": zero}
+
+
+#: A hidden unit is *active* when its contribution ``‖out_i‖·rms(σ(z_i))`` (its outgoing weights times its
+#: activation's root mean square over the data) exceeds ``ACTIVE_TOL·max(1, rms of the layer's input)``.
+ACTIVE_TOL = 1e-6
+
+
+@torch.no_grad()
+def inactive_units(model: nn.Module, X: torch.Tensor, tol: float = ACTIVE_TOL) -> dict:
+    """Hidden units that contribute nothing: ``{"units", "inactive", "min_activity"}`` for ResNets (a block's
+    unit ``i`` contributes ``V_l[:, i] σ(z_i)``) and FC nets (``W_{l+1}[:, i] σ(z_i)``); ``None`` for other models.
+
+    *Full width* (docs/theory.md §12) means ``inactive == 0``. The certificate's ``zero`` count (exact zeros,
+    embedded points) misses units that a path drove to 1e-50 without reaching 0; this measure does not.
+    """
+    X = torch.as_tensor(X, dtype=torch.float64)
+    acts: list[float] = []
+    if hasattr(model, "blocks"):
+        h = X
+        for blk in model.blocks:
+            a = blk.branch(h)
+            scale = max(1.0, float(h.pow(2).mean().sqrt()))
+            acts += (blk.V.weight.norm(dim=0) * a.pow(2).mean(0).sqrt() / scale).tolist()
+            h = blk(h)
+    elif hasattr(model, "net") and isinstance(model.net, nn.Sequential):
+        layers = list(model.net)
+        h = X
+        for i in range(0, len(layers) - 1, 2):
+            scale = max(1.0, float(h.pow(2).mean().sqrt()))
+            a = layers[i + 1](layers[i](h))
+            nxt = layers[i + 2]
+            acts += (nxt.weight.norm(dim=0) * a.pow(2).mean(0).sqrt() / scale).tolist()
+            h = a
+    else:
+        return None
+    return {"units": len(acts), "inactive": sum(1 for v in acts if v <= tol), "min_activity": min(acts, default=0.0)}

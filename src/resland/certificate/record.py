@@ -16,6 +16,7 @@ from ..functional import FlatRisk
 from ..krylov import risk_of
 from ..linear import LinearFit
 from ..losses import Loss
+from ..functional import prepare_model
 from .evidence import Escape, Evidence, is_singular, gather_evidence
 from .verdicts import WORSE_NO_NEGATIVE, decide
 
@@ -148,6 +149,7 @@ def certify(
         ValidationError: bad data (shapes, non-finite values), an unknown loss, a model whose
             output is not one scalar per sample, or a non-positive ``tol``.
     """
+    model = prepare_model(model)          # float64, eval mode (a warned copy when it is not)
     fr = risk_of(model, X, y, loss)       # summed over chunks of samples on large data
     theta = fr.theta0
     ev = gather_evidence(model, fr, theta, tol=tol, fit=fit, eig=eig, dense_max_params=dense_max_params, seed=seed)

@@ -1,0 +1,65 @@
+"""Frictions a new user met (issue 35), each retried: one clear line or a warned, documented conversion."""
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import resland
+from resland.functional import ModelConversionWarning, prepare_model
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "resland.cli", *args], capture_output=True, text=True)
+
+
+def test_a_csv_given_as_checkpoint_and_a_duplicate_header_are_one_line_errors(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b,y\n1,2,3\n4,5,6\n")
+    (tmp_path / "dup.csv").write_text("a,a,c,y\n1,2,3,4\n4,5,6,7\n5,6,7,9\n")
+    out = _cli("certify", "--data", "diabetes", "--depth", "1", "--width", "1", "--checkpoint", str(tmp_path / "x.csv"))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "text file" in out.stderr, out.stderr
+    out = _cli("certify", "--data", str(tmp_path / "dup.csv"))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "'a' more than once" in out.stderr, out.stderr
+
+
+def test_certify_help_lists_every_data_set_and_loss_and_shows_defaults():
+    from resland.data import BUILTIN
+    from resland.losses import LOSSES
+
+    text = " ".join(_cli("certify", "--help").stdout.split())
+    assert all(name in text for name in BUILTIN) and all(name in text for name in LOSSES)
+    assert "cross_entropy" in text and "[default: resnet]" in text and "[default: steps]" in text
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")   # torch.func internals
+def test_a_float32_module_with_dropout_is_computed_in_float64_eval_mode_and_reaches_critical():
+    """The same net in float32 stalled at ‖∇R‖ ≈ 1e-8; resland now warns, copies it to float64 in eval mode, and
+    the run is critical by the one gradient test; the user's module is unchanged."""
+    ds = resland.load_dataset("diabetes")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(10, 3), nn.Tanh(), nn.Dropout(0.2), nn.Linear(3, 1)).float()
+    with pytest.warns(ModelConversionWarning, match="float32.*Dropout"):
+        cp = resland.find_critical_point(net, ds.X, ds.y, max_iter=100)
+    assert cp.outcome == "critical" and next(cp.model.parameters()).dtype == torch.float64
+    assert net.training and next(net.parameters()).dtype == torch.float32
+    # the risk is a deterministic function of θ: two certificates agree bit for bit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelConversionWarning)
+        a, b = resland.certify(cp.model, ds.X, ds.y), resland.certify(cp.model, ds.X, ds.y)
+    assert a.risk == b.risk and a.verdict == b.verdict == "better_than_linear"
+
+
+def test_batch_norm_in_train_mode_is_put_in_eval_mode_with_a_warning():
+    torch.manual_seed(0)
+    bn = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Tanh(), nn.Linear(3, 1)).double()
+    with pytest.warns(ModelConversionWarning, match="BatchNorm1d in train mode"):
+        model = prepare_model(bn)
+    assert not model.training and bn.training
+    assert prepare_model(model) is model            # already float64 and in eval mode: used as it is
+    ds = resland.load_dataset("iris")
+    with pytest.warns(ModelConversionWarning):
+        cert = resland.certify(bn, ds.X, ds.y, "logistic")
+    assert cert.verdict == "not_critical"

@@ -63,3 +63,28 @@ def test_batch_norm_in_train_mode_is_put_in_eval_mode_with_a_warning():
     with pytest.warns(ModelConversionWarning):
         cert = resland.certify(bn, ds.X, ds.y, "logistic")
     assert cert.verdict == "not_critical"
+
+
+def test_a_relative_csv_in_a_spec_is_read_from_the_spec_folder_and_a_store_in_a_missing_folder_says_so(tmp_path,
+                                                                                                     monkeypatch):
+    from resland._checks import ValidationError
+    from resland.census import RunStore, load_spec
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "my.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i * 0.5 + (i % 2)}\n"
+                                                                 for i in range(12)))
+    (tmp_path / "specs" / "s.toml").write_text('seeds = 1\n[[grid]]\ndata = "my.csv"\nmodel = "linear"\n')
+    monkeypatch.chdir(tmp_path)                      # the working directory is not the spec's folder
+    spec = load_spec("specs/s.toml")
+    assert spec.configs[0]["data"] == str((tmp_path / "specs" / "my.csv").resolve())
+    with pytest.raises(ValidationError, match="folder that does not exist"):
+        RunStore(tmp_path / "nowhere" / "runs.db")
+
+
+def test_reprs_are_one_line_summaries():
+    ds = resland.load_dataset("diabetes")
+    net = resland.ResNet(10, 2, 2, "tanh")
+    H = resland.HessianOperator.from_model(net, ds.X, ds.y)
+    eig = H.extremes()
+    assert repr(H).startswith("HessianOperator(shape=(95, 95)") and "\n" not in repr(eig)
+    assert "lambda_min=" in repr(eig) and len(repr(eig)) < 300 and eig.count_below(eig.lambda_min - 1) == 0

@@ -14,10 +14,11 @@ from .curvature import EigResult, HessianOperator, hessian_extremes, lanczos
 from .embedding import embed
 from .ensemble import Ensemble
 from .data import Dataset, load_dataset
-from .functional import FlatRisk
+from .functional import FlatRisk, ModelConversionWarning, flat_parameters
 from .linear import LinearFit, NotAttainedWarning, best_linear
-from .losses import LogisticLoss, Loss, PseudoHuberLoss, SquaredLoss, get_loss
-from .models import FCNet, LinearModel, ResNet, build_model
+from .losses import CrossEntropyLoss, LogisticLoss, Loss, PseudoHuberLoss, SquaredLoss, get_loss
+from .models import FCNet, LinearModel, ResNet, build_model, init_model
+from .points import point_id, same_point
 from . import theory
 
 __version__ = "0.1.0"
@@ -26,9 +27,9 @@ __all__ = [
     # errors
     "ValidationError",
     # losses
-    "Loss", "SquaredLoss", "LogisticLoss", "PseudoHuberLoss", "get_loss",
+    "Loss", "SquaredLoss", "LogisticLoss", "PseudoHuberLoss", "CrossEntropyLoss", "get_loss",
     # models
-    "ResNet", "FCNet", "LinearModel", "build_model",
+    "ResNet", "FCNet", "LinearModel", "build_model", "init_model", "flat_parameters", "ModelConversionWarning",
     # data
     "Dataset", "load_dataset",
     # linear baseline
@@ -36,7 +37,9 @@ __all__ = [
     # curvature
     "FlatRisk", "HessianOperator", "hessian_extremes", "lanczos", "EigResult",
     # critical points, and embedding a small net's into a deeper or wider one
-    "find_critical_point", "CriticalPoint", "embed",
+    "find_critical_point", "CriticalPoint", "embed", "OUTCOMES",
+    # distinct points (docs/theory.md §9, §12)
+    "point_id", "same_point",
     # ensembles (batched over seeds)
     "Ensemble", "find_critical_points", "certify_ensemble",
     # checkpoints

@@ -375,7 +375,8 @@ def _print_table(ds, cp, cert, title: str | None = None) -> None:
                      ("seconds", cp.seconds), ("message", cp.message)):
             finder.add_row(k, _fmt(v))
     table = Table(title=f"Certificate: {title}", show_header=False, title_justify="left")
-    rows = [("verdict", f"[bold]{cert.verdict}[/bold]"), ("reason", cert.reason),
+    trivial = f" (trivial: {cert.trivial})" if cert.trivial not in (None, "none") else ""
+    rows = [("verdict", f"[bold]{cert.verdict}[/bold]{trivial}"), ("reason", cert.reason),
             ("trivial", cert.trivial), ("hidden units (dead, saturated)", None if cert.units is None else
                                          f"{cert.units['units']} ({cert.units['dead']}, {cert.units['saturated']})"),
             ("R", cert.risk),
@@ -400,6 +401,15 @@ def _print_table(ds, cp, cert, title: str | None = None) -> None:
         console.print(finder)
     console.print(table)
     console.print("tolerances: " + ", ".join(f"{k}={v:.2e}" for k, v in cert.tolerances.items()))
+    console.print(FIELD_NOTES)
+
+
+#: What the printed fields mean (docs/theory.md §3–§8), printed under every certificate.
+FIELD_NOTES = ("fields: trivial = linear (the best linear predictions, R = R_lin) or constant (constant predictions): "
+               "not evidence; index = Hessian eigenvalues below −lambda_tol (0 at a minimum); escape decrease = the "
+               "risk drop of the verified step along negative curvature (strict saddles); gap bound G = Proposition A's "
+               "bound on R − R_lin (docs/theory.md §4); R_lin interval = the certified \\[lower, upper] of the best "
+               "linear risk; mean risk, squared loss without 1/2.")
 
 
 def _json_default(v):

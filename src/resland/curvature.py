@@ -68,8 +68,17 @@ class EigResult:
     hv_min: torch.Tensor | None = None
 
     def count_below(self, threshold: float) -> int | None:
-        """Number of eigenvalues ``< threshold`` (None without the full spectrum)."""
-        return None if self.eigenvalues is None else int(np.sum(self.eigenvalues < threshold))
+        """Number of eigenvalues ``< threshold``: from the full spectrum; without it 0 when ``λ_min ≥ threshold``
+        (no eigenvalue lies below), else None (Lanczos does not count the rest)."""
+        if self.eigenvalues is None:
+            return 0 if self.lambda_min >= threshold else None
+        return int(np.sum(self.eigenvalues < threshold))
+
+    def __repr__(self) -> str:
+        n = self.vec_min.shape[-1] if hasattr(self.vec_min, "shape") else "?"
+        return (f"EigResult(lambda_min={self.lambda_min:.6g}, lambda_max={self.lambda_max:.6g}, "
+                f"residual={self.residual:.2e}, residual_max={self.residual_max:.2e}, method={self.method!r}, "
+                f"converged={self.converged}, matvecs={self.matvecs}, n={n})")
 
 
 class HessianOperator:
@@ -161,6 +170,11 @@ class HessianOperator:
         if self._chunked:
             return self.fr.hvp(self.theta, V[0].to(self.dtype))[None]
         return torch.vmap(self._block_one)(self._rows, V.to(self.dtype))
+
+    def __repr__(self) -> str:
+        members = f"{self.k} members, " if self.stacked else ""
+        return (f"HessianOperator(shape={tuple(self.shape)}, {members}m={self.fr.m}, dtype={self.fr.dtype}, "
+                f"products={self.products})")
 
     def __matmul__(self, V: torch.Tensor) -> torch.Tensor:
         V = torch.as_tensor(V)

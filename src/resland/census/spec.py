@@ -139,11 +139,12 @@ def load_spec(path: str | Path) -> Spec:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValidationError(f"The spec {path.name} is not valid TOML: {exc}.") from None
-    return parse_spec(raw)
+    return parse_spec(raw, base=path.resolve().parent)
 
 
-def parse_spec(raw: dict) -> Spec:
-    """Validate a spec given as a dict (the parsed TOML).
+def parse_spec(raw: dict, base: str | Path | None = None) -> Spec:
+    """Validate a spec given as a dict (the parsed TOML). A relative .csv/.npz ``data`` path is resolved against
+    ``base`` (the spec file's folder when read by :func:`load_spec`; the working directory when None).
 
     Raises:
         ValidationError: an unknown key or a bad value; the message names the key and what
@@ -181,13 +182,13 @@ def parse_spec(raw: dict) -> Spec:
         raise ValidationError("The 'grid' key must hold at least one [[grid]] table. Got none.")
     configs: list[dict] = []
     for i, g in enumerate(grids, start=1):
-        for c in _expand(g, f"grid[{i}]", finder["kind"]):
+        for c in _expand(g, f"grid[{i}]", finder["kind"], base):
             if c not in configs:
                 configs.append(c)
     return Spec(name, seeds, engine, batch_size, finder, configs, source=raw, store=store)
 
 
-def _expand(g: dict, where: str, default_kind: str) -> list[dict]:
+def _expand(g: dict, where: str, default_kind: str, base: str | Path | None = None) -> list[dict]:
     _known(g, GRID_KEYS, f"[[grid]] {where}")
     if "data" not in g:
         raise ValidationError(f"The '{where}.data' key is required: a data set name ({', '.join(BUILTIN)}) or a .csv/.npz path.")
@@ -203,7 +204,7 @@ def _expand(g: dict, where: str, default_kind: str) -> list[dict]:
             raise ValidationError(f"The '{where}.{k}' key must not be an empty list.")
     out = []
     for combo in itertools.product(*lists.values()):
-        c = _check_config(dict(zip(lists, combo)), where)
+        c = _check_config(dict(zip(lists, combo)), where, base)
         if regime != "all" or max_params is not None:   # filters: they select configs, not change them
             m, d, k, own = _shape(c["data"], c["rho"])
             m = min(m, c.get("rows", m))
@@ -227,13 +228,13 @@ def _shape(data: str, rho) -> tuple[int, int, int, str]:
     return int(ds.X.shape[0]), int(ds.X.shape[1]), ds.outputs, ds.loss
 
 
-def _check_config(c: dict, where: str) -> dict:
+def _check_config(c: dict, where: str, base: str | Path | None = None) -> dict:
     data = c["data"]
     if not isinstance(data, str) or not (data in BUILTIN or data.endswith((".csv", ".npz"))):
         raise ValidationError(f"The '{where}.data' value must be one of {', '.join(map(repr, BUILTIN))} or a "
                               f".csv/.npz path. Got {data!r}.")
     if data.endswith((".csv", ".npz")):
-        c["data"] = str(Path(data).resolve())
+        c["data"] = str((Path(base) / data if base is not None else Path(data)).resolve())
     c["model"] = _choice(f"{where}.model", c["model"], tuple(FAMILIES))
     c["depth"] = _int(f"{where}.depth", c["depth"], 1, 256)
     c["width"] = _int(f"{where}.width", c["width"], 1, 4096)

@@ -30,6 +30,9 @@ class RunStore:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise ValidationError(f"The 'store' file must exist. Got {str(self.path)!r}, which is not a file.")
+        if not self.path.parent.is_dir():
+            raise ValidationError(f"The 'store' path {str(self.path)!r} is in a folder that does not exist: "
+                                  f"create {str(self.path.parent)!r} first.")
         try:
             self.conn = sqlite3.connect(self.path, timeout=60)
             self.conn.execute("PRAGMA journal_mode=WAL")

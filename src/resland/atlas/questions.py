@@ -158,8 +158,14 @@ def headline(rows: list[dict]) -> dict:
         outcomes[r["outcome"] or "failed"] += 1
     n = len(rows)
     trivial = Counter(trivial_of(r) for r in rows if certified(r))
+    evidence = [r for r in rows if certified(r) and trivial_of(r) == "none"]
+    with_point = [r for r in evidence if r.get("point")]
     return {"runs": n, "data_sets": sorted({r["data"] for r in rows}), "outcomes": dict(sorted(outcomes.items())),
             "certified": sum(trivial.values()), "certified_non_trivial": trivial.get("none", 0),
+            # distinct points (docs/theory.md §9) where the rows carry the `point` id; None for older exports
+            "distinct_non_trivial": len({r["point"] for r in with_point}) if with_point else None,
+            "distinct_full_width": len({r["point"] for r in with_point if not r.get("zero_units")})
+            if with_point else None,
             "trivial": {k: v for k, v in sorted(trivial.items()) if k != "none"},
             "unresolved_share": outcomes.get("unresolved", 0) / n if n else 0.0}
 

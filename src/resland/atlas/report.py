@@ -55,7 +55,9 @@ def findings(rows: list[dict]) -> list[tuple[str, str]]:
     triv = ", ".join(f"{v} {k}" for k, v in h["trivial"].items()) or "none"
     out = [(f"{h['runs']:,} runs on {len(h['data_sets'])} data sets reached {h['certified']:,} certified critical "
             f"points; {h['certified_non_trivial']:,} of them are non-trivial evidence (excluded as trivial: {triv}; "
-            f"unresolved runs: {h['unresolved_share']:.1%}).", "q2")]
+            f"unresolved runs: {h['unresolved_share']:.1%})"
+            + (f"; the non-trivial rows are {h['distinct_non_trivial']} distinct points, {h['distinct_full_width']} "
+               "of them with no zero unit" if h["distinct_non_trivial"] is not None else "") + ".", "q2")]
     table = q2_dichotomy(rows)
     for model, name in (("resnet", "ResNet"), ("fc", "FC")):
         c = [_non_trivial(table, model, v) for v in CERTIFIED]

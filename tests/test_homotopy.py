@@ -69,3 +69,16 @@ def test_continuation_refuses_relu_and_never_calls_a_path_to_infinity_critical()
     cp = resland.find_critical_point(init_model("resnet", 13, width=1, depth=1, activation="tanh"), wine.X, wine.y,
                                      wine.loss, method="continuation", max_iter=40)
     assert cp.outcome != "critical" and not cp.converged
+
+
+def test_path_divergence_reads_the_last_decade_of_lambda():
+    """‖θ(λ)‖ ~ λ^(-1/4) with R falling: diverging; ‖θ‖ settling to a limit: not; too short: None."""
+    from resland.homotopy import path_divergence
+
+    lams = [10 ** (-3 - k / 4) for k in range(17)]                     # 1e-3 … 1e-7
+    growing = [(lam, 0.1 + lam, lam ** -0.25) for lam in lams]
+    settling = [(lam, 0.1 + lam, 7.0 - lam) for lam in lams]
+    d = path_divergence(growing)
+    assert d["diverging"] and d["t_to"] == lams[-1] and math.isclose(d["growth"], 10 ** 0.25, rel_tol=1e-12)
+    assert not path_divergence(settling)["diverging"]
+    assert path_divergence(growing[:3]) is None

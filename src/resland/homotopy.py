@@ -206,10 +206,12 @@ def follow_path(ens: Ensemble, theta0: torch.Tensor, *, kind: str = "any", mu: f
         th, tau, H = th_c, tau_c, H_c
         fold = float(z_c[n]) * float(z[n]) < 0
         res.folds += int(fold)
-        # On a Tikhonov path, leave a branch that is no longer one of minima of R_λ: at a fold, or where an
-        # eigenvalue of H + λI turned negative without one (a pitchfork: a unit turning on off the zero set).
-        unstable = tikhonov is not None and res.jumps < MAX_JUMPS and (fold or float(torch.linalg.eigvalsh(H)[0]) + math.exp(tau) < -NEG_TOL * (
-            float(H.diagonal().abs().max()) + math.exp(tau)))
+        # On a Tikhonov path, leave a branch that is no longer one of minima of R_λ: where an eigenvalue of H + λI
+        # turned negative (past a fold, or at a pitchfork: a unit turning on off the zero set).
+        # (A sign change of dλ alone is not enough: on a nearly vertical stretch, a flat valley crossed at fixed λ,
+        # it flips with rounding.)
+        unstable = tikhonov is not None and res.jumps < MAX_JUMPS and float(torch.linalg.eigvalsh(H)[0]) + math.exp(
+            tau) < -NEG_TOL * (float(H.diagonal().abs().max()) + math.exp(tau))
         if unstable:
             if tikhonov is not None:   # descend to a minimum of R_λ at this λ
                 th = _trust_region_minimise(ens, th, math.exp(tau), hessian)
@@ -389,10 +391,15 @@ def find_by_continuation(ens: Ensemble, j: int, fit, *, kind: str, tol: float, m
     if status != "converged" and T.is_critical(R, gn, tol) and status != "diverging":
         status, message = "converged", message + f"; critical all the same: ‖∇R‖ = {gn:.3e}"
     flat = None
-    if status in ("stalled", "max_iter") and math.isfinite(gn):
+    div = path_divergence(run.path) if status in ("stalled", "max_iter") and lam0 is not None else None
+    if div is not None and div["diverging"]:
+        message += (f"; on the last decade of λ (from {div['t_from']:.2e} to {div['t_to']:.2e}) ‖θ(λ)‖ grew by "
+                    f"{div['growth']:.3f}× on {div['frac_up']:.0%} of the steps while R fell: the branch of minima "
+                    "heads to infinity")
+    elif status in ("stalled", "max_iter") and math.isfinite(gn):
         flat = gradient_flatness(HessianOperator(ens, theta), g)
     status, note = vanishing(status, R, ens.fr.loss)
-    outcome, note2 = outcome_of(status, None, fit, None, flat)
+    outcome, note2 = outcome_of(status, None, fit, div, flat)
     message += note + note2
     path = {"steps": run.steps, "hessians": run.hessians, "folds": run.folds, "jumps": run.jumps,
             "t_end": run.t_end, ("lambda0" if lam0 is not None else "mu"): lam0 if lam0 is not None else run.mu}
@@ -402,4 +409,24 @@ def find_by_continuation(ens: Ensemble, j: int, fit, *, kind: str, tol: float, m
         grad_tol=T.grad_tol(R, tol), newton_step=math.nan, param_norm=float(theta.norm()), method="continuation",
         message=message, linear_risk=fit.risk, steps={"path": run.steps, "jump": run.jumps},
         parameters=theta.detach().cpu().tolist() if outcome in ("unresolved", "gradient_flat", "failed") else None,
-        history=[(p[1], math.nan, p[2]) for p in run.path], flatness=flat, path=path)
+        history=[(p[1], math.nan, p[2]) for p in run.path], flatness=flat, path=path, divergence=div)
+
+
+def path_divergence(path: list) -> dict | None:
+    """Evidence that a Tikhonov path's minima run to infinity: over its last decade of ``λ`` (path entries
+    ``(λ, R, ‖θ‖)`` with ``λ ≤ 10·λ_end``, at least 5), ``‖θ‖`` grew by ``DIVERGENCE_GROWTH`` on at least
+    ``DIVERGENCE_FRAC_UP`` of the steps while ``R`` fell (:func:`resland.outcomes.runs_away`, the finders' one test).
+    None when the path is too short."""
+    from .outcomes import runs_away
+
+    if not path:
+        return None
+    t_end = path[-1][0]
+    tail = [p for p in path if p[0] <= 10 * t_end]
+    if len(tail) < 5:
+        return None
+    norms = [p[2] for p in tail]
+    decrease = tail[0][1] - tail[-1][1]
+    up = sum(b > a for a, b in zip(norms, norms[1:])) / (len(norms) - 1)
+    return {"growth": norms[-1] / norms[0], "frac_up": up, "risk_decrease": decrease, "t_from": tail[0][0],
+            "t_to": t_end, "steps": len(tail), "diverging": runs_away(norms, decrease)}

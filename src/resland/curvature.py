@@ -36,6 +36,7 @@ from torch.func import grad, jvp
 from ._checks import ValidationError, check_choice, check_positive_int
 from .functional import FlatRisk
 from .losses import Loss
+from .spectra import SpectraMixin
 from .tolerances import BATCHED_DENSE_MAX, DENSE_EIG_MAX, lanczos_basis
 
 
@@ -81,7 +82,7 @@ class EigResult:
                 f"converged={self.converged}, matvecs={self.matvecs}, n={n})")
 
 
-class HessianOperator:
+class HessianOperator(SpectraMixin):
     """``H = ∇²R(θ)`` of the mean risk as a linear operator, for one model or a stack of members.
 
     Args:

@@ -117,3 +117,24 @@ def test_slices_equal_the_risk_recomputed_at_each_point(problem):
         i += p.numel()
     with pytest.raises(resland.ValidationError, match="direction"):
         landscape.slice_1d(net, ds.X, ds.y, d1[:-1], radii)
+
+
+def test_the_spectrum_and_landscape_commands_write_their_files_at_a_non_critical_point(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    run = lambda *a: subprocess.run([sys.executable, "-m", "resland.cli", *a], capture_output=True, text=True)  # noqa
+    out = run("spectrum", "--data", "diabetes", "--depth", "2", "--width", "2", "--activation", "tanh",
+              "--out", str(tmp_path / "s"), "--k", "3")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "s" / "spectrum.json").read_text())
+    assert doc["n"] == 95 and len(doc["eigenvalues"]) == 6 and doc["trace"]["method"] == "exact"
+    assert {p.name for p in (tmp_path / "s").glob("*.png")} == {"density.png", "topk.png", "blocks.png"}
+    out = run("landscape", "--data", "diabetes", "--depth", "2", "--width", "2", "--activation", "tanh",
+              "--out", str(tmp_path / "l"), "--points", "5")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "l" / "landscape.json").read_text())
+    assert len(doc["slice_1d"]) == 5 and len(doc["slice_2d"]) == 5 and doc["slice_1d"][2] == doc["slice_2d"][2][2]
+    bad = run("landscape", "--data", "diabetes", "--radius", "-1", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1

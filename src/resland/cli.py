@@ -416,6 +416,11 @@ def _json_default(v):
     return v.detach().cpu().tolist() if hasattr(v, "detach") else str(v)
 
 
+from .cli_spectra import register as _register_spectra   # noqa: E402  (the spectrum and landscape commands)
+
+_register_spectra(cli)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line to stderr and exit 2 on bad input."""
     try:

@@ -66,7 +66,7 @@ def test_spec_expands_the_grid_and_hashes_stably(tmp_path):
      "Unknown key 'sedes' in the spec. Allowed keys: name, seeds, engine, batch_size, finder, store, grid."),
     ({"grid": [{"data": "diabetes", "widht": 3}]},
      "Unknown key 'widht' in [[grid]] grid[1]. Allowed keys: data, rho, model, depth, width, activation, loss, "
-     "v_scale, kind, seeds, regime, max_params, delta0, max_iter, core_depth, core_width."),
+     "v_scale, kind, seeds, regime, max_params, delta0, max_iter, core_depth, core_width, rows, method."),
     ({"grid": [{"data": "diabetes", "activation": "rellu"}]},
      "The 'grid[1].activation' key must be one of 'auto', 'relu', 'softplus', 'tanh', 'gelu', 'leaky_relu'. "
      "Got 'rellu' instead."),

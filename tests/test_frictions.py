@@ -87,4 +87,4 @@ def test_reprs_are_one_line_summaries():
     H = resland.HessianOperator.from_model(net, ds.X, ds.y)
     eig = H.extremes()
     assert repr(H).startswith("HessianOperator(shape=(95, 95)") and "\n" not in repr(eig)
-    assert "lambda_min=" in repr(eig) and len(repr(eig)) < 300 and eig.count_below(eig.lambda_min - 1) == 0
+    assert "lambda_min=" in repr(eig) and len(repr(eig)) < 300 and eig.count_below(eig.lambda_min - 1) == 0  # dense

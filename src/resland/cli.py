@@ -383,7 +383,11 @@ def _print_table(ds, cp, cert, title: str | None = None) -> None:
             ("R_lin", cert.linear_risk),
             ("R_lin interval", f"[{cert.linear_risk_lower:.12g}, {cert.linear_risk_upper:.12g}]"),
             ("R − R_lin", cert.risk - cert.linear_risk), ("‖∇R‖", cert.grad_norm),
-            ("λ_min", cert.lambda_min), ("λ_max", cert.lambda_max), ("index", cert.index),
+            ("λ_min", cert.lambda_min), ("λ_max", cert.lambda_max),
+            ("index", cert.index if cert.index is not None else None if cert.lambda_min is None else
+             f"not counted ({cert.eig_method}: λ_min is an upper bound; "
+             + ("none found below −lambda_tol)" if cert.lambda_min >= -cert.tolerances["lambda_tol"] else
+                "at least 1)")),
             ("escape decrease", cert.escape_decrease)]
     if cert.higher_order:
         ho = cert.higher_order
@@ -406,7 +410,7 @@ def _print_table(ds, cp, cert, title: str | None = None) -> None:
 
 #: What the printed fields mean (docs/theory.md §3–§8), printed under every certificate.
 FIELD_NOTES = ("fields: trivial = linear (the best linear predictions, R = R_lin) or constant (constant predictions): "
-               "not evidence; index = Hessian eigenvalues below −lambda_tol (0 at a minimum); escape decrease = the "
+               "not evidence; index = Hessian eigenvalues below −lambda_tol (0 at a minimum; counted from the dense spectrum only); escape decrease = the "
                "risk drop of the verified step along negative curvature (strict saddles); gap bound G = Proposition A's "
                "bound on R − R_lin (docs/theory.md §4); R_lin interval = the certified \\[lower, upper] of the best "
                "linear risk; mean risk, squared loss without 1/2.")

@@ -69,11 +69,9 @@ class EigResult:
     hv_min: torch.Tensor | None = None
 
     def count_below(self, threshold: float) -> int | None:
-        """Number of eigenvalues ``< threshold``: from the full spectrum; without it 0 when ``λ_min ≥ threshold``
-        (no eigenvalue lies below), else None (Lanczos does not count the rest)."""
-        if self.eigenvalues is None:
-            return 0 if self.lambda_min >= threshold else None
-        return int(np.sum(self.eigenvalues < threshold))
+        """Number of eigenvalues ``< threshold`` (None without the full spectrum: a Lanczos λ_min is an upper
+        bound of the true one, so it cannot count them, not even as 0)."""
+        return None if self.eigenvalues is None else int(np.sum(self.eigenvalues < threshold))
 
     def __repr__(self) -> str:
         n = self.vec_min.shape[-1] if hasattr(self.vec_min, "shape") else "?"

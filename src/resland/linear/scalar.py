@@ -40,8 +40,6 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 import torch
-from sympy import ZZ
-from sympy.polys.matrices import DomainMatrix
 
 from .. import tolerances as T
 from .._checks import check_data
@@ -390,6 +388,9 @@ def project_rational(Ai, lam) -> tuple[np.ndarray | None, int]:
         return lam, 1
     G = Ai.T.dot(Ai)
     c = Ai.T.dot(lam)
+    from sympy import ZZ                              # imported here: sympy costs 0.3 s at import time
+    from sympy.polys.matrices import DomainMatrix
+
     aug = DomainMatrix([[ZZ(int(v)) for v in row] + [ZZ(int(ci))] for row, ci in zip(G, c)], (k, k + 1), ZZ)
     rref, den, pivots = aug.rref_den()
     if k in pivots:                        # cannot happen: Aᵀλ lies in range(AᵀA)

@@ -88,3 +88,25 @@ def test_reprs_are_one_line_summaries():
     eig = H.extremes()
     assert repr(H).startswith("HessianOperator(shape=(95, 95)") and "\n" not in repr(eig)
     assert "lambda_min=" in repr(eig) and len(repr(eig)) < 300 and eig.count_below(eig.lambda_min - 1) == 0  # dense
+
+
+def test_certify_ensemble_takes_the_finders_critical_points_as_they_come():
+    from resland.models import init_model
+
+    ds = resland.load_dataset("diabetes")
+    ens = resland.Ensemble([init_model("resnet", 10, width=2, depth=1, activation="tanh", seed=s) for s in range(3)],
+                           ds.X, ds.y)
+    cps = resland.find_critical_points(ens, "minimum")
+    by_points = resland.certify_ensemble(ens, cps)
+    theta = torch.stack([resland.flat_parameters(cp.model.parameters()) for cp in cps])
+    by_theta = resland.certify_ensemble(ens, theta, seeds=[0, 1, 2])
+    assert [c.verdict for c in by_points] == [c.verdict for c in by_theta]
+    assert [c.risk for c in by_points] == [c.risk for c in by_theta]
+
+
+def test_find_critical_point_seed_is_deprecated_not_a_type_error():
+    ds = resland.load_dataset("diabetes")
+    net = resland.ResNet(10, 1, 1, "tanh")
+    with pytest.warns(FutureWarning, match="deprecated and ignored"):
+        cp = resland.find_critical_point(net, ds.X, ds.y, max_iter=5, seed=3)
+    assert cp.outcome in resland.OUTCOMES

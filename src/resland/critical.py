@@ -120,6 +120,7 @@ def find_critical_point(
     kink_iter: int | None = None,
     newton_always_max: int = T.NEWTON_ALWAYS_MAX,
     method: str = "steps",
+    seed: int | None = None,
 ) -> CriticalPoint:
     """Find a critical point from the model's current parameters: the driver on an ensemble of one.
 
@@ -144,6 +145,8 @@ def find_critical_point(
             points of a perturbed risk followed to the risk itself; Tikhonov for ``minimum``, the Newton homotopy
             for ``any``; smooth activations, at most ``HOMOTOPY_MAX_PARAMS`` parameters; ``max_iter`` counts path
             steps). The route to critical points of full-width deep nets (docs/theory.md §9).
+        seed: deprecated and ignored (the finder is deterministic; seed the start with ``init_model(seed=…)`` or
+            ``torch.manual_seed``); a ``FutureWarning`` says so. Removed in resland 0.3.
 
     Returns:
         The :class:`CriticalPoint`.
@@ -151,6 +154,12 @@ def find_critical_point(
     Raises:
         ValidationError: on a bad ``kind``, ``tol`` or ``max_iter``, or bad data.
     """
+    if seed is not None:
+        import warnings
+
+        warnings.warn("find_critical_point(seed=...) is deprecated and ignored: the finder is deterministic; seed the "
+                      "start with init_model(seed=...) or torch.manual_seed. It will be removed in resland 0.3.",
+                      FutureWarning, stacklevel=2)
     ens = Ensemble([model], X, y, loss)
     return find_critical_points(ens, kind, tol, max_iter, xtol=xtol, dense_max_params=dense_max_params,
                                 max_norm=max_norm, fit=fit, kink_iter=kink_iter,

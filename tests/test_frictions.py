@@ -110,3 +110,21 @@ def test_find_critical_point_seed_is_deprecated_not_a_type_error():
     with pytest.warns(FutureWarning, match="deprecated and ignored"):
         cp = resland.find_critical_point(net, ds.X, ds.y, max_iter=5, seed=3)
     assert cp.outcome in resland.OUTCOMES
+
+
+def test_the_census_summary_counts_trivial_points_apart_and_keeps_each_count_on_one_line(tmp_path):
+    (tmp_path / "s.toml").write_text('name = "t"\nseeds = 4\n[finder]\nmax_iter = 60\n[[grid]]\ndata = "example2"\n'
+                                     'model = "resnet"\ndepth = 1\nwidth = 2\nactivation = "softplus"\nkind = "any"\n')
+    out = subprocess.run([sys.executable, "-m", "resland.cli", "census", str(tmp_path / "s.toml"), "--store",
+                          str(tmp_path / "r.db"), "--workers", "1"], capture_output=True, text=True,
+                         env={**__import__("os").environ, "COLUMNS": "60"})
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stderr.splitlines() if "verdicts of the critical points" in l)
+    assert "non-trivial" in line                         # whole, unwrapped, with the trivial split
+    from resland.census import RunStore
+
+    with RunStore(tmp_path / "r.db") as store:
+        rows = [r for r in store.rows() if r["outcome"] == "critical"]
+    for r in rows:
+        if (r["trivial"] or "none") != "none":
+            assert f"trivial: {r['trivial']}" in line

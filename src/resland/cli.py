@@ -193,11 +193,24 @@ def _print_tally(console, store, spec_hash: str) -> None:
 
     rows = list(store.rows(spec_hash))
     outcomes = Counter(r["outcome"] or "failed" for r in rows)
-    verdicts = Counter(r["verdict"] for r in rows if r["outcome"] == "critical" and r["verdict"])
+    crit = [r for r in rows if r["outcome"] == "critical" and r["verdict"]]
+    verdicts = Counter(r["verdict"] for r in crit)
+    trivial = Counter((r["verdict"], r["trivial"] or "none") for r in crit)
+    points = {(r["verdict"], r["point"]) for r in crit if r.get("point") and (r["trivial"] or "none") == "none"}
+
+    def cell(v: str, n: int) -> str:
+        parts = [f"{k} {trivial[(v, k)]}" for k in ("linear", "constant") if trivial[(v, k)]]
+        evidence = trivial[(v, "none")]
+        distinct = sum(1 for p in points if p[0] == v)
+        return (f"{v} {n} ({evidence} non-trivial" + (f", {distinct} distinct" if distinct else "")
+                + (f"; trivial: {', '.join(parts)}" if parts else "") + ")")
+
+    # soft_wrap: a count is never split across lines in a log without a terminal
     console.print(f"  {len(rows)} stored runs of the spec · outcomes: "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+                  + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())), soft_wrap=True)
     console.print("  verdicts of the critical points: "
-                  + (", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none (no run ended critical)"))
+                  + ("; ".join(cell(k, v) for k, v in sorted(verdicts.items())) or "none (no run ended critical)"),
+                  soft_wrap=True)
 
 
 def _print_replays(console, store, store_path, limit: int = 20) -> None:
@@ -238,8 +251,10 @@ class _CensusProgress:
         self.task = self.bar.add_task("census", total=total, rate="", counts=f"({skipped} resumed)" if skipped else "")
 
     def advance(self, rows: list[dict]) -> None:
-        for r in rows:
+        for r in rows:   # trivial points are counted apart: "better_than_linear (trivial: linear)"
             key = r["verdict"] or r["status"]
+            if r.get("trivial") not in (None, "none"):
+                key += f" (trivial: {r['trivial']})"
             self.verdicts[key] = self.verdicts.get(key, 0) + 1
         self.done += len(rows)
         rate = self.done / max(time.perf_counter() - self.t0, 1e-9)

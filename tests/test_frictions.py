@@ -128,3 +128,21 @@ def test_the_census_summary_counts_trivial_points_apart_and_keeps_each_count_on_
     for r in rows:
         if (r["trivial"] or "none") != "none":
             assert f"trivial: {r['trivial']}" in line
+
+
+def test_replay_from_a_store_reruns_a_run_without_parameters_from_its_spec(tmp_path):
+    from resland.census import RunStore, load_spec, run_census
+    from resland.replay import replay_run
+
+    (tmp_path / "s.toml").write_text('name = "t"\nseeds = 2\n[finder]\nmax_iter = 60\n[[grid]]\ndata = "example2"\n'
+                                     'model = "resnet"\ndepth = 1\nwidth = 1\nactivation = "tanh"\n')
+    with RunStore(tmp_path / "r.db") as store:
+        run_census(load_spec(tmp_path / "s.toml"), store, workers=1)
+        bare = next(r for r in store.rows() if not r["parameters"])
+    key = f"{bare['config_id']}:{bare['seed']}"
+    with pytest.raises(resland.ValidationError, match="--spec"):
+        replay_run(tmp_path / "r.db", key)
+    rep = replay_run(tmp_path / "r.db", key, tmp_path / "s.toml")
+    assert rep.rerun["identical"] and rep.agrees and rep.certificate.verdict == bare["verdict"]
+    out = _cli("replay", "cert.json", "--spec", str(tmp_path / "s.toml"))
+    assert out.returncode == 2 and "--spec" in out.stderr and out.stderr.count("\n") == 1

@@ -268,7 +268,8 @@ class _CensusProgress:
 @click.option("--parquet", "parquet_path", default=None, help="Compact export, e.g. atlas/runs.parquet (with --run).")
 @click.option("--run", "run", default=None, help="CONFIG_ID:SEED of a stored run.")
 @click.option("--spec", "spec_path", default=None,
-              help="Spec to rerun an export row without parameters (default: atlas.toml beside the export).")
+              help="Spec to rerun a run without stored parameters: an export row (default: the spec beside the "
+                   "export) or a store run (required there).")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored and the fresh verdict and the certificate as JSON.")
 def replay_cmd(cert_file, store_path, parquet_path, run, spec_path, as_json):
     """Certify a stored run again from its parameters, or rerun an export row from its spec (bit for bit)."""
@@ -277,7 +278,10 @@ def replay_cmd(cert_file, store_path, parquet_path, run, spec_path, as_json):
     sources = (cert_file is not None) + (store_path is not None) + (parquet_path is not None)
     if sources != 1 or (cert_file is None) != (run is not None):
         raise ValidationError("Give a certificate file, or --store or --parquet with --run CONFIG_ID:SEED.")
-    rep = (replay_file(cert_file) if cert_file else replay_run(store_path, run) if store_path
+    if spec_path is not None and cert_file is not None:
+        raise ValidationError("The '--spec' option reruns a run without stored parameters: it needs --store or "
+                              "--parquet with --run, not a certificate file.")
+    rep = (replay_file(cert_file) if cert_file else replay_run(store_path, run, spec_path) if store_path
            else replay_export(parquet_path, run, spec_path))
     cert = rep.certificate
     if as_json:

@@ -95,8 +95,9 @@ def replay_command(store: str | Path, config_id: str, seed: int) -> str:
     return f"resland replay --store {store} --run {config_id}:{seed}"
 
 
-def replay_run(store: str | Path, run: str) -> Replay:
-    """Replay run ``CONFIG_ID:SEED`` of a census store (its parameters must be stored).
+def replay_run(store: str | Path, run: str, spec: str | Path | None = None) -> Replay:
+    """Replay run ``CONFIG_ID:SEED`` of a census store: from its stored parameters, or, without them, rerun from
+    ``spec`` (the spec file it was computed under) and compared with the stored row as an export row is.
 
     Raises:
         ValidationError: a run key not of the form CONFIG_ID:SEED, a missing store, run or
@@ -108,9 +109,13 @@ def replay_run(store: str | Path, run: str) -> Replay:
     if row is None:
         raise ValidationError(f"The store {str(store)!r} has no run {run!r}.")
     config, verdict, cert_json, params = row["config"], row["verdict"], row["certificate"], row["parameters"]
+    if (not params or not cert_json) and spec is not None:
+        from .census.export import compact_row
+
+        return rerun_export_row(compact_row(row), spec, f"store:{run}")
     if not params or not cert_json:
-        raise ValidationError(f"Run {run!r} has no stored parameters: only candidates keep them by default; set "
-                              '[store] parameters = "all" in the spec to keep every run\'s.')
+        raise ValidationError(f"Run {run!r} has no stored parameters (only candidates keep them by default): pass "
+                              "--spec SPEC to rerun it from its spec, or set [store] parameters = \"all\".")
     config, cert = json.loads(config), json.loads(cert_json)
     data = {"name": config["data"], "rho": config.get("rho"), "rows": config.get("rows")}
     return Replay(f"store:{run}", verdict, _certify(data, cert, json.loads(params)))

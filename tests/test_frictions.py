@@ -146,3 +146,15 @@ def test_replay_from_a_store_reruns_a_run_without_parameters_from_its_spec(tmp_p
     assert rep.rerun["identical"] and rep.agrees and rep.certificate.verdict == bare["verdict"]
     out = _cli("replay", "cert.json", "--spec", str(tmp_path / "s.toml"))
     assert out.returncode == 2 and "--spec" in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_progress_reaches_a_log_without_a_terminal_and_the_python_api():
+    import io
+
+    out = _cli("certify", "--data", "diabetes", "--depth", "1", "--width", "2", "--activation", "tanh")
+    assert out.returncode == 0 and "resland search: iteration 1/" in out.stderr
+    buf = io.StringIO()
+    ds = resland.load_dataset("diabetes")
+    with resland.reporting(resland.log_progress(every=0.0, stream=buf)):
+        resland.find_critical_point(resland.ResNet(10, 2, 1, "tanh"), ds.X, ds.y, max_iter=5)
+    assert buf.getvalue().count("resland search: iteration") >= 1

@@ -9,6 +9,7 @@ without 1/2, float64 throughout.
 from ._checks import ValidationError
 from .certificate import VERDICTS, Certificate, certify, certify_ensemble
 from .critical import OUTCOMES, CriticalPoint, find_critical_point, find_critical_points
+from .outcomes import log_progress, reporting
 from .checkpoint import load_parameters
 from .curvature import EigResult, HessianOperator, hessian_extremes, lanczos
 from .embedding import embed
@@ -37,7 +38,7 @@ __all__ = [
     # curvature
     "FlatRisk", "HessianOperator", "hessian_extremes", "lanczos", "EigResult",
     # critical points, and embedding a small net's into a deeper or wider one
-    "find_critical_point", "CriticalPoint", "embed", "OUTCOMES",
+    "find_critical_point", "CriticalPoint", "embed", "OUTCOMES", "reporting", "log_progress",
     # distinct points (docs/theory.md §9, §12)
     "point_id", "same_point",
     # ensembles (batched over seeds)

@@ -15,6 +15,7 @@ from ._checks import ValidationError, check_choice, check_positive_int
 from .certificate import cert_outcome, certify
 from .checkpoint import load_parameters
 from .critical import METHODS, find_critical_point
+from .outcomes import log_progress
 from .higher_order import null_dimension
 from .tolerances import DENSE_MAX_PARAMS, FINDER_DENSE_MAX
 from .tolerances import GRAD_TOL, MAX_ITER
@@ -95,10 +96,14 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
 
     from .critical import reporting
 
-    with Console(stderr=True).status(f"finding a critical point ({n} parameters, {ds.X.shape[0]} samples)") as status:
+    console = Console(stderr=True)
+    plain = None if console.is_terminal else log_progress(10.0)   # a log file: a plain line every 10 s
+    with console.status(f"finding a critical point ({n} parameters, {ds.X.shape[0]} samples)") as status:
         def progress(stage, it, total, gn):
             status.update(f"{stage}: iteration {it}/{total}, smallest ‖∇R‖ = {gn:.2e}" if stage == "search"
                           else f"{stage} (active-set Newton, at most {total} iterations) from ‖∇R‖ = {gn:.2e}")
+            if plain is not None:
+                plain(stage, it, total, gn)
 
         if checkpoint is None or refine:
             with reporting(progress):

@@ -100,6 +100,33 @@ def reporting(callback):
         _PROGRESS.reset(token)
 
 
+def log_progress(every: float = 10.0, stream=None):
+    """A progress callback for :func:`reporting` that writes one plain line (stage, iteration, smallest ‖∇R‖, elapsed
+    seconds) at most every ``every`` seconds to ``stream`` (default ``sys.stderr``): progress in a log file or a
+    notebook, where a terminal spinner shows nothing.
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> cb = log_progress(every=0.0, stream=out)
+    >>> cb("search", 3, 200, 1.5e-4)
+    >>> out.getvalue().split(" (")[0]
+    'resland search: iteration 3/200, smallest ‖∇R‖ = 1.500e-04'
+    """
+    import sys
+    import time
+
+    start, last = time.perf_counter(), [-math.inf]
+
+    def callback(stage: str, it: int, total: int, gn: float) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= every:
+            last[0] = now
+            print(f"resland {stage}: iteration {it}/{total}, smallest ‖∇R‖ = {gn:.3e} ({now - start:.0f} s)",
+                  file=stream or sys.stderr, flush=True)
+
+    return callback
+
+
 def report_progress(stage: str, it: int, max_iter: int, gn: float) -> None:
     cb = _PROGRESS.get()
     if cb is not None:

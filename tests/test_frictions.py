@@ -158,3 +158,22 @@ def test_progress_reaches_a_log_without_a_terminal_and_the_python_api():
     with resland.reporting(resland.log_progress(every=0.0, stream=buf)):
         resland.find_critical_point(resland.ResNet(10, 2, 1, "tanh"), ds.X, ds.y, max_iter=5)
     assert buf.getvalue().count("resland search: iteration") >= 1
+
+
+def test_report_table_names_the_data_set_and_symlog_ticks_leave_zero_alone():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from resland.census.report import CensusSummary, _symlog
+
+    runs = [{"data": d, "model": "resnet", "depth": 1, "outcome": "critical", "verdict": "better_than_linear",
+             "trivial": "none", "kink_margin": None} for d in ("iris", "diabetes")]
+    page = CensusSummary(configs={}, points=[], candidates=[], runs_flat=runs).dichotomy_table()
+    assert "<th>data</th>" in page and "iris" in page and "diabetes" in page
+    fig, ax = plt.subplots()
+    _symlog(ax, "y", 1.0, 1e-6)
+    ticks = sorted(abs(t) for t in ax.get_yticks() if t != 0)
+    assert ticks and ticks[0] >= 1e-5            # the smallest labelled decade is 10× the linear threshold
+    plt.close(fig)

@@ -70,14 +70,16 @@ class CensusSummary:
     def dichotomy_table(self) -> str:
         """The dichotomy counted (docs/theory.md §8): per model and depth, each certified verdict's
         non-trivial count with the trivial ones in brackets."""
-        table = counts(self.runs_flat or [])
-        if not table:
+        runs = self.runs_flat or []
+        by_data = {d: counts([r for r in runs if r.get("data") == d]) for d in sorted({str(r.get("data")) for r in runs})}
+        if not any(by_data.values()):
             return "<p>No certified critical points.</p>"
         head = "".join(f"<th>{html.escape(SHORT[v])}</th>" for v in CERTIFIED)
         body = "".join(
-            f"<tr><td>{html.escape(str(k[0]))}</td><td>{k[1]}</td>"
-            + "".join(f"<td>{cell(c.get(v, {}))}</td>" for v in CERTIFIED) + "</tr>" for k, c in table.items())
-        return f"<table><tr><th>model</th><th>depth</th>{head}</tr>{body}</table>"
+            f"<tr><td>{html.escape(d)}</td><td>{html.escape(str(k[0]))}</td><td>{k[1]}</td>"
+            + "".join(f"<td>{cell(c.get(v, {}))}</td>" for v in CERTIFIED) + "</tr>"
+            for d, table in by_data.items() for k, c in table.items())
+        return f"<table><tr><th>data</th><th>model</th><th>depth</th>{head}</tr>{body}</table>"
 
     @property
     def runs(self) -> int:
@@ -222,6 +224,10 @@ def _figure(w=7.5, h=4.0):
     return plt.subplots(figsize=(w, h))
 
 
+#: Marker area of the scatter plots: large enough that a hollow (trivial) marker reads as hollow.
+MARKER_SIZE = 34
+
+
 def _gap_plot(points) -> bytes | None:
     pts = [p for p in points if p["verdict"] in CERTIFIED and p["gap"] is not None]
     if not pts:
@@ -234,8 +240,8 @@ def _gap_plot(points) -> bytes | None:
         sel = [p for p in pts if p["verdict"] == v]
         if sel:
             x = np.array([p["depth"] for p in sel], float) + rng.uniform(-0.15, 0.15, len(sel))
-            ax.scatter(x, [p["gap"] for p in sel], s=14, alpha=0.7, edgecolors=_COLOURS[v], label=v,
-                       facecolors=[("none" if p["trivial"] else _COLOURS[v]) for p in sel])
+            ax.scatter(x, [p["gap"] for p in sel], s=MARKER_SIZE, alpha=0.8, edgecolors=_COLOURS[v], label=v,
+                       linewidths=1.3, facecolors=[("none" if p["trivial"] else _COLOURS[v]) for p in sel])
     ax.axhline(0, color="k", lw=0.8)
     _symlog(ax, "y", max(abs(p["gap"]) for p in pts), 1e-6)
     ax.set_xlabel("depth L (0 = linear model)")
@@ -254,8 +260,9 @@ def _scatter(points) -> bytes | None:
     for v, col in _COLOURS.items():
         sel = [p for p in pts if p["verdict"] == v]
         if sel:
-            ax.scatter([p["gap"] for p in sel], [p["lambda_min"] for p in sel], s=14, alpha=0.7, edgecolors=col,
-                       facecolors=[("none" if p["trivial"] else col) for p in sel], label=v)
+            ax.scatter([p["gap"] for p in sel], [p["lambda_min"] for p in sel], s=MARKER_SIZE, alpha=0.8,
+                       edgecolors=col, linewidths=1.3, facecolors=[("none" if p["trivial"] else col) for p in sel],
+                       label=v)
     for axis in ("x", "y"):
         _symlog(ax, axis, lim / 2, 1e-8)
     ax.axhline(0, color="k", lw=0.6)
@@ -276,7 +283,8 @@ def _symlog(ax, axis: str, top: float, linthresh: float) -> None:
     getattr(ax, f"set_{axis}scale")("symlog", linthresh=linthresh)
     lo, hi = math.floor(math.log10(linthresh)), math.ceil(math.log10(top))
     stride = max(1, math.ceil((hi - lo) / 4))
-    decades = [10.0**k for k in range(hi, lo - 1, -stride)]
+    # no labelled decade within a factor 10 of the threshold: its ±labels would sit on top of the 0 label
+    decades = [10.0**k for k in range(hi, lo - 1, -stride) if 10.0**k >= 10 * linthresh]
     getattr(ax, f"set_{axis}ticks")(sorted([-d for d in decades] + [0.0] + decades))
     getattr(ax, f"set_{axis}lim")(-top, top)
 

@@ -175,6 +175,15 @@ def follow_path(ens: Ensemble, theta0: torch.Tensor, *, kind: str = "any", mu: f
         zt = solve(bordered(Hth, tau_, Ft_, z_ref), e_n)
         return zt / torch.linalg.norm(zt)
 
+    def jump(th_, tau_):
+        """Descend to a minimum of R_λ at ``λ = e^τ`` and restart the path there, downwards in λ."""
+        th_ = _trust_region_minimise(ens, th_, math.exp(tau_), hessian)
+        H_ = hessian(th_)
+        down = torch.zeros(n + 1, dtype=th_.dtype)
+        down[n] = -1.0
+        res.jumps += 1
+        return th_, H_, tangent(H_, th_, tau_, down)
+
     z = tangent(H, th, tau, z)
     while attempts < max_steps:
         if time_limit is not None and time.perf_counter() - start > time_limit:
@@ -189,12 +198,7 @@ def follow_path(ens: Ensemble, theta0: torch.Tensor, *, kind: str = "any", mu: f
                 # a bifurcation (a unit turning on: the bordered matrix singular): descend to a minimum of R_λ
                 # just past it, along the negative curvature the branch acquires there
                 tau -= JUMP_DTAU
-                th = _trust_region_minimise(ens, th, math.exp(tau), hessian)
-                H = hessian(th)
-                z = torch.zeros(n + 1, dtype=th.dtype)
-                z[n] = -1.0
-                z = tangent(H, th, tau, z)
-                res.jumps += 1
+                th, H, z = jump(th, tau)
                 h = H_START
                 continue
             if h < H_MIN:
@@ -212,14 +216,8 @@ def follow_path(ens: Ensemble, theta0: torch.Tensor, *, kind: str = "any", mu: f
         # it flips with rounding.)
         unstable = tikhonov is not None and res.jumps < MAX_JUMPS and float(torch.linalg.eigvalsh(H)[0]) + math.exp(
             tau) < -NEG_TOL * (float(H.diagonal().abs().max()) + math.exp(tau))
-        if unstable:
-            if tikhonov is not None:   # descend to a minimum of R_λ at this λ
-                th = _trust_region_minimise(ens, th, math.exp(tau), hessian)
-                H = hessian(th)
-                z_c = torch.zeros(n + 1, dtype=th.dtype)
-                z_c[n] = -1.0
-                z_c = tangent(H, th, tau, z_c)
-                res.jumps += 1
+        if unstable:                   # descend to a minimum of R_λ at this λ
+            th, H, z_c = jump(th, tau)
         z = z_c
         res.steps += 1
         R = float(ens.risk(th[None])[0])

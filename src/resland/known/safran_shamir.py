@@ -14,7 +14,8 @@ point is called ``nondifferentiable``, never certified.
 :func:`certify_student` decides, at stated tolerances: ``spurious_minimum`` (gradient test passed, the dense
 Hessian's smallest eigenvalue above ``lambda_tol`` plus its residual, and ``F > GLOBAL_TOL``: above the known global
 minimum 0), ``global_minimum`` (``F ≤ GLOBAL_TOL``), ``saddle`` (an eigenvalue below ``−lambda_tol``), ``degenerate``,
-``not_critical`` or ``nondifferentiable``. The student has no continuous symmetry (no second layer to rescale
+``not_critical``, ``nondifferentiable`` (a row at 0 or two rows parallel: non-finite derivatives) or ``failed``
+(a non-finite risk). The student has no continuous symmetry (no second layer to rescale
 against), so a positive definite Hessian is a strict local minimum.
 """
 
@@ -37,7 +38,8 @@ def kappa(A: torch.Tensor, B: torch.Tensor, same: bool = False) -> torch.Tensor:
     the diagonal (``κ(a, a) = ‖a‖²/2``, added by the caller) is left at 0 so that no ``arccos(1)`` is
     differentiated."""
     na, nb = A.norm(dim=1), B.norm(dim=1)
-    c = (A @ B.T) / (na[:, None] * nb[None, :])
+    # a zero row contributes κ = 0; the clamp keeps its cosine finite (the risk is not smooth there)
+    c = (A @ B.T) / (na[:, None] * nb[None, :]).clamp(min=1e-300)
     if same:
         c = torch.where(torch.eye(len(A), dtype=torch.bool), torch.zeros_like(c), c)
     c = c.clamp(-1.0, 1.0)
@@ -68,14 +70,21 @@ def find_student_minimum(k: int, n: int, seed: int, *, polish: int = 10) -> torc
     opt = torch.optim.LBFGS([W], lr=1, max_iter=3000, tolerance_grad=1e-12, tolerance_change=0, history_size=50,
                             line_search_fn="strong_wolfe")
 
+    best = [math.inf, W.detach().clone()]
+
     def closure():
         opt.zero_grad()
         loss = population_risk(W)
         loss.backward()
+        value = float(loss.detach())
+        if math.isfinite(value) and bool(torch.isfinite(W.grad).all()) and value < best[0]:
+            best[0], best[1] = value, W.detach().clone()
         return loss
 
     opt.step(closure)
-    w = W.detach().reshape(-1)
+    # a run that reaches parallel rows (the global minimum's kink) gets a non-finite gradient there: keep its
+    # lowest finite iterate
+    w = (W.detach() if math.isfinite(float(population_risk(W.detach()))) else best[1]).reshape(-1)
     f = lambda x: population_risk(x, k)      # noqa: E731
     if float(f(w)) <= 1e-6:                  # at the global minimum the Hessian is not finite (parallel rows)
         return w.reshape(n, k)
@@ -99,6 +108,8 @@ def certify_student(W, tol: float = T.GRAD_TOL) -> dict:
     f = lambda x: population_risk(x, k)      # noqa: E731
     R = float(f(w))
     out = {"k": k, "n": n, "risk": R}
+    if not math.isfinite(R):
+        return dict(out, verdict="failed", grad_norm=None, lambda_min=None)
     if R <= GLOBAL_TOL:
         return dict(out, verdict="global_minimum", grad_norm=None, lambda_min=None)
     g = torch.func.grad(f)(w)

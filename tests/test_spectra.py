@@ -138,3 +138,19 @@ def test_the_spectrum_and_landscape_commands_write_their_files_at_a_non_critical
     assert len(doc["slice_1d"]) == 5 and len(doc["slice_2d"]) == 5 and doc["slice_1d"][2] == doc["slice_2d"][2][2]
     bad = run("landscape", "--data", "diabetes", "--radius", "-1", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_a_stack_of_members_is_refused_and_one_member_is_served():
+    from resland.models import init_model
+
+    ds = resland.load_dataset("diabetes")
+    ens = resland.Ensemble([init_model("resnet", 10, width=2, depth=1, activation="tanh", seed=s) for s in range(2)],
+                           ds.X, ds.y)
+    H = resland.HessianOperator(ens, ens.theta)
+    with pytest.raises(resland.ValidationError, match="member"):
+        H.eigenvalues(2)
+    one = H.member(1)
+    ref = torch.linalg.eigvalsh(one.dense())
+    assert torch.allclose(one.eigenvalues(2).values, ref[-2:], atol=1e-9)
+    assert torch.allclose(H.restrict([1]).eigenvalues(2).values, ref[-2:], atol=1e-9)
+    assert one.block_table()[0]["block"] == "blocks.0"

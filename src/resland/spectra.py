@@ -52,7 +52,11 @@ class SpectraMixin:
 
     def block(self, prefix: str) -> "SubOperator":
         """The operator restricted to the parameters whose names start with ``prefix`` (:func:`block`)."""
-        return block(self, self.fr.model, prefix)
+        return block(_one(self), self.fr.model, prefix)
+
+    def member(self, j: int):
+        """Member ``j`` of a stacked operator as the Hessian of one model."""
+        return type(self)(self.fr, self.theta[j]) if getattr(self, "stacked", False) else self
 
     def block_table(self, prefixes: list[str] | None = None, **kw) -> list[dict]:
         """Per-block λ_min, λ_max, trace and top share (:func:`block_table`)."""
@@ -104,6 +108,17 @@ class Density:
     steps: int
 
 
+def _one(H):
+    """The Hessian of one model: ``H`` itself, or a stack of one member as a single operator (a stack of several
+    is refused: pick one with ``H.member(j)``)."""
+    if getattr(H, "stacked", False):
+        if H.k != 1:
+            raise ValidationError("Spectra need the Hessian of one model; this operator stacks "
+                                  f"{H.k} members: use H.member(j).")
+        return type(H)(H.fr, H.theta[0])
+    return H
+
+
 def _matmat(H, V: torch.Tensor) -> torch.Tensor:
     """``H V`` for V of shape (n, b) (one column through the vector product, which has less overhead)."""
     return (H @ V[:, 0])[:, None] if V.shape[1] == 1 else H @ V
@@ -133,6 +148,7 @@ def eigenpairs(H, k: int = 10, which: str = "largest", *, tol: float = 1e-10, bl
         ValidationError: a bad ``k`` or ``which``.
     """
     check_choice("which", which, ("largest", "smallest", "both"))
+    H = _one(H)
     n = H.n
     k = check_positive_int("k", k)
     want = min(n, 2 * k if which == "both" else k)
@@ -190,6 +206,7 @@ def eigenpairs(H, k: int = 10, which: str = "largest", *, tol: float = 1e-10, bl
 def trace(H, *, products: int = 99, dense_max: int = 1000, seed: int = 0) -> Trace:
     """``tr(H)``: exact from the dense Hessian up to ``dense_max`` parameters, else Hutch++ with ``products``
     Hessian-vector products (a third for the sketch, a third for its range, a third for the deflated rest)."""
+    H = _one(H)
     n = H.n
     if n <= dense_max:
         return Trace(float(torch.diagonal(H.dense()).sum()), 0.0, "exact", n)
@@ -232,6 +249,7 @@ def _lanczos_tridiagonal(H, v: torch.Tensor, steps: int):
 def density(H, *, probes: int = 8, steps: int = 60, sigma: float | None = None, grid_points: int = 400,
             seed: int = 0) -> Density:
     """The SLQ spectral density of ``H`` (module docstring), ``probes`` Rademacher probes of ``steps`` steps."""
+    H = _one(H)
     probes = check_positive_int("probes", probes)
     steps = min(check_positive_int("steps", steps), H.n)
     gen = torch.Generator().manual_seed(seed)
@@ -287,6 +305,7 @@ def block(H, model: torch.nn.Module, prefix: str) -> SubOperator:
     Raises:
         ValidationError: no parameter name starts with ``prefix``.
     """
+    H = _one(H)
     idx, start = [], 0
     for name, p in model.named_parameters():
         if name.startswith(prefix):

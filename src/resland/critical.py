@@ -87,11 +87,11 @@ from .krylov import ChunkedRisk, find_critical_point_krylov
 from .linear import LinearFit, linear_fit_for
 from .losses import Loss
 from .curvature import HessianOperator
-from .outcomes import (OUTCOMES, CriticalPoint, report_progress, divergence, gradient_flatness, outcome_of, reporting,
-                       vanishing)
+from .outcomes import (OUTCOMES, CriticalPoint, report_progress, divergence, gradient_flatness, reporting,
+                       settle_outcome, vanishing)
 from .kinks import analyse_kink
 from .regions import kink_margin, kinked_modules
-from .second_order import DenseCurvature, KrylovCurvature, MixedCurvature
+from .second_order import DenseCurvature, KrylovCurvature, MixedCurvature, next_radius
 
 __all__ = ["OUTCOMES", "CriticalPoint", "divergence", "find_critical_point", "find_critical_points", "reporting"]
 
@@ -334,8 +334,7 @@ def _drive(ens: Ensemble, members: torch.Tensor, *, kind, tol, max_iter, xtol, m
             if name == "newton" and descends(kind) and dense:   # trust-region radius update
                 r, o = rho[:, col], ok[:, col]
                 pn = torch.linalg.norm(steps[:, col], dim=1)
-                radius[sub] = torch.where(o & (r > 0.75) & (pn >= 0.99 * radius[sub]), 2 * radius[sub],
-                                          torch.where(o & (r > 0.25), radius[sub], 0.25 * pn))
+                radius[sub] = next_radius(radius[sub], r, o, pn)
                 continue
             r, o = rho[:, col], ok[:, col]
             good = o & ((r > 0.75) | tiny[:, col])
@@ -463,11 +462,8 @@ def _finish(ens: Ensemble, run: dict, fit: LinearFit, opts: dict, start: float) 
                     f"critical), though the distance estimate {run['dist']:.3e} > xtol·(1+‖θ‖): a flat region")
     status, note = vanishing(status, R, ens.fr.loss)
     message += note
-    flat = None
-    if (status in ("stalled", "max_iter") and math.isfinite(gn) and not (div is not None and div["diverging"])
-            and not (path_min is not None and path_min < fit.risk_lower - T.risk_tol(fit.risk))):
-        flat = gradient_flatness(HessianOperator(ens, theta), ens.grad(theta[None])[0])
-    outcome, note = outcome_of(status, path_min, fit, div, flat)
+    outcome, note, flat = settle_outcome(status, path_min, fit, div, lambda: gradient_flatness(
+        HessianOperator(ens, theta), ens.grad(theta[None])[0]) if math.isfinite(gn) else None)
     message += note
     return CriticalPoint(
         model=model, risk=R, grad_norm=gn, converged=outcome in ("critical", "kink"), status=status, outcome=outcome,

@@ -18,8 +18,10 @@ The path is followed in ``(θ, τ)`` with ``τ = log t`` by pseudo-arclength con
 Georg, *Numerical Continuation Methods*, 1990): a tangent from the bordered system ``[∂F/∂θ, ∂F/∂τ; ż_prevᵀ]``,
 an Euler predictor of length ``h`` and Newton correctors on ``F = 0`` and the arclength condition; ``h`` grows
 after quick corrections and halves after failed ones. Folds (``∂F/∂θ`` singular, ``t`` turning back) are passed
-as the bordered matrix stays regular there. On a Tikhonov path (``tikhonov=λ₀``) a fold ends the branch of
-minima; the run then descends to a minimum of ``R_λ`` at that ``λ`` (a *jump*, recorded) and follows its branch. Nothing minimises ``½‖∇R‖²``, so the search does not settle in
+as the bordered matrix stays regular there. On a Tikhonov path (``tikhonov=λ₀``) the branch followed must be
+one of minima of ``R_λ``: where ``H + λI`` gets a negative eigenvalue (past a fold, or at a pitchfork where a unit
+turns on) or no corrector converges down to a tiny step (a bifurcation), the run descends to a minimum of ``R_λ``
+there (a *jump*, recorded) and follows its branch. Nothing minimises ``½‖∇R‖²``, so the search does not settle in
 gradient-flat regions (Frye et al. 2021): each iterate is an exact critical point of ``R_t``. When ``t`` is below
 ``T_END`` the path is finished by Newton-MR on ``∇R = 0`` (``θ ← θ − H⁺∇R`` with a backtracking test on
 ``‖∇R‖``), which converges on the singular critical sets of ResNets (the last block's ``V_L ⊥ w`` directions).
@@ -41,6 +43,7 @@ import torch
 from . import tolerances as T
 from .curvature import HessianOperator
 from .ensemble import Ensemble
+from .second_order import next_radius, pseudo_inverse_step, trust_region_steps
 
 __all__ = ["HOMOTOPY_MAX_PARAMS", "T_END", "PathResult", "follow_path", "start_shift"]
 
@@ -127,7 +130,6 @@ def follow_path(ens: Ensemble, theta0: torch.Tensor, *, kind: str = "any", mu: f
     n = ens.n
     eye = torch.eye(n, dtype=theta0.dtype)
     theta0 = theta0.detach().clone()
-    g0 = ens.grad(theta0[None])[0]
     res = PathResult(theta=theta0, status="max_iter", message="")
 
     def hessian(th):
@@ -141,7 +143,7 @@ def follow_path(ens: Ensemble, theta0: torch.Tensor, *, kind: str = "any", mu: f
     else:                      # a(θ) = μ(θ − θ₀) − g₀, t from 1
         H = hessian(theta0)
         mu = start_shift(H, kind) if mu is None else mu
-        anchor, shift, tau0 = theta0, g0, 0.0
+        anchor, shift, tau0 = theta0, ens.grad(theta0[None])[0], 0.0
     res.mu = mu
 
     def residual(th, tau):
@@ -273,7 +275,6 @@ def tikhonov_start(ens, theta0, lam, hessian, iters: int = 2000):
 def _trust_region_minimise(ens, th, lam, hessian, iters: int = 300):
     """Trust-region Newton on ``R_λ = R + ½λ‖θ‖²`` (dense ``eigh``, :func:`~resland.second_order.trust_region_steps`)
     until ``‖∇R_λ‖ ≤ CORRECTOR_TOL·max(1, |R|)`` with ``∇²R_λ`` positive semidefinite to rounding: a minimum."""
-    from .second_order import trust_region_steps
 
     n = th.shape[0]
     radius = torch.ones(1, dtype=th.dtype)
@@ -291,17 +292,16 @@ def _trust_region_minimise(ens, th, lam, hessian, iters: int = 300):
         gh = Q.T @ g
         ph = trust_region_steps(ev[None], gh[None], torch.tensor([cut], dtype=th.dtype), radius)[0]
         if float(ev[0]) < -cut and float(ph.norm()) < 0.5 * float(radius[0]):   # hard case: add the eigenvector
-            ph = ph + float(radius[0]) * torch.sign(gh[0] if float(gh[0]) != 0 else torch.tensor(1.0)) * \
-                -torch.nn.functional.one_hot(torch.tensor(0), n).to(th.dtype)
+            ph = ph.clone()
+            ph[0] -= float(radius[0]) * (1.0 if float(gh[0]) >= 0 else -1.0)    # downhill along it
         pred = -float(gh @ ph + 0.5 * (ev * ph * ph).sum())
         cand = th + Q @ ph
         f_c = merit(cand)
         rho = (f - f_c) / pred if pred > 0 else -1.0
-        if rho > 1e-4 or (pred <= 1e2 * T.EPS64 * T.scale(f) and f_c <= f):
+        ok = rho > 1e-4 or (pred <= 1e2 * T.EPS64 * T.scale(f) and f_c <= f)
+        if ok:
             th, f = cand, f_c
-        pn = float(ph.norm())
-        radius = torch.tensor([2 * pn if rho > 0.75 and pn >= 0.99 * float(radius[0]) else
-                               float(radius[0]) if rho > 0.25 else 0.25 * pn], dtype=th.dtype)
+        radius = next_radius(radius, torch.tensor([rho], dtype=th.dtype), torch.tensor([ok]), ph.norm()[None])
         if float(radius[0]) < 1e-14 * (1 + float(th.norm())):
             break
     return th
@@ -344,8 +344,7 @@ def _finish(ens, hessian, th, tol, iters: int = FINISH_ITER):
         if gn <= 1e-2 * T.grad_tol(R, tol):
             break
         lam, Q = torch.linalg.eigh(hessian(th))
-        keep = lam.abs() > n * T.EPS64 * float(lam.abs().max())
-        step = Q @ torch.where(keep, -(Q.T @ g) / torch.where(keep, lam, 1.0), 0.0)
+        step = Q @ pseudo_inverse_step(lam, Q.T @ g, n * T.EPS64 * float(lam.abs().max()))
         alpha, moved = 1.0, False
         while alpha > 1e-4:
             cand = th + alpha * step
@@ -374,7 +373,7 @@ def find_by_continuation(ens: Ensemble, j: int, fit, *, kind: str, tol: float, m
     parameters). ``below_linear`` is never claimed: path points are critical points of ``R_t``, not descent
     iterates of ``R``.
     """
-    from .outcomes import CriticalPoint, gradient_flatness, outcome_of, vanishing
+    from .outcomes import CriticalPoint, gradient_flatness, settle_outcome, vanishing
 
     start = time.perf_counter()
     theta0 = ens.theta[j]
@@ -388,16 +387,14 @@ def find_by_continuation(ens: Ensemble, j: int, fit, *, kind: str, tol: float, m
     status, message = run.status, run.message
     if status != "converged" and T.is_critical(R, gn, tol) and status != "diverging":
         status, message = "converged", message + f"; critical all the same: ‖∇R‖ = {gn:.3e}"
-    flat = None
     div = path_divergence(run.path) if status in ("stalled", "max_iter") and lam0 is not None else None
     if div is not None and div["diverging"]:
         message += (f"; on the last decade of λ (from {div['t_from']:.2e} to {div['t_to']:.2e}) ‖θ(λ)‖ grew by "
                     f"{div['growth']:.3f}× on {div['frac_up']:.0%} of the steps while R fell: the branch of minima "
                     "heads to infinity")
-    elif status in ("stalled", "max_iter") and math.isfinite(gn):
-        flat = gradient_flatness(HessianOperator(ens, theta), g)
     status, note = vanishing(status, R, ens.fr.loss)
-    outcome, note2 = outcome_of(status, None, fit, div, flat)
+    outcome, note2, flat = settle_outcome(status, None, fit, div, lambda: gradient_flatness(
+        HessianOperator(ens, theta), g) if math.isfinite(gn) else None)
     message += note + note2
     path = {"steps": run.steps, "hessians": run.hessians, "folds": run.folds, "jumps": run.jumps,
             "t_end": run.t_end, ("lambda0" if lam0 is not None else "mu"): lam0 if lam0 is not None else run.mu}

@@ -194,6 +194,19 @@ def gradient_flatness(H, g) -> dict:
     return {"ratio": ratio, "hg_norm": hg, "h_norm": h_norm, "grad_norm": gn, "tol": GRADIENT_FLAT_TOL}
 
 
+def settle_outcome(status: str, path_min: float | None, fit, div: dict | None, flatness_probe):
+    """:func:`outcome_of`, with the gradient-flat test (``flatness_probe()``: a :func:`gradient_flatness` dict) run
+    only for a run that would otherwise be ``unresolved`` (a probe may return None: no test); ``(outcome, note,
+    flatness or None)``."""
+    outcome, note = outcome_of(status, path_min, fit, div)
+    if outcome != "unresolved":
+        return outcome, note, None
+    flat = flatness_probe()
+    if flat is None:
+        return outcome, note, None
+    return (*outcome_of(status, path_min, fit, div, flat), flat)
+
+
 def outcome_of(status: str, path_min: float | None, fit, div: dict | None,
                flat: dict | None = None) -> tuple[str, str]:
     """A run's outcome (first match wins, :mod:`resland.critical`'s docstring) from the driver's final

@@ -31,7 +31,8 @@ from .curvature import HessianOperator
 from .ensemble import Ensemble
 
 __all__ = ["KRYLOV_MAX_PRODUCTS", "DenseCurvature", "KrylovCurvature", "MixedCurvature", "backtrack",
-           "cholesky_solve", "ggn_step", "ggn_step_outputs", "trust_region_steps"]
+           "cholesky_solve", "ggn_step", "ggn_step_outputs", "next_radius", "pseudo_inverse_step",
+           "trust_region_steps"]
 
 #: Hessian-vector products per Krylov solve (an inexact Newton step; the ratio test guards it).
 KRYLOV_MAX_PRODUCTS = 200
@@ -74,8 +75,7 @@ class DenseCurvature:
             which["newton"] = 0
             steps.append(ph)
             preds.append(-((gh * ph).sum(1) + 0.5 * (lam * ph * ph).sum(1)))
-            keep = lam.abs() > cut[:, None]                                  # Newton-MR: −H⁺g
-            ph = torch.where(keep, -gh / torch.where(keep, lam, 1.0), 0.0)
+            ph = pseudo_inverse_step(lam, gh, cut[:, None])                   # Newton-MR: −H⁺g
             convex = lam[:, 0] >= -cut
             steps.append(ph)
             preds.append(torch.where(convex, -((gh * ph).sum(1) + 0.5 * (lam * ph * ph).sum(1)), torch.nan))
@@ -86,8 +86,7 @@ class DenseCurvature:
             preds.append(pred_g)
             return torch.stack(full, 1), torch.stack(preds, 1), which
         sigma = mu_h * gn
-        for ph in (-lam * gh / (lam**2 + sigma[:, None]),
-                   torch.where(lam.abs() > cut[:, None], -gh / torch.where(lam.abs() > cut[:, None], lam, 1.0), 0.0)):
+        for ph in (-lam * gh / (lam**2 + sigma[:, None]), pseudo_inverse_step(lam, gh, cut[:, None])):
             r = gh + lam * ph
             steps.append(torch.einsum("kij,kj->ki", Q, ph))
             preds.append(0.5 * gn**2 - 0.5 * (r**2).sum(1))
@@ -234,6 +233,20 @@ def trust_region_steps(lam, gh, cut, radius, iters: int = 80):
         long = torch.linalg.norm(step(mid), dim=1) > radius
         a, b = torch.where(long, mid, a), torch.where(long, b, mid)
     return torch.where(inside[:, None], p_lo, step(b))
+
+
+def pseudo_inverse_step(lam: torch.Tensor, gh: torch.Tensor, cut) -> torch.Tensor:
+    """Newton-MR in the eigenbasis: ``−Λ⁺Qᵀg``, the eigenvalues with ``|λ| ≤ cut`` (numerically null) left out.
+    ``lam`` and ``gh = Qᵀg`` of shape (..., n); ``cut`` a float or broadcastable (e.g. (k, 1))."""
+    keep = lam.abs() > cut
+    return torch.where(keep, -gh / torch.where(keep, lam, 1.0), 0.0)
+
+
+def next_radius(radius: torch.Tensor, rho: torch.Tensor, ok: torch.Tensor, pn: torch.Tensor) -> torch.Tensor:
+    """The trust-region radius after a step of norm ``pn`` with actual/predicted ratio ``rho`` (``ok``: accepted):
+    doubled after a good step that reached the boundary, kept after a fair one, else a quarter of the step."""
+    return torch.where(ok & (rho > 0.75) & (pn >= 0.99 * radius), 2 * radius,
+                       torch.where(ok & (rho > 0.25), radius, 0.25 * pn))
 
 
 def backtrack(ens, theta, v, R) -> torch.Tensor | None:

@@ -111,12 +111,10 @@ class Density:
 def _one(H):
     """The Hessian of one model: ``H`` itself, or a stack of one member as a single operator (a stack of several
     is refused: pick one with ``H.member(j)``)."""
-    if getattr(H, "stacked", False):
-        if H.k != 1:
-            raise ValidationError("Spectra need the Hessian of one model; this operator stacks "
-                                  f"{H.k} members: use H.member(j).")
-        return type(H)(H.fr, H.theta[0])
-    return H
+    if getattr(H, "stacked", False) and H.k != 1:
+        raise ValidationError("Spectra need the Hessian of one model; this operator stacks "
+                              f"{H.k} members: use H.member(j).")
+    return H.member(0) if getattr(H, "stacked", False) else H
 
 
 def _matmat(H, V: torch.Tensor) -> torch.Tensor:
@@ -173,12 +171,10 @@ def eigenpairs(H, k: int = 10, which: str = "largest", *, tol: float = 1e-10, bl
         else:
             h = min(k, len(theta) // 2)
             idx = torch.cat([torch.arange(h), torch.arange(len(theta) - h, len(theta))]).unique()
-        scale = max(1.0, float(theta.abs().max()))
-        done = len(idx) >= min(want, n) and bool((res[idx] <= tol * scale).all())
-        if done or products >= max_products or Q.shape[1] >= n:
-            order = idx[torch.argsort(theta[idx])]
-            return Eigenpairs(theta[order], X[:, order], res[order], products,
-                              bool((res[idx] <= tol * scale).all()) or Q.shape[1] >= n)
+        small = bool((res[idx] <= tol * max(1.0, float(theta.abs().max()))).all())
+        order = idx[torch.argsort(theta[idx])]
+        if (len(idx) >= want and small) or products >= max_products or Q.shape[1] >= n:
+            return Eigenpairs(theta[order], X[:, order], res[order], products, small or Q.shape[1] >= n)
         if Q.shape[1] + b > basis_max:     # thick restart: the wanted Ritz vectors and a few neighbours
             extra = min(b, len(theta) - len(idx))
             if which == "largest":
@@ -196,7 +192,6 @@ def eigenpairs(H, k: int = 10, which: str = "largest", *, tol: float = 1e-10, bl
         if W.shape[1] == 0:                 # an invariant subspace: fill with random directions
             W = _orth(torch.randn(n, b, generator=gen, dtype=dtype), Q)
             if W.shape[1] == 0:
-                order = idx[torch.argsort(theta[idx])]
                 return Eigenpairs(theta[order], X[:, order], res[order], products, True)
         HW = _matmat(H, W)
         products += W.shape[1]

@@ -97,7 +97,7 @@ def inactive_units(model: nn.Module, X: torch.Tensor, tol: float = ACTIVE_TOL) -
             a = blk.branch(h)
             scale = max(1.0, float(h.pow(2).mean().sqrt()))
             acts += (blk.V.weight.norm(dim=0) * a.pow(2).mean(0).sqrt() / scale).tolist()
-            h = blk(h)
+            h = h + blk.V(a)                   # the block's forward, its branch already computed
     elif hasattr(model, "net") and isinstance(model.net, nn.Sequential):
         layers = list(model.net)
         h = X

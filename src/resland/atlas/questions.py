@@ -16,6 +16,7 @@ from .. import tolerances as T
 from ..census.dichotomy import bearing_on_theorem_2, certified, counts, evidence, trivial_of
 from ..certificate import WORSE_NO_NEGATIVE
 from ..certificate.verdicts import is_local_minimum
+from ..points import count_distinct
 
 
 def _below(r: dict) -> bool:
@@ -163,8 +164,8 @@ def headline(rows: list[dict]) -> dict:
     return {"runs": n, "data_sets": sorted({r["data"] for r in rows}), "outcomes": dict(sorted(outcomes.items())),
             "certified": sum(trivial.values()), "certified_non_trivial": trivial.get("none", 0),
             # distinct points (docs/theory.md §9) where the rows carry the `point` id; None for older exports
-            "distinct_non_trivial": len({r["point"] for r in with_point}) if with_point else None,
-            "distinct_full_width": len({r["point"] for r in with_point if not r.get("zero_units")})
+            "distinct_non_trivial": count_distinct(with_point) if with_point else None,
+            "distinct_full_width": count_distinct([r for r in with_point if not r.get("zero_units")])
             if with_point else None,
             "trivial": {k: v for k, v in sorted(trivial.items()) if k != "none"},
             "unresolved_share": outcomes.get("unresolved", 0) / n if n else 0.0}

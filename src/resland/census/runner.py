@@ -35,7 +35,7 @@ from ..theory import linear_probes
 from .row import ROW_FIELDS, Run
 from .spec import Task
 
-__all__ = ["CANDIDATES", "ROW_FIELDS", "config_model", "core_config", "failed_rows", "local_minimum", "run_task", "versions"]
+__all__ = ["CANDIDATES", "ROW_FIELDS", "config_data", "config_model", "core_config", "failed_rows", "local_minimum", "run_task", "versions"]
 
 #: The columns of a run row (the store's schema follows it).
 #: Runs whose final parameters are stored under ``[store] parameters = "candidates"`` (the default).
@@ -85,13 +85,17 @@ def run_task(task: Task, finder: dict) -> list[dict]:
     return rows
 
 
+def config_data(config: dict):
+    """The data set of a census config: the named set, its seeded subsample when the config names ``rows``."""
+    ds = load_dataset(config["data"], rho=config.get("rho"))
+    return subsample(ds, config["rows"]) if "rows" in config else ds
+
+
 def config_model(config: dict, seed: int, ds=None):
     """``(model, data set, loss name)`` of one run of a census config: the seeded start the census
     builds (:func:`~resland.models.init_model`), the named data set and the config's loss."""
     c = config
-    ds = ds if ds is not None else load_dataset(c["data"], rho=c.get("rho"))
-    if "rows" in c and len(ds.y) > c["rows"]:
-        ds = subsample(ds, c["rows"])
+    ds = ds if ds is not None else config_data(c)
     loss = ds.loss if c["loss"] == "auto" else c["loss"]
     act = None if c["activation"] in ("auto", None) else c["activation"]
     model = init_model(c["model"], ds.X.shape[1], width=c["width"], depth=c["depth"], activation=act, seed=seed,
@@ -125,9 +129,7 @@ def _find_core(start, core: dict, seed: int, ds, loss, fit, opts):
 
 def _run(task: Task, finder: dict) -> list[dict]:
     c = task.config
-    ds = load_dataset(c["data"], rho=c.get("rho"))
-    if "rows" in c:
-        ds = subsample(ds, c["rows"])
+    ds = config_data(c)
     built = [config_model(c, s, ds) for s in task.seeds]
     models, loss = [b[0] for b in built], built[0][2]
     core = core_config(c)

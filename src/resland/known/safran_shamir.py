@@ -40,12 +40,13 @@ def kappa(A: torch.Tensor, B: torch.Tensor, same: bool = False) -> torch.Tensor:
     na, nb = A.norm(dim=1), B.norm(dim=1)
     # a zero row contributes κ = 0; the clamp keeps its cosine finite (the risk is not smooth there)
     c = (A @ B.T) / (na[:, None] * nb[None, :]).clamp(min=1e-300)
+    diag = torch.eye(len(A), dtype=torch.bool) if same else None
     if same:
-        c = torch.where(torch.eye(len(A), dtype=torch.bool), torch.zeros_like(c), c)
+        c = torch.where(diag, torch.zeros_like(c), c)
     c = c.clamp(-1.0, 1.0)
     phi = torch.arccos(c)
     K = na[:, None] * nb[None, :] * (torch.sin(phi) + (math.pi - phi) * c) / (2 * math.pi)
-    return torch.where(torch.eye(len(A), dtype=torch.bool), torch.zeros_like(K), K) if same else K
+    return torch.where(diag, torch.zeros_like(K), K) if same else K
 
 
 def population_risk(W: torch.Tensor, k: int | None = None) -> torch.Tensor:

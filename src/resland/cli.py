@@ -129,31 +129,37 @@ def certify_cmd(data, target, rho, model_name, depth, width, activation, loss_na
 @cli.command("reproduce", short_help="Re-derive every claim of the paper (report.html, claims.json).")
 @click.option("--quick", is_flag=True, help="Fewer seeds and grid points (under 3 minutes on 2 cores).")
 @click.option("--out", "out", default="results/reproduce", show_default=True, help="Output folder.")
-@click.option("--only", "only", multiple=True, help="Run only these claims (C1..C5); repeatable.")
-def reproduce_cmd(quick, out, only):
-    """Re-derive every claim of the paper and write report.html, claims.json, plots and records."""
+@click.option("--only", "only", multiple=True, help="Run only these claims of the paper (C1..C5); repeatable.")
+@click.option("--paper", "paper", multiple=True,
+              help="Reproduce this paper's claims: yun-sra-jadbabaie-2019 (the default: C1-C5), safran-shamir-2018, "
+                   "kawaguchi-2016, hardt-ma-2017, shamir-2018, yun-sra-jadbabaie-2019-iclr, or all; repeatable.")
+def reproduce_cmd(quick, out, only, paper):
+    """Re-derive every claim of the paper (or of the neighbouring papers) and write report.html, claims.json, plots
+    and records."""
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
     from rich.table import Table
 
-    from .paper.reproduce import CLAIMS, reproduce
+    from .paper.reproduce import CLAIMS, claim_count, papers_for, reproduce
 
     for cid in only:
         check_choice("only", cid, CLAIMS)
+    papers = papers_for(tuple(paper) or None)
     console = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("claims"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"), console=console,
                   transient=True) as bar:
-        task = bar.add_task("starting", total=len(only or CLAIMS))
-        claims = reproduce(out, quick=quick, only=tuple(only), progress=lambda msg: bar.update(task, description=msg),
-                           claim_done=lambda _: bar.advance(task))
+        task = bar.add_task("starting", total=claim_count(papers, tuple(only)))
+        claims = reproduce(out, quick=quick, only=tuple(only), paper=papers,
+                           progress=lambda msg: bar.update(task, description=msg), claim_done=lambda _: bar.advance(task))
     table = Table(title=f"Claims ({'quick' if quick else 'full'} run) · report: {out}/report.html")
-    for col in ("id", "claim", "status", "why"):
+    for col in (("paper",) if len(papers) > 1 else ()) + ("id", "claim", "status", "why"):
         table.add_column(col)
     colour = {"reproduced": "green", "not_reproduced": "red", "inconclusive": "yellow"}
     for c in claims:
-        table.add_row(c.id, c.title, f"[{colour[c.status]}]{c.status}[/]", c.reason)
+        table.add_row(*((c.paper,) if len(papers) > 1 else ()), c.id, c.title, f"[{colour[c.status]}]{c.status}[/]",
+                      c.reason)
     Console().print(table)
 
 

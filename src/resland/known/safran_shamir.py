@@ -22,15 +22,24 @@ against), so a positive definite Hessian is a strict local minimum.
 from __future__ import annotations
 
 import math
+import time
+from collections import Counter
 
 import torch
 
 from .. import tolerances as T
+from .._checks import check_positive_int
+from .problem import Baseline, Problem, certify_problem, dense_hessian
 
-__all__ = ["GLOBAL_TOL", "certify_student", "find_student_minimum", "kappa", "population_risk"]
+__all__ = ["GLOBAL_TOL", "StudentTeacher", "certify_student", "find_student_minimum", "frequency_cell", "frequency_table",
+           "kappa", "wilson",
+           "population_risk"]
 
 #: A population risk at or below this is the global minimum 0 (to rounding of the closed form).
 GLOBAL_TOL = 1e-10
+#: In the frequency study a run that ends at ``F ≤ NEAR_GLOBAL`` is converging onto the global minimum (which sits
+#: on the non-smooth set for n > k: a split or switched-off unit) and is counted as reaching it, never as spurious.
+NEAR_GLOBAL = 1e-6
 
 
 def kappa(A: torch.Tensor, B: torch.Tensor, same: bool = False) -> torch.Tensor:
@@ -93,7 +102,7 @@ def find_student_minimum(k: int, n: int, seed: int, *, polish: int = 10) -> torc
         g = torch.func.grad(f)(w)
         if not bool(torch.isfinite(g).all()) or float(g.norm()) < 1e-14:
             break
-        H = torch.func.hessian(f)(w)
+        H = dense_hessian(f, w)
         if not bool(torch.isfinite(H).all()):
             break
         w = w - torch.linalg.solve(H, g)
@@ -101,37 +110,163 @@ def find_student_minimum(k: int, n: int, seed: int, *, polish: int = 10) -> torc
 
 
 def certify_student(W, tol: float = T.GRAD_TOL) -> dict:
-    """The verdict at ``W`` (module docstring), with its evidence: ``{k, n, risk, grad_norm, grad_tol, lambda_min,
-    lambda_max, residual, lambda_tol, verdict}``."""
+    """The verdict at ``W`` (module docstring; :func:`~resland.known.problem.certify_problem` on
+    :class:`StudentTeacher`), with its evidence: ``{k, n, risk, grad_norm, grad_tol, lambda_min, lambda_max, residual,
+    lambda_tol, kink_margin, baseline, verdict, reason}``."""
     W = torch.as_tensor(W, dtype=torch.float64)
     n, k = W.shape
-    w = W.reshape(-1)
-    f = lambda x: population_risk(x, k)      # noqa: E731
-    R = float(f(w))
-    out = {"k": k, "n": n, "risk": R}
-    if not math.isfinite(R):
-        return dict(out, verdict="failed", grad_norm=None, lambda_min=None)
-    if R <= GLOBAL_TOL:
-        return dict(out, verdict="global_minimum", grad_norm=None, lambda_min=None)
-    g = torch.func.grad(f)(w)
-    H = torch.func.hessian(f)(w)
-    if not (bool(torch.isfinite(g).all()) and bool(torch.isfinite(H).all())):
-        return dict(out, verdict="nondifferentiable", grad_norm=None, lambda_min=None)
-    gn, gtol = float(g.norm()), T.grad_tol(R, tol)
-    lam, Q = torch.linalg.eigh(0.5 * (H + H.T))
-    residual = float(torch.linalg.norm(H @ Q[:, 0] - lam[0] * Q[:, 0]))
-    lam_tol = 1e-8 * max(1.0, float(lam.abs().max()))
-    out.update(grad_norm=gn, grad_tol=gtol, lambda_min=float(lam[0]), lambda_max=float(lam[-1]), residual=residual,
-               lambda_tol=lam_tol)
-    if gn > gtol:
-        verdict = "not_critical"
-    elif float(lam[0]) - residual > lam_tol:
-        verdict = "spurious_minimum"
-    elif float(lam[0]) < -lam_tol:
-        verdict = "saddle"
-    else:
-        verdict = "degenerate"
-    return dict(out, verdict=verdict)
+    cert = certify_problem(StudentTeacher(k, n), W.reshape(-1), tol).to_dict()
+    cert.pop("parameters")
+    return {"k": k, "n": n, **cert}
+
+
+class StudentTeacher(Problem):
+    """Safran & Shamir's population risk as a :class:`~resland.known.problem.Problem`: ``θ`` the flat student
+    ``W`` (n·k), baseline the proved global minimum 0 (the rows of ``W`` a permutation of the teacher's), smooth
+    except where a row is 0 or two of the rows ``w_i``, ``v_j`` are parallel (``kink_margin``: the smallest row
+    norm or ``sin ∠`` of a pair), symmetric under permutations of the student's units (a finite group: a positive
+    definite Hessian is a strict local minimum)."""
+
+    symmetries = ("permutations of the n student units",)
+    continuous = False
+
+    def __init__(self, k: int, n: int):
+        check_positive_int("k", k)
+        check_positive_int("n", n)
+        self.k, self.n_units = k, n
+        self.name, self.n = "safran-shamir-student", n * k
+        self.baseline = Baseline(0.0, "global_minimum", "a student whose rows permute the teacher's (F = 0)")
+
+    def config(self) -> dict:
+        return {"problem": self.name, "k": self.k, "n_units": self.n_units}
+
+    def risk(self, theta: torch.Tensor) -> torch.Tensor:
+        return population_risk(theta, self.k)
+
+    def start(self, seed: int) -> torch.Tensor:
+        """``w_i ~ N(0, I_k/k)``, seeded (``torch.Generator().manual_seed(seed)``), flat."""
+        gen = torch.Generator().manual_seed(seed)
+        return (torch.randn(self.n_units, self.k, generator=gen, dtype=torch.float64) / math.sqrt(self.k)).reshape(-1)
+
+    def kink_margin(self, theta: torch.Tensor) -> float:
+        W = torch.as_tensor(theta, dtype=torch.float64).reshape(self.n_units, self.k)
+        U = torch.cat([W, torch.eye(self.k, dtype=W.dtype)])
+        norms = U.norm(dim=1)
+        if float(norms[: self.n_units].min()) == 0:
+            return 0.0
+        c = (U @ U.T) / (norms[:, None] * norms[None, :])
+        c = c[: self.n_units].clone()
+        c[torch.arange(self.n_units), torch.arange(self.n_units)] = 0.0
+        sin = torch.sqrt((1 - c * c).clamp(min=0))
+        return float(min(norms[: self.n_units].min(), sin.min()))
+
+
+def frequency_cell(k: int, n: int, seeds, *, steps: int = 2000, polish: int = 6) -> list[dict]:
+    """Where random starts end, for one ``(k, n)`` cell: the start ``w_i ~ N(0, I_k/k)`` of each seed, Adam on all
+    starts at once (learning rate 2e-2, cosine-annealed to 1e-5 over ``steps``; a start whose derivatives turn
+    non-finite, at a kink, keeps its last finite iterate), then at most ``polish`` Newton steps on the exact Hessian
+    per start (while it is positive definite), then :func:`certify_student`. Returns one row per seed:
+    ``{k, n, seed, verdict, risk, grad_norm, lambda_min}``."""
+    seeds = list(seeds)
+    problem = StudentTeacher(k, n)
+    x = torch.stack([problem.start(s) for s in seeds]).requires_grad_(True)
+    batch = torch.func.vmap(problem.risk)
+    opt = torch.optim.Adam([x], lr=2e-2)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=1e-5)
+    last = x.detach().clone()
+    for _ in range(steps):
+        opt.zero_grad()
+        batch(x).sum().backward()
+        bad = ~torch.isfinite(x.grad).all(dim=1)
+        x.grad[bad] = 0.0
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            good = torch.isfinite(x).all(dim=1) & ~bad
+            last[good] = x[good]
+            x[~good] = last[~good]
+    rows = []
+    for seed, w in zip(seeds, last):
+        w = _newton_polish(problem, w, polish)
+        cert = certify_student(w.reshape(n, k))
+        end = ("spurious" if cert["verdict"] == "spurious_minimum" else
+               "global" if cert["verdict"] == "global_minimum" or cert["risk"] <= NEAR_GLOBAL else "other")
+        rows.append({"k": k, "n": n, "seed": seed, "verdict": cert["verdict"], "end": end, "risk": cert["risk"],
+                     "grad_norm": cert["grad_norm"], "lambda_min": cert["lambda_min"]})
+    return rows
+
+
+def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a binomial share ``hits / total``."""
+    if total == 0:
+        return (math.nan, math.nan)
+    p = hits / total
+    den = 1 + z * z / total
+    mid = (p + z * z / (2 * total)) / den
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / den
+    return (max(0.0, mid - half), min(1.0, mid + half))
+
+
+def _cell(args) -> dict:
+    k, n, starts, steps = args
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    rows = frequency_cell(k, n, range(starts), steps=steps)
+    ends = Counter(r["end"] for r in rows)
+    hits = ends.get("spurious", 0)
+    lo, hi = wilson(hits, starts)
+    return {"k": k, "n": n, "starts": starts, "ends": dict(ends), "verdicts": dict(Counter(r["verdict"] for r in rows)),
+            "spurious_share": hits / starts, "wilson95": [lo, hi], "seconds": round(time.perf_counter() - t0, 1),
+            "spurious_risks": sorted({round(r["risk"], 6) for r in rows if r["end"] == "spurious"})}
+
+
+def frequency_table(ks, extras=(0, 1), starts: int = 200, *, steps: int = 2000, workers: int = 1,
+                    progress=lambda *_: None) -> list[dict]:
+    """:func:`frequency_cell` for every ``k`` in ``ks`` and ``n = k + e`` for ``e`` in ``extras``, seeds
+    ``0…starts−1``, in ``workers`` processes. One row per cell: ``{k, n, starts, ends, verdicts, spurious_share,
+    wilson95, seconds, spurious_risks}``; ``ends`` counts ``spurious`` (certified), ``global`` (verdict
+    ``global_minimum``, or ``F ≤ NEAR_GLOBAL``: converging onto the global minimum's non-smooth set, where no Hessian
+    exists) and ``other`` (neither: not certified, counted against the spurious share)."""
+    cells = [(k, k + e, starts, steps) for k in ks for e in extras]
+    if workers <= 1:
+        out = []
+        for c in cells:
+            out.append(_cell(c))
+            progress(f"SS18 k = {c[0]}, n = {c[1]}")
+        return out
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_cell, c) for c in cells]
+        out = []
+        for c, fut in zip(cells, futures):
+            out.append(fut.result())
+            progress(f"SS18 k = {c[0]}, n = {c[1]}")
+    return out
+
+
+def _newton_polish(problem: StudentTeacher, w: torch.Tensor, iters: int) -> torch.Tensor:
+    """Newton steps on the exact Hessian while it is finite and positive definite and the risk stays finite and
+    above the global minimum's neighbourhood (1e-6: the Hessian is not finite at the global minimum)."""
+    for _ in range(iters):
+        R = float(problem.risk(w))
+        if not math.isfinite(R) or R <= 1e-6:
+            break
+        g = torch.func.grad(problem.risk)(w)
+        if not bool(torch.isfinite(g).all()) or float(g.norm()) <= 1e-14:
+            break
+        H = dense_hessian(problem.risk, w)
+        if not bool(torch.isfinite(H).all()):
+            break
+        lam = torch.linalg.eigvalsh(H)
+        if float(lam[0]) <= 0:
+            break
+        new = w - torch.linalg.solve(H, g)
+        if not math.isfinite(float(problem.risk(new))):
+            break
+        w = new
+    return w
 
 
 #: The student sizes of Safran & Shamir's claim (n = k), and the committed fixture of certified spurious minima.

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from .._json import jsonable
 
 STATUSES = ("reproduced", "not_reproduced", "inconclusive")
+#: The paper resland is about (claims C1–C5); the neighbouring papers' ids are in resland.known.papers.
+MAIN_PAPER = "yun-sra-jadbabaie-2019"
 
 
 @dataclass
@@ -14,7 +16,8 @@ class Claim:
     """One claim of the paper (docs/theory.md §2) with what was measured.
 
     Attributes:
-        id: ``C1`` … ``C5``; title: a few words.
+        id: ``C1`` … ``C5`` (the paper's own), or a neighbouring paper's namespaced id (``SS18-1``, ``K16-2``, …);
+            title: a few words.
         statement: the claim as the paper makes it.
         paper_value: the paper's number(s), or None.
         measured: what resland computed (JSON-ready).
@@ -23,6 +26,7 @@ class Claim:
         figures: ``{name: PNG bytes}``, written next to the report and embedded in it.
         commands: shell commands that recompute the claim's rows.
         records: raw per-run records (written to ``records.jsonl``).
+        paper: the paper the claim belongs to (:data:`MAIN_PAPER`, or an id of ``resland.known.papers.PAPERS``).
     """
 
     id: str
@@ -36,11 +40,12 @@ class Claim:
     figures: dict = field(default_factory=dict, repr=False)
     commands: list = field(default_factory=list)
     records: list = field(default_factory=list, repr=False)
+    paper: str = MAIN_PAPER
 
     def to_dict(self) -> dict:
         """The ``claims.json`` entry (figures and raw records are written separately)."""
         return jsonable({
-            "id": self.id, "title": self.title, "statement": self.statement, "paper_value": self.paper_value,
+            "id": self.id, "paper": self.paper, "title": self.title, "statement": self.statement, "paper_value": self.paper_value,
             "measured": self.measured, "status": self.status, "reason": self.reason, "details": self.details,
             "figures": sorted(f"{self.id}_{name}.png" for name in self.figures), "commands": self.commands,
         })

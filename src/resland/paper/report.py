@@ -25,13 +25,29 @@ def render(claims: list[Claim], *, title: str, meta: dict) -> str:
         out.append(f"<p class='alert'><b>{c.id}: {len(c.details['worse_no_negative'])} ResNet critical point(s) worse "
                    "than linear without a negative eigenvalue</b> (case (ii) fails as stated). Their parameters are in "
                    "claims.json and records.jsonl for replay.</p>")
-    out.append("<h2 id='claims'>Claims</h2><table><tr><th>id</th><th>claim</th><th>status</th><th>why</th></tr>")
+    papers = list(dict.fromkeys(c.paper for c in claims))
+    for paper in papers:
+        mine = [c for c in claims if c.paper == paper]
+        out.append(f"<h2 id='paper-{html.escape(paper)}'>{html.escape(_citation(paper))}</h2>")
+        out.append("<table><tr><th>id</th><th>claim</th><th>status</th><th>why</th></tr>")
+        for c in mine:
+            out.append(f"<tr><td><a href='#{c.id}'>{c.id}</a></td><td>{html.escape(c.title)}</td>"
+                       f"<td class='{c.status}'>{c.status}</td><td>{html.escape(c.reason)}</td></tr>")
+        out.append("</table>")
+        _sections(out, mine)
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _citation(paper: str) -> str:
+    from ..known.papers import PAPERS
+
+    return PAPERS[paper].citation if paper in PAPERS else paper
+
+
+def _sections(out: list[str], claims: list[Claim]) -> None:
     for c in claims:
-        out.append(f"<tr><td><a href='#{c.id}'>{c.id}</a></td><td>{html.escape(c.title)}</td>"
-                   f"<td class='{c.status}'>{c.status}</td><td>{html.escape(c.reason)}</td></tr>")
-    out.append("</table>")
-    for c in claims:
-        out.append(f"<h2 id='{c.id}'>{c.id}. {html.escape(c.title)}</h2><p>{html.escape(c.statement)}</p>")
+        out.append(f"<h3 id='{c.id}'>{c.id}. {html.escape(c.title)}</h3><p>{html.escape(c.statement)}</p>")
         out.append(f"<p>Status: <span class='{c.status}'>{c.status}</span>: {html.escape(c.reason)}</p>")
         if isinstance(c.paper_value, dict):
             out.append("<p>Paper:</p>" + _measured_table(c.paper_value))
@@ -41,8 +57,6 @@ def render(claims: list[Claim], *, title: str, meta: dict) -> str:
         for name, img in c.figures.items():
             out.append(f"<p><img alt='{c.id} {html.escape(name)}' src='{data_uri(img)}'></p>")
         out.append("<p>Rerun:</p><pre>" + html.escape("\n".join(c.commands)) + "</pre>")
-    out.append("</body></html>")
-    return "\n".join(out)
 
 
 def _measured_table(measured) -> str:

@@ -2,7 +2,7 @@
 
 Writes into ``out``: ``report.html`` (self-contained), ``claims.json`` (one entry per claim:
 id, statement, paper_value, measured, status, details), one PNG per plot and
-``records.jsonl`` (raw per-run records) and ``census.db``, the census store of C3, C4 and C5
+``records.jsonl`` (raw per-run records; each claim's records carry its id) and ``census.db``, the census store of C3, C4 and C5
 (a rerun into the same ``out`` resumes from it; every C3/C4/C5 record names its ``resland
 replay`` command). ``quick`` keeps the structure with fewer seeds and grid points.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .._json import jsonable
-from .claims import Claim
+from .claims import MAIN_PAPER, Claim
 from .report import render
 
 CLAIMS = ("C1", "C2", "C3", "C4", "C5")
@@ -35,31 +35,73 @@ def _runner(cid: str, store: Path):
             "C4": partial(near_identity.run, store=store), "C5": partial(dichotomy.run_c5, store=store)}[cid]
 
 
-def reproduce(out: str | Path = "results/reproduce", *, quick: bool = False, only: tuple[str, ...] = (),
-              progress=lambda *_: None, claim_done=lambda *_: None) -> list[Claim]:
-    """Run the claims (all, or ``only``), write the report files, and return the claims.
-
-    ``progress(message)`` is called as runs go; ``claim_done(claim)`` after each claim.
+def papers_for(paper: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    """The paper ids a ``--paper`` value selects (None: the main paper; ``all``: every paper, main first).
 
     Raises:
-        ValidationError: an unknown claim id in ``only``.
+        ValidationError: an unknown paper id.
+    """
+    from .._checks import check_choice
+    from ..known.papers import ALL, PAPERS
+
+    chosen = (MAIN_PAPER,) if not paper else (paper,) if isinstance(paper, str) else tuple(paper)
+    if ALL in chosen:
+        return tuple(PAPERS)
+    for p in chosen:
+        check_choice("paper", p, PAPERS)
+    return tuple(dict.fromkeys(chosen))
+
+
+def claim_count(papers: tuple[str, ...], only: tuple[str, ...] = ()) -> int:
+    """How many claims a run of ``papers`` (and ``only``, for the main paper) makes."""
+    from ..known.papers import PAPERS
+
+    return sum(len(only) if p == MAIN_PAPER and only else len(PAPERS[p].claims) for p in papers)
+
+
+def reproduce(out: str | Path = "results/reproduce", *, quick: bool = False, only: tuple[str, ...] = (),
+              paper: str | tuple[str, ...] | None = None, progress=lambda *_: None,
+              claim_done=lambda *_: None) -> list[Claim]:
+    """Run the claims of ``paper`` (default the main paper, C1–C5, or ``only`` some of them; ``"all"``: every
+    paper of :data:`resland.known.papers.PAPERS`), write the report files, and return the claims.
+
+    ``progress(message)`` is called as runs go; ``claim_done(claim)`` after each claim. The report has one
+    section per paper; ``claims.json`` names each claim's paper.
+
+    Raises:
+        ValidationError: an unknown claim id in ``only`` or an unknown paper.
     """
     from .. import __version__
     from .._checks import check_choice
+    from ..known.papers import PAPERS, runner
 
     for cid in only:
         check_choice("only", cid, CLAIMS)
+    papers = papers_for(paper)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1 if torch.get_num_threads() < 2 else 2)
     start = time.perf_counter()
     claims, timing = [], {}
-    for cid in only or CLAIMS:
+    for pid in papers:
+        if pid == MAIN_PAPER:
+            for cid in only or CLAIMS:
+                t = time.perf_counter()
+                claims.append(_runner(cid, out / STORE)(quick, progress))
+                timing[cid] = time.perf_counter() - t
+                progress(f"{cid}: {claims[-1].status}")
+                claim_done(claims[-1])
+            continue
         t = time.perf_counter()
-        claims.append(_runner(cid, out / STORE)(quick, progress))
-        timing[cid] = time.perf_counter() - t
-        progress(f"{cid}: {claims[-1].status}")
-        claim_done(claims[-1])
+        kwargs = {"store": out / STORE}
+        c5 = next((c for c in claims if c.id == "C5"), None)
+        if pid == "shamir-2018" and c5 is not None:
+            kwargs["c5"] = c5                 # one census serves C5 and S18-1
+        for c in runner(PAPERS[pid])(quick, progress, **kwargs):
+            claims.append(c)
+            progress(f"{c.id}: {c.status}")
+            claim_done(c)
+        timing[pid] = time.perf_counter() - t
     meta = {"resland": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "mode": "quick" if quick else "full", "seconds": round(time.perf_counter() - start, 1)}
     with open(out / "records.jsonl", "w") as fh:  # raw records first: they survive any later failure
@@ -71,6 +113,8 @@ def reproduce(out: str | Path = "results/reproduce", *, quick: bool = False, onl
         for name, img in c.figures.items():
             (out / f"{c.id}_{name}.png").write_bytes(img)
     (out / "timing.json").write_text(json.dumps({**timing, "total": meta["seconds"]}, indent=2))
-    (out / "report.html").write_text(render(claims, title="resland: are deep ResNets better than linear predictors?",
-                                            meta=meta))
+    title = ("resland: are deep ResNets better than linear predictors?" if papers == (MAIN_PAPER,) else
+             "resland: the paper and its neighbours, reproduced")
+    meta["papers"] = ", ".join(papers)
+    (out / "report.html").write_text(render(claims, title=title, meta=meta))
     return claims

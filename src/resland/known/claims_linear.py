@@ -1,0 +1,185 @@
+"""Linear networks as claims: Kawaguchi (2016) ``K16-1``, ``K16-2`` and Hardt & Ma (2017) ``HM17-1``, ``HM17-2``
+(problems in :mod:`resland.known.linear_nets`, verdicts by :func:`resland.known.problem.certify_problem`).
+
+* ``K16-1``: every local minimum of a deep linear net (scalar output, squared loss) is global. Descent and saddle
+  search from seeded starts on diabetes (centred); reproduced when every certified end point is a global minimum or
+  a saddle (strict or degenerate), none is ``spurious_minimum`` or undecided ``degenerate``.
+* ``K16-2``: saddles with no negative eigenvalue exist: ``θ = 0`` at depth ``L ≥ 3`` (the Hessian vanishes and the
+  lowest descent term has order ``L``), while at depth 2 it is a strict saddle.
+* ``HM17-1``: for a linear residual net, every critical point with all ``‖A_l‖₂ < 1`` is a global minimum: descent and
+  saddle search from small and large starts on two real sets with vector targets; every certified critical point
+  inside the region must be ``global_minimum``, and at least one must lie there.
+* ``HM17-2``: the region matters: outside it, critical points that are not global exist (``A_1 = A_2 = −I`` is one,
+  by construction: every gradient has a zero factor), each certified a saddle.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+import torch
+
+from ..paper.claims import Claim
+from .linear_nets import DeepLinear, LinearResNet, centred, iris_sepal_to_petal, linnerud
+from .problem import certify_problem, find_critical, find_minimum
+
+KAWAGUCHI, HARDT_MA = "kawaguchi-2016", "hardt-ma-2017"
+#: Deep linear nets' hidden widths, by depth (quick runs use the first three).
+K16_WIDTHS = ((3,), (3, 3), (4, 2, 3), (2, 2, 2, 2), (3, 2, 2, 2, 2))
+COUNTEREXAMPLES = ("spurious_minimum", "below_baseline")
+
+
+def _diabetes():
+    from sklearn.datasets import load_diabetes
+
+    b = load_diabetes()
+    return centred(b.data), centred(b.target[:, None])[:, 0]
+
+
+def _row(problem, how: str, seed: int, theta, cert) -> dict:
+    return {**problem.config(), "how": how, "seed": seed, "verdict": cert.verdict, "risk": cert.risk,
+            "baseline": cert.baseline["value"], "grad_norm": cert.grad_norm, "lambda_min": cert.lambda_min,
+            "descent_order": cert.descent_order, "parameters": [float(v) for v in theta]}
+
+
+def run_kawaguchi(quick: bool, progress=lambda *_: None, store=None) -> list[Claim]:
+    X, y = _diabetes()
+    widths = K16_WIDTHS[:3] if quick else K16_WIDTHS
+    seeds = range(4 if quick else 12)
+    cmd = f"resland reproduce --paper {KAWAGUCHI}" + (" --quick" if quick else "")
+    rows = []
+    for w in widths:
+        p = DeepLinear(X, y, w, "diabetes")
+        progress(f"K16: depth {p.depth}")
+        for s in seeds:
+            for how, find in (("descent", find_minimum), ("saddle search", find_critical)):
+                th = find(p, seed=s)
+                rows.append(_row(p, how, s, th, certify_problem(p, th)))
+    zeros = []
+    for w in K16_WIDTHS:
+        p = DeepLinear(X, y, w, "diabetes")
+        th = torch.zeros(p.n, dtype=torch.float64)
+        zeros.append(_row(p, "θ = 0", 0, th, certify_problem(p, th)))
+    return [_k16_minima(rows, cmd), _k16_zero(zeros, cmd)]
+
+
+def _tally(rows, key="depth") -> list[dict]:
+    out = {}
+    for r in rows:
+        out.setdefault(r[key], Counter())[r["verdict"]] += 1
+    return [{key: k, **dict(v)} for k, v in sorted(out.items())]
+
+
+def _k16_minima(rows, cmd) -> Claim:
+    claim = Claim(id="K16-1", paper=KAWAGUCHI, title="Deep linear nets: every local minimum is global",
+                  statement="For deep linear networks with the squared loss, every local minimum is a global minimum.",
+                  paper_value=None, commands=[cmd])
+    claim.records = [dict(r, claim="K16-1") for r in rows]
+    claim.measured = {"data": "diabetes (442 × 10, centred and scaled, no intercept)", "per_depth": _tally(rows)}
+    v = Counter(r["verdict"] for r in rows)
+    bad = sum(v[c] for c in COUNTEREXAMPLES)
+    if bad:
+        claim.status, claim.reason = "not_reproduced", f"{bad} certified point(s) worse than global without descent"
+    elif v["degenerate"]:
+        claim.status, claim.reason = "inconclusive", f"{v['degenerate']} point(s) the expansion to order 6 did not decide"
+    elif v["global_minimum"] == 0:
+        claim.status, claim.reason = "inconclusive", "no run reached a global minimum"
+    else:
+        claim.status = "reproduced"
+        claim.reason = (f"{len(rows)} runs: {v['global_minimum']} global minima, {v['saddle']} strict and "
+                        f"{v['degenerate_saddle']} degenerate saddles, no spurious minimum "
+                        f"({v['not_critical']} runs did not reach a critical point: not evidence)")
+    return claim
+
+
+def _k16_zero(zeros, cmd) -> Claim:
+    claim = Claim(id="K16-2", paper=KAWAGUCHI, title="Deep linear nets: saddles without negative curvature",
+                  statement="At depth ≥ 3 there are saddle points whose Hessian has no negative eigenvalue (θ = 0); "
+                            "at depth 2 every saddle has a negative eigenvalue.",
+                  paper_value=None, commands=[cmd])
+    claim.records = [dict(r, claim="K16-2") for r in zeros]
+    claim.measured = {"theta_zero": [{k: r[k] for k in ("depth", "widths", "verdict", "lambda_min", "descent_order")}
+                                     for r in zeros]}
+    ok = all((r["verdict"] == "saddle") if r["depth"] == 2 else
+             (r["verdict"] == "degenerate_saddle" and r["descent_order"] == r["depth"]) for r in zeros)
+    if ok:
+        claim.status = "reproduced"
+        claim.reason = (f"θ = 0: strict saddle at depth 2; at depths {[r['depth'] for r in zeros if r['depth'] > 2]} "
+                        "λ_min = 0 and the lowest descent term along a Hessian null direction has order L")
+    else:
+        claim.status, claim.reason = "not_reproduced", "some depth's θ = 0 verdict differs (see measured)"
+    return claim
+
+
+def run_hardt_ma(quick: bool, progress=lambda *_: None, store=None) -> list[Claim]:
+    depths = (2, 4, 8) if quick else (2, 4, 8, 16)
+    seeds = range(3 if quick else 10)
+    cmd = f"resland reproduce --paper {HARDT_MA}" + (" --quick" if quick else "")
+    rows = []
+    for loader in (iris_sepal_to_petal, linnerud):
+        X, Y, name = loader()
+        for L in depths:
+            progress(f"HM17: {name}, depth {L}")
+            p = LinearResNet(X, Y, L, name)
+            for s in seeds:
+                for how, th in (("descent", find_minimum(p, seed=s)),
+                                ("saddle search", find_critical(p, seed=s)),
+                                ("saddle search, large start", find_critical(p, p.start(s) * 20))):
+                    rows.append(dict(_row(p, how, s, th, certify_problem(p, th)), max_block_norm=p.max_block_norm(th)))
+            A = torch.zeros(L, p.d, p.d, dtype=torch.float64)
+            A[0] = A[1] = -torch.eye(p.d, dtype=torch.float64)
+            th = A.reshape(-1)
+            rows.append(dict(_row(p, "constructed A_1 = A_2 = −I", 0, th, certify_problem(p, th)),
+                             max_block_norm=p.max_block_norm(th)))
+    crit = [r for r in rows if r["verdict"] not in ("not_critical", "failed", "nondifferentiable")]
+    inside = [r for r in crit if r["max_block_norm"] < 1]
+    outside = [r for r in crit if r["max_block_norm"] >= 1]
+    measured = {"data": "iris (sepal → petal, 150 × 2) and linnerud (exercise → physiology, 20 × 3), standardised",
+                "inside": dict(Counter(r["verdict"] for r in inside)), "outside": dict(Counter(r["verdict"] for r in outside)),
+                "not_critical": sum(r["verdict"] == "not_critical" for r in rows)}
+    one = Claim(id="HM17-1", paper=HARDT_MA, title="Linear residual nets: critical points near identity are global",
+                statement="Every critical point of a linear residual network with all ‖A_l‖₂ < 1 is a global minimum.",
+                paper_value=None, commands=[cmd], measured=measured)
+    one.records = [dict(r, claim="HM17-1") for r in rows]
+    bad = [r for r in inside if r["verdict"] != "global_minimum"]
+    if bad:
+        one.status, one.reason = "not_reproduced", f"{len(bad)} critical point(s) inside the region are not global"
+    elif not inside:
+        one.status, one.reason = "inconclusive", "no certified critical point inside the region"
+    else:
+        one.status = "reproduced"
+        one.reason = (f"all {len(inside)} certified critical points with max ‖A_l‖₂ < 1 are global minima (R = the "
+                      f"least-squares risk to 1e-9); {len(outside)} more lie outside")
+    two = Claim(id="HM17-2", paper=HARDT_MA, title="Linear residual nets: outside the region, saddles",
+                statement="Outside the region ‖A_l‖₂ < 1 critical points need not be global (the condition is not "
+                          "vacuous); such points are saddles.",
+                paper_value=None, commands=[cmd], measured=measured)
+    non_global = [r for r in outside if r["verdict"] != "global_minimum"]
+    if any(r["verdict"] in COUNTEREXAMPLES + ("degenerate",) for r in outside):
+        two.status, two.reason = "inconclusive", "a non-global point outside the region was not shown to be a saddle"
+    elif non_global:
+        two.status = "reproduced"
+        two.reason = (f"{len(non_global)} non-global critical points outside the region, every one a certified saddle "
+                      f"({dict(Counter(r['verdict'] for r in non_global))})")
+    else:
+        two.status, two.reason = "inconclusive", "no non-global critical point found outside the region"
+    return [one, two]
+
+
+def deep_linear_saddles() -> list[dict]:
+    """The fixture's deep-linear saddles: ``θ = 0`` at depths 2–6 on diabetes, with their verdicts."""
+    X, y = _diabetes()
+    out = []
+    for w in K16_WIDTHS:
+        p = DeepLinear(X, y, w, "diabetes")
+        th = torch.zeros(p.n, dtype=torch.float64)
+        c = certify_problem(p, th)
+        out.append({"data": "diabetes", "widths": list(w), "depth": p.depth, "parameters": th.tolist(),
+                    "risk": c.risk, "baseline": c.baseline["value"], "verdict": c.verdict,
+                    "lambda_min": c.lambda_min, "descent_order": c.descent_order})
+    return out
+
+
+__all__ = ["deep_linear_saddles", "run_hardt_ma", "run_kawaguchi"]
+

@@ -101,9 +101,9 @@ def teacher_problem(seed=0, d=2, k=2, L=2, m=500, scale=2.0, noise=0.1, activati
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
-    """One `reproduce --quick` run shared by test_reproduce and test_audit."""
+    """One `reproduce --paper all --quick` run shared by test_reproduce, test_audit and test_known."""
     from resland.paper.reproduce import reproduce
 
     out = tmp_path_factory.mktemp("reproduce")
-    reproduce(out, quick=True)
+    reproduce(out, quick=True, paper="all")
     return out

@@ -21,7 +21,10 @@ def claims(quick_run):
 
 
 def test_all_claims_present_with_status_and_evidence(claims, quick_run):
-    assert sorted(claims) == ["C1", "C2", "C3", "C4", "C5"]
+    from resland.known.papers import PAPERS
+
+    assert sorted(c for c in claims if claims[c]["paper"] == "yun-sra-jadbabaie-2019") == ["C1", "C2", "C3", "C4", "C5"]
+    assert sorted(claims) == sorted(cid for p in PAPERS.values() for cid in p.claims)
     for cid in ("C3", "C4", "C5"):   # non-trivial evidence (docs/theory.md §7) reproduces them
         assert claims[cid]["status"] == "reproduced", (cid, claims[cid]["reason"])
     for c in claims.values():

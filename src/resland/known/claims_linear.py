@@ -28,6 +28,13 @@ KAWAGUCHI, HARDT_MA = "kawaguchi-2016", "hardt-ma-2017"
 #: Deep linear nets' hidden widths, by depth (quick runs use the first three).
 K16_WIDTHS = ((3,), (3, 3), (4, 2, 3), (2, 2, 2, 2), (3, 2, 2, 2, 2))
 COUNTEREXAMPLES = ("spurious_minimum", "below_baseline")
+K16_DETAILS = {"model": "f(x) = W_L⋯W_1 x, no biases", "widths": [list(w) for w in K16_WIDTHS],
+               "baseline": "least squares without intercept (the proved global minimum)",
+               "finders": "descent: L-BFGS + Newton; saddle search: Levenberg–Marquardt on ∇R = 0, exact Hessian",
+               "verdicts": "resland.known.problem.certify_problem"}
+HM17_DETAILS = {"model": "f(x) = (I + A_L)⋯(I + A_1)x", "region": "max_l ‖A_l‖₂ < 1",
+                "baseline": "least squares min_M ‖XMᵀ − Y‖²/m (the proved global minimum)",
+                "starts": "A entries N(0, 0.01/d) (inside), and 20× that (saddle search, large start)"}
 
 
 def _diabetes():
@@ -74,7 +81,7 @@ def _tally(rows, key="depth") -> list[dict]:
 def _k16_minima(rows, cmd) -> Claim:
     claim = Claim(id="K16-1", paper=KAWAGUCHI, title="Deep linear nets: every local minimum is global",
                   statement="For deep linear networks with the squared loss, every local minimum is a global minimum.",
-                  paper_value=None, commands=[cmd])
+                  paper_value=None, commands=[cmd], details=K16_DETAILS)
     claim.records = [dict(r, claim="K16-1") for r in rows]
     claim.measured = {"data": "diabetes (442 × 10, centred and scaled, no intercept)", "per_depth": _tally(rows)}
     v = Counter(r["verdict"] for r in rows)
@@ -97,7 +104,7 @@ def _k16_zero(zeros, cmd) -> Claim:
     claim = Claim(id="K16-2", paper=KAWAGUCHI, title="Deep linear nets: saddles without negative curvature",
                   statement="At depth ≥ 3 there are saddle points whose Hessian has no negative eigenvalue (θ = 0); "
                             "at depth 2 every saddle has a negative eigenvalue.",
-                  paper_value=None, commands=[cmd])
+                  paper_value=None, commands=[cmd], details=K16_DETAILS)
     claim.records = [dict(r, claim="K16-2") for r in zeros]
     claim.measured = {"theta_zero": [{k: r[k] for k in ("depth", "widths", "verdict", "lambda_min", "descent_order")}
                                      for r in zeros]}
@@ -140,7 +147,7 @@ def run_hardt_ma(quick: bool, progress=lambda *_: None, store=None) -> list[Clai
                 "not_critical": sum(r["verdict"] == "not_critical" for r in rows)}
     one = Claim(id="HM17-1", paper=HARDT_MA, title="Linear residual nets: critical points near identity are global",
                 statement="Every critical point of a linear residual network with all ‖A_l‖₂ < 1 is a global minimum.",
-                paper_value=None, commands=[cmd], measured=measured)
+                paper_value=None, commands=[cmd], measured=measured, details=HM17_DETAILS)
     one.records = [dict(r, claim="HM17-1") for r in rows]
     bad = [r for r in inside if r["verdict"] != "global_minimum"]
     if bad:
@@ -154,7 +161,7 @@ def run_hardt_ma(quick: bool, progress=lambda *_: None, store=None) -> list[Clai
     two = Claim(id="HM17-2", paper=HARDT_MA, title="Linear residual nets: outside the region, saddles",
                 statement="Outside the region ‖A_l‖₂ < 1 critical points need not be global (the condition is not "
                           "vacuous); such points are saddles.",
-                paper_value=None, commands=[cmd], measured=measured)
+                paper_value=None, commands=[cmd], measured=measured, details=HM17_DETAILS)
     non_global = [r for r in outside if r["verdict"] != "global_minimum"]
     if any(r["verdict"] in COUNTEREXAMPLES + ("degenerate",) for r in outside):
         two.status, two.reason = "inconclusive", "a non-global point outside the region was not shown to be a saddle"

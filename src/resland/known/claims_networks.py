@@ -27,6 +27,10 @@ from ..paper.claims import Claim
 SHAMIR, YSJ_ICLR = "shamir-2018", "yun-sra-jadbabaie-2019-iclr"
 #: Real sets of the leaky-ReLU construction (scikit-learn, statsmodels and R data, offline).
 YSJ_DATA = ("diabetes", "grunfeld", "engel")
+YSJ_DETAILS = {"model": "one hidden layer, leaky ReLU (slope 0.01 below 0), output bias", "data": list(YSJ_DATA),
+               "construction": "w_j = t*, b_j = 1 − min_i t*ᵀx_i, output weights 1/h, output bias t0* − b_j",
+               "baseline": "the best linear predictor (resland.linear)",
+               "cannot_show": "local minimality from the Hessian (λ_min = 0 to rounding); global optimality"}
 
 
 def run_shamir(quick: bool, progress=lambda *_: None, store="census.db", c5: Claim | None = None) -> list[Claim]:
@@ -103,7 +107,7 @@ def run_ysj(quick: bool, progress=lambda *_: None, store=None) -> list[Claim]:
     one = Claim(id="YSJ19-1", paper=YSJ_ICLR, title="Leaky-ReLU nets: a local minimum at the linear risk",
                 statement="A one-hidden-layer leaky-ReLU network has a local minimum whose risk equals the linear "
                           "least-squares risk (constructed with every pre-activation positive).",
-                paper_value=None, commands=[cmd], measured={"constructions": built})
+                paper_value=None, commands=[cmd], measured={"constructions": built}, details=YSJ_DETAILS)
     one.records = [dict(r, claim="YSJ19-1") for r in built]
     ok = [r for r in built if r["local_minimum"]]
     one.status = "reproduced" if len(ok) == len(built) else "not_reproduced"
@@ -114,7 +118,7 @@ def run_ysj(quick: bool, progress=lambda *_: None, store=None) -> list[Claim]:
                 statement="The constructed local minimum is not global: the same network reaches a risk below the "
                           "linear least-squares risk.",
                 paper_value=None, commands=[cmd], measured={"lowest_descent_points": [
-                    {k: v for k, v in r.items() if k != "parameters"} for r in better]})
+                    {k: v for k, v in r.items() if k != "parameters"} for r in better]}, details=YSJ_DETAILS)
     two.records = [dict(r, claim="YSJ19-2") for r in better]
     lower = [r for r in better if r["below_linear"]]
     two.status = "reproduced" if len(lower) == len(better) else "inconclusive"

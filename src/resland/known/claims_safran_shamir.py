@@ -28,6 +28,10 @@ START = "w_i ~ N(0, I_k/k), seeds 0…starts−1"
 FINDER = ("Adam on all starts at once (lr 2e-2, cosine-annealed to 1e-5 over 2,000 steps), then ≤ 6 Newton steps on "
           "the exact Hessian; every end point certified (certify_student)")
 
+DETAILS = {"problem": "x ~ N(0, I_k), teacher Σ_j max(0, e_jᵀx), student Σ_i max(0, w_iᵀx), population risk in closed form",
+           "baseline": "the proved global minimum F = 0", "start": START, "finder": FINDER,
+           "fixture": FIXTURE}
+
 
 def _fixture_path() -> Path:
     here = Path(__file__).resolve().parents[3] / FIXTURE
@@ -47,7 +51,8 @@ def _existence(rows: list[dict], cmd: str) -> Claim:
     claim = Claim(id="SS18-1", paper=PAPER, title="Spurious local minima at n = k",
                   statement="For n = k with 6 ≤ k ≤ 20 the population risk has spurious local minima (a "
                             "computer-assisted proof in the paper).",
-                  paper_value={"k": "6 … 20"}, commands=[cmd, "python -m resland.known.safran_shamir  # refind fixture"])
+                  paper_value={"k": "6 … 20"}, commands=[cmd, "python -m resland.known.safran_shamir  # refind fixture"],
+                  details=DETAILS)
     entries = json.loads(_fixture_path().read_text())["minima"]
     certified = []
     for e in entries:
@@ -76,7 +81,7 @@ def _grows(rows: list[dict], ks, starts: int, cmd: str) -> Claim:
     claim = Claim(id="SS18-2", paper=PAPER, title="Hitting a spurious minimum is common and grows with k",
                   statement="The probability that a random start ends at a spurious local minimum (n = k) is high "
                             "and grows with k.",
-                  paper_value=None, commands=[cmd])
+                  paper_value=None, commands=[cmd], details=DETAILS)
     cells = _shares(rows, 0)
     table = [{"k": k, "starts": c["starts"], "spurious": c["ends"].get("spurious", 0),
               "global": c["ends"].get("global", 0), "other": c["ends"].get("other", 0),
@@ -104,7 +109,7 @@ def _overparam(rows: list[dict], ks, cmd: str) -> Claim:
     claim = Claim(id="SS18-3", paper=PAPER, title="n = k + 1 drastically reduces spurious minima",
                   statement="Mild over-parameterisation (n = k + 1) drastically reduces the probability of ending at "
                             "a spurious local minimum.",
-                  paper_value=None, commands=[cmd])
+                  paper_value=None, commands=[cmd], details=DETAILS)
     at_k, at_k1 = _shares(rows, 0), _shares(rows, 1)
     table = [{"k": k, "share_n=k": at_k[k]["spurious_share"], "share_n=k+1": at_k1[k]["spurious_share"],
               "wilson95_n=k": at_k[k]["wilson95"], "wilson95_n=k+1": at_k1[k]["wilson95"]} for k in sorted(at_k)]

@@ -37,7 +37,7 @@ from .. import tolerances as T
 from .._checks import ValidationError
 
 __all__ = ["Baseline", "PROBLEM_VERDICTS", "Problem", "ProblemCertificate", "certify_problem", "dense_hessian",
-           "find_critical", "find_minimum"]
+           "find_critical", "find_minimum", "taylor_coefficient"]
 
 PROBLEM_VERDICTS = ("failed", "nondifferentiable", "global_minimum", "below_baseline", "not_critical",
                     "spurious_minimum", "saddle", "degenerate_saddle", "degenerate")
@@ -46,7 +46,7 @@ BASELINE_KINDS = ("global_minimum", "linear")
 #: Risks within this (relative to ``max(1, |b|)``) of the baseline attain it.
 RISK_TOL = 1e-9
 #: Random null-space directions tried for a descent term of order ≥ 3.
-CUBIC_TRIES = 32
+CUBIC_TRIES = 12
 #: The highest Taylor order tested along null directions (a depth-L linear net's lowest term at θ = 0 is of
 #: order L).
 TAYLOR_ORDER = 6
@@ -188,39 +188,36 @@ def certify_problem(problem: Problem, theta, tol: float = T.GRAD_TOL, *, seed: i
     return cert
 
 
-def directional_taylor(f, theta: torch.Tensor, u: torch.Tensor, order: int) -> list[float]:
-    """The Taylor coefficients ``c_p = (1/p!) d^p/dt^p f(θ + tu)|₀`` for ``p = 1 … order`` (nested forward mode,
-    exact)."""
-    fns = [f]
+def taylor_coefficient(f, theta: torch.Tensor, u: torch.Tensor, order: int) -> float:
+    """``c_p = (1/p!) d^p/dt^p f(θ + tu)|₀`` for ``p = order`` (``order`` nested forward-mode products, exact)."""
+    fn = f
     for _ in range(order):
-        prev = fns[-1]
-        fns.append(lambda t, prev=prev: torch.func.jvp(prev, (t,), (u,))[1])
-    return [float(fns[p](theta)) / math.factorial(p) for p in range(1, order + 1)]
+        fn = (lambda prev: (lambda t: torch.func.jvp(prev, (t,), (u,))[1]))(fn)
+    return float(fn(theta)) / math.factorial(order)
 
 
 def _descent_order(problem: Problem, theta: torch.Tensor, null: torch.Tensor, tol: float, seed: int):
-    """The lowest order ``p ≥ 3`` at which some null direction ``u`` (a basis vector of the Hessian's null space, or
-    one of ``CUBIC_TRIES`` seeded random unit combinations) has a Taylor coefficient ``|c_p| > tol`` that makes
-    ``R(θ + tu) < R(θ)`` for small ``t`` of one sign (``p`` odd, or ``p`` even with ``c_p < 0``), with that ``|c_p|``;
-    ``(None, largest |c_3|)`` when no direction shows a descent up to order :data:`TAYLOR_ORDER`."""
+    """The lowest order ``p ≥ 3`` at which some unit null direction ``u`` (``CUBIC_TRIES`` seeded random combinations of
+    the Hessian's null basis; a basis vector alone misses terms that mix parameters, like a product of layers) has a
+    Taylor coefficient ``|c_p| > tol`` that makes ``R(θ + tu) < R(θ)`` for small ``t`` of one sign (``p`` odd, or
+    ``p`` even with ``c_p < 0``), with that ``|c_p|``; ``(None, 0.0)`` when no direction shows a descent up to order
+    :data:`TAYLOR_ORDER`. Along each direction the orders are tried upwards and the first nonzero one decides."""
     if null.shape[1] == 0:
         return None, 0.0
     gen = torch.Generator().manual_seed(seed)
-    dirs = [null[:, j] for j in range(null.shape[1])]
+    best = None
     for _ in range(CUBIC_TRIES):
         z = torch.randn(null.shape[1], generator=gen, dtype=theta.dtype)
-        dirs.append(null @ (z / z.norm()))
-    best, c3 = None, 0.0
-    for u in dirs:
-        c = directional_taylor(problem.risk, theta, u, TAYLOR_ORDER)
-        c3 = max(c3, abs(c[2]))
-        for p in range(3, TAYLOR_ORDER + 1):
-            cp = c[p - 1]
+        u = null @ (z / z.norm())
+        for p in range(3, TAYLOR_ORDER + 1 if best is None else best[0]):
+            cp = taylor_coefficient(problem.risk, theta, u, p)
             if abs(cp) > tol:
-                if (p % 2 == 1 or cp < 0) and (best is None or p < best[0]):
+                if p % 2 == 1 or cp < 0:
                     best = (p, abs(cp))
                 break
-    return best if best is not None else (None, c3)
+        if best is not None and best[0] == 3:
+            break
+    return best if best is not None else (None, 0.0)
 
 
 def _newton(problem: Problem, theta: torch.Tensor, tol: float, iters: int, kind: str) -> torch.Tensor:

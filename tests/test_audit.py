@@ -82,6 +82,8 @@ def audit(verdict, a, seen):
 
 def test_every_certified_verdict_of_the_quick_run_survives_an_independent_recheck(quick_run):
     records = [json.loads(line) for line in (quick_run / "records.jsonl").read_text().splitlines()]
+    # the paper's own claims (C1–C5); the neighbouring papers' records are checked in tests/test_known.py
+    records = [r for r in records if "-" not in str(r.get("claim", ""))]
     audited = [r for r in records if r.get("verdict") in AUDITED and "audit" in r]
     assert len(audited) >= 5, "the quick run should certify several critical points"
     assert not [r for r in records if r.get("verdict") in AUDITED and "audit" not in r]

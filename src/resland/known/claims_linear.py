@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-
+import numpy as np
 import torch
 
 from ..paper.claims import Claim
@@ -108,6 +108,7 @@ def _k16_zero(zeros, cmd) -> Claim:
     claim.records = [dict(r, claim="K16-2") for r in zeros]
     claim.measured = {"theta_zero": [{k: r[k] for k in ("depth", "widths", "verdict", "lambda_min", "descent_order")}
                                      for r in zeros]}
+    claim.figures = {"descent_order": _plot_zero(zeros)}
     ok = all((r["verdict"] == "saddle") if r["depth"] == 2 else
              (r["verdict"] == "degenerate_saddle" and r["descent_order"] == r["depth"]) for r in zeros)
     if ok:
@@ -149,6 +150,7 @@ def run_hardt_ma(quick: bool, progress=lambda *_: None, store=None) -> list[Clai
                 statement="Every critical point of a linear residual network with all ‖A_l‖₂ < 1 is a global minimum.",
                 paper_value=None, commands=[cmd], measured=measured, details=HM17_DETAILS)
     one.records = [dict(r, claim="HM17-1") for r in rows]
+    one.figures = {"region": _plot_region(crit)}
     bad = [r for r in inside if r["verdict"] != "global_minimum"]
     if bad:
         one.status, one.reason = "not_reproduced", f"{len(bad)} critical point(s) inside the region are not global"
@@ -186,6 +188,75 @@ def deep_linear_saddles() -> list[dict]:
                     "risk": c.risk, "baseline": c.baseline["value"], "verdict": c.verdict,
                     "lambda_min": c.lambda_min, "descent_order": c.descent_order})
     return out
+
+
+def _png(fig) -> bytes:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _plot_zero(zeros) -> bytes:
+    """``R(tu) − R(0)`` against ``|t|`` at ``θ = 0`` along the descent direction of each depth (log-log: slope ``L``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    X, y = _diabetes()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ts = np.logspace(-3, -0.5, 30)
+    for r in zeros:
+        p = DeepLinear(X, y, r["widths"], "diabetes")
+        a = X.T @ y
+        a = a / np.linalg.norm(a)
+        parts = []
+        for i, (rows, cols) in enumerate(p.shapes):
+            M = np.zeros((rows, cols))
+            if i == 0:
+                M[0] = a
+            else:
+                M[0, 0] = 1.0
+            parts.append(M.reshape(-1))
+        u = torch.as_tensor(np.concatenate(parts))
+        R0 = float(p.risk(torch.zeros(p.n, dtype=torch.float64)))
+        drop = [R0 - float(p.risk(t * u)) for t in ts]
+        ax.loglog(ts, np.maximum(drop, 1e-300), label=f"L = {r['depth']} ({r['verdict']})")
+    ax.set_xlabel("t")
+    ax.set_ylabel("R(0) − R(t·u)")
+    ax.set_ylim(1e-16, 1)
+    ax.set_title("Kawaguchi 2016: θ = 0 of deep linear nets, descent of order L")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _plot_region(rows) -> bytes:
+    """``R − R*`` against ``max_l ‖A_l‖₂`` for every certified critical point, by verdict."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for verdict, colour in (("global_minimum", "tab:green"), ("saddle", "tab:red"), ("degenerate_saddle", "tab:orange")):
+        pts = [r for r in rows if r["verdict"] == verdict]
+        if pts:
+            ax.scatter([r["max_block_norm"] for r in pts], [max(r["risk"] - r["baseline"], 1e-16) for r in pts], s=18,
+                       color=colour, label=f"{verdict} ({len(pts)})")
+    ax.axvline(1.0, color="grey", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("max_l ‖A_l‖₂ (Hardt & Ma's region: < 1)")
+    ax.set_ylabel("R − R* (floored at 1e-16)")
+    ax.set_title("Hardt & Ma 2017: certified critical points")
+    ax.legend(fontsize=8)
+    return _png(fig)
 
 
 __all__ = ["deep_linear_saddles", "run_hardt_ma", "run_kawaguchi"]

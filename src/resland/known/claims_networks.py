@@ -27,6 +27,8 @@ from ..paper.claims import Claim
 SHAMIR, YSJ_ICLR = "shamir-2018", "yun-sra-jadbabaie-2019-iclr"
 #: Real sets of the leaky-ReLU construction (scikit-learn, statsmodels and R data, offline).
 YSJ_DATA = ("diabetes", "grunfeld", "engel")
+#: ``Certificate.trivial`` of a linear-equivalent predictor (docs/theory.md §8).
+LINEAR_EQUIVALENT = "linear"
 YSJ_DETAILS = {"model": "one hidden layer, leaky ReLU (slope 0.01 below 0), output bias", "data": list(YSJ_DATA),
                "construction": "w_j = t*, b_j = 1 − min_i t*ᵀx_i, output weights 1/h, output bias t0* − b_j",
                "baseline": "the best linear predictor (resland.linear)",
@@ -90,7 +92,7 @@ def run_ysj(quick: bool, progress=lambda *_: None, store=None) -> list[Claim]:
                           "kink_margin": margin, "lambda_min": cert.lambda_min, "verdict": cert.verdict,
                           "trivial": cert.trivial,
                           "local_minimum": bool(cert.grad_norm <= 1e-10 * max(1.0, abs(cert.risk)) and margin > 0
-                                                and gap <= 1e-9 and cert.trivial == "linear")})
+                                                and gap <= 1e-9 and cert.trivial == LINEAR_EQUIVALENT)})
             lowest = None
             for s in seeds:
                 cp = resland.find_critical_point(init_model("fc", ds.X.shape[1], width=h, depth=1,

@@ -61,7 +61,7 @@ def _existence(rows: list[dict], cmd: str) -> Claim:
                           "grad_norm": cert["grad_norm"], "lambda_min": cert["lambda_min"],
                           "lambda_tol": cert["lambda_tol"], "verdict": cert["verdict"]})
     found = sorted({r["k"] for r in rows if r["n"] == r["k"] and r["ends"].get("spurious", 0)})
-    claim.records = certified
+    claim.records = [dict(c, claim="SS18-1") for c in certified]
     missing = [k for k in FIXTURE_KS if not any(c["k"] == k and c["verdict"] == "spurious_minimum" for c in certified)]
     claim.measured = {"fixture": certified, "k_with_spurious_minima_in_the_frequency_table": found}
     if missing:

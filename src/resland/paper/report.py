@@ -26,17 +26,26 @@ def render(claims: list[Claim], *, title: str, meta: dict) -> str:
                    "than linear without a negative eigenvalue</b> (case (ii) fails as stated). Their parameters are in "
                    "claims.json and records.jsonl for replay.</p>")
     papers = list(dict.fromkeys(c.paper for c in claims))
+    out.append("<h2 id='claims'>Claims</h2>")
+    out.append(_claims_table(claims, with_paper=len(papers) > 1))
     for paper in papers:
         mine = [c for c in claims if c.paper == paper]
-        out.append(f"<h2 id='paper-{html.escape(paper)}'>{html.escape(_citation(paper))}</h2>")
-        out.append("<table><tr><th>id</th><th>claim</th><th>status</th><th>why</th></tr>")
-        for c in mine:
-            out.append(f"<tr><td><a href='#{c.id}'>{c.id}</a></td><td>{html.escape(c.title)}</td>"
-                       f"<td class='{c.status}'>{c.status}</td><td>{html.escape(c.reason)}</td></tr>")
-        out.append("</table>")
+        if len(papers) > 1:
+            out.append(f"<h2 id='paper-{html.escape(paper)}'>{html.escape(_citation(paper))}</h2>")
+            out.append(_claims_table(mine, with_paper=False))
+        else:
+            out.append(f"<p id='paper-{html.escape(paper)}'>{html.escape(_citation(paper))}</p>")
         _sections(out, mine)
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _claims_table(claims: list[Claim], *, with_paper: bool) -> str:
+    head = ("<th>paper</th>" if with_paper else "") + "<th>id</th><th>claim</th><th>status</th><th>why</th>"
+    rows = [f"<tr>{f'<td>{html.escape(c.paper)}</td>' if with_paper else ''}<td><a href='#{c.id}'>{c.id}</a></td>"
+            f"<td>{html.escape(c.title)}</td><td class='{c.status}'>{c.status}</td><td>{html.escape(c.reason)}</td></tr>"
+            for c in claims]
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
 def _citation(paper: str) -> str:

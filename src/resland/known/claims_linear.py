@@ -50,7 +50,7 @@ def _row(problem, how: str, seed: int, theta, cert) -> dict:
             "descent_order": cert.descent_order, "parameters": [float(v) for v in theta]}
 
 
-def run_kawaguchi(quick: bool, progress=lambda *_: None, store=None) -> list[Claim]:
+def run_kawaguchi(quick: bool, progress=lambda *_: None, store=None, done=None) -> list[Claim]:
     X, y = _diabetes()
     widths = K16_WIDTHS[:3] if quick else K16_WIDTHS
     seeds = range(4 if quick else 12)
@@ -63,12 +63,7 @@ def run_kawaguchi(quick: bool, progress=lambda *_: None, store=None) -> list[Cla
             for how, find in (("descent", find_minimum), ("saddle search", find_critical)):
                 th = find(p, seed=s)
                 rows.append(_row(p, how, s, th, certify_problem(p, th)))
-    zeros = []
-    for w in K16_WIDTHS:
-        p = DeepLinear(X, y, w, "diabetes")
-        th = torch.zeros(p.n, dtype=torch.float64)
-        zeros.append(_row(p, "θ = 0", 0, th, certify_problem(p, th)))
-    return [_k16_minima(rows, cmd), _k16_zero(zeros, cmd)]
+    return [_k16_minima(rows, cmd), _k16_zero(deep_linear_saddles(), cmd)]
 
 
 def _tally(rows, key="depth") -> list[dict]:
@@ -120,7 +115,7 @@ def _k16_zero(zeros, cmd) -> Claim:
     return claim
 
 
-def run_hardt_ma(quick: bool, progress=lambda *_: None, store=None) -> list[Claim]:
+def run_hardt_ma(quick: bool, progress=lambda *_: None, store=None, done=None) -> list[Claim]:
     depths = (2, 4, 8) if quick else (2, 4, 8, 16)
     seeds = range(3 if quick else 10)
     cmd = f"resland reproduce --paper {HARDT_MA}" + (" --quick" if quick else "")
@@ -177,16 +172,14 @@ def run_hardt_ma(quick: bool, progress=lambda *_: None, store=None) -> list[Clai
 
 
 def deep_linear_saddles() -> list[dict]:
-    """The fixture's deep-linear saddles: ``θ = 0`` at depths 2–6 on diabetes, with their verdicts."""
+    """``θ = 0`` of the deep linear nets of :data:`K16_WIDTHS` (depths 2–6) on diabetes, certified: the rows of
+    ``K16-2`` and of the fixture ``fixtures/deep_linear_saddles.json``."""
     X, y = _diabetes()
     out = []
     for w in K16_WIDTHS:
         p = DeepLinear(X, y, w, "diabetes")
         th = torch.zeros(p.n, dtype=torch.float64)
-        c = certify_problem(p, th)
-        out.append({"data": "diabetes", "widths": list(w), "depth": p.depth, "parameters": th.tolist(),
-                    "risk": c.risk, "baseline": c.baseline["value"], "verdict": c.verdict,
-                    "lambda_min": c.lambda_min, "descent_order": c.descent_order})
+        out.append(_row(p, "θ = 0", 0, th, certify_problem(p, th)))
     return out
 
 

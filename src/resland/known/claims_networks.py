@@ -35,11 +35,11 @@ YSJ_DETAILS = {"model": "one hidden layer, leaky ReLU (slope 0.01 below 0), outp
                "cannot_show": "local minimality from the Hessian (λ_min = 0 to rounding); global optimality"}
 
 
-def run_shamir(quick: bool, progress=lambda *_: None, store="census.db", c5: Claim | None = None) -> list[Claim]:
-    """``S18-1``: the C5 census under Shamir's id (``c5``: an already computed C5 claim to reuse)."""
+def run_shamir(quick: bool, progress=lambda *_: None, store="census.db", done=None) -> list[Claim]:
+    """``S18-1``: the C5 census under Shamir's id (reused from ``done``, the claims already run, when C5 is there)."""
     from ..paper.dichotomy import run_c5
 
-    base = c5 if c5 is not None else run_c5(quick, progress, store=store)
+    base = (done or {}).get("C5") or run_c5(quick, progress, store=store)
     claim = Claim(id="S18-1", paper=SHAMIR, title="One residual block: no local minimum worse than linear",
                   statement="For a ResNet with one residual block, every local minimum is at least as good as the best "
                             "linear predictor (a critical point worse than linear has negative curvature).",
@@ -68,7 +68,7 @@ def leaky_construction(X, fit, width: int = 2):
     return net
 
 
-def run_ysj(quick: bool, progress=lambda *_: None, store=None) -> list[Claim]:
+def run_ysj(quick: bool, progress=lambda *_: None, store=None, done=None) -> list[Claim]:
     import resland
     from ..linear import linear_fit_for
     from ..models import init_model

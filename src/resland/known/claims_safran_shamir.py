@@ -38,7 +38,7 @@ def _fixture_path() -> Path:
     return here if here.exists() else Path(FIXTURE)
 
 
-def run(quick: bool, progress=lambda *_: None, store=None) -> list[Claim]:
+def run(quick: bool, progress=lambda *_: None, store=None, done=None) -> list[Claim]:
     ks, starts = QUICK if quick else FULL
     cmd = f"resland reproduce --paper {PAPER}" + (" --quick" if quick else "")
     import os

@@ -11,7 +11,8 @@ from ..paper.claims import MAIN_PAPER
 @dataclass(frozen=True)
 class Paper:
     """One paper: its id (``--paper``), citation, the ids of its claims, and ``module:function`` of its runner
-    ``(quick, progress, store) -> list[Claim]`` (None for the main paper, whose claims run one by one)."""
+    ``(quick, progress, store, done) -> list[Claim]`` (``done``: the claims already run in this call, by id; None
+    for the main paper, whose claims run one by one)."""
 
     id: str
     citation: str

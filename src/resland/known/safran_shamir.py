@@ -8,14 +8,15 @@ Inputs ``x ~ N(0, I_k)``; the target ``g(x) = Σ_{j≤k} max(0, v_jᵀx)`` with 
 
 (docs/theory.md §10 of the paper notes; ``κ(a, a) = ‖a‖²/2``). ``F`` is smooth except where some ``w_i = 0`` or two
 of the vectors ``w_i``, ``v_j`` are parallel; its global minimum is 0, at the rows of ``W`` a permutation of ``V``.
-Derivatives are exact (``torch.func`` on the closed form); at a non-smooth point they come out non-finite and the
-point is called ``nondifferentiable``, never certified.
+Derivatives are exact (``torch.func`` and ``torch.autograd`` on the closed form); at a non-smooth point
+(``StudentTeacher.kink_margin`` ≤ 0, or non-finite derivatives) the point is called ``nondifferentiable``, never
+certified.
 
-:func:`certify_student` decides, at stated tolerances: ``spurious_minimum`` (gradient test passed, the dense
-Hessian's smallest eigenvalue above ``lambda_tol`` plus its residual, and ``F > GLOBAL_TOL``: above the known global
-minimum 0), ``global_minimum`` (``F ≤ GLOBAL_TOL``), ``saddle`` (an eigenvalue below ``−lambda_tol``), ``degenerate``,
-``not_critical``, ``nondifferentiable`` (a row at 0 or two rows parallel: non-finite derivatives) or ``failed``
-(a non-finite risk). The student has no continuous symmetry (no second layer to rescale
+:func:`certify_student` is :func:`~resland.known.problem.certify_problem` on :class:`StudentTeacher`:
+``global_minimum`` (``F ≤ RISK_TOL = 1e-9``, the proved global minimum 0 attained), ``spurious_minimum`` (gradient test
+passed, the dense Hessian's smallest eigenvalue above ``lambda_tol`` plus its residual, ``F`` above 0),
+``saddle`` (an eigenvalue below ``−lambda_tol``), ``degenerate_saddle``, ``degenerate``, ``not_critical``,
+``nondifferentiable`` or ``failed`` (a non-finite risk). The student has no continuous symmetry (no second layer to rescale
 against), so a positive definite Hessian is a strict local minimum.
 """
 
@@ -29,14 +30,12 @@ import torch
 
 from .. import tolerances as T
 from .._checks import check_positive_int
-from .problem import Baseline, Problem, certify_problem, dense_hessian
+from .problem import Baseline, Problem, certify_problem, dense_hessian, lbfgs_minimise, newton_polish
 
-__all__ = ["GLOBAL_TOL", "StudentTeacher", "certify_student", "find_student_minimum", "frequency_cell", "frequency_table",
+__all__ = ["NEAR_GLOBAL", "StudentTeacher", "certify_student", "find_student_minimum", "frequency_cell", "frequency_table",
            "kappa", "wilson",
            "population_risk"]
 
-#: A population risk at or below this is the global minimum 0 (to rounding of the closed form).
-GLOBAL_TOL = 1e-10
 #: In the frequency study a run that ends at ``F ≤ NEAR_GLOBAL`` is converging onto the global minimum (which sits
 #: on the non-smooth set for n > k: a split or switched-off unit) and is counted as reaching it, never as spurious.
 NEAR_GLOBAL = 1e-6
@@ -73,29 +72,11 @@ def population_risk(W: torch.Tensor, k: int | None = None) -> torch.Tensor:
 
 
 def find_student_minimum(k: int, n: int, seed: int, *, polish: int = 10) -> torch.Tensor:
-    """A local minimum of ``F`` from the start ``w_i ~ N(0, I_k/k)`` (seeded): L-BFGS with a strong-Wolfe line search
-    to a gradient of 1e-12, then at most ``polish`` Newton steps on the exact Hessian. Returns ``W`` (n × k)."""
-    gen = torch.Generator().manual_seed(seed)
-    W = (torch.randn(n, k, generator=gen, dtype=torch.float64) / math.sqrt(k)).requires_grad_(True)
-    opt = torch.optim.LBFGS([W], lr=1, max_iter=3000, tolerance_grad=1e-12, tolerance_change=0, history_size=50,
-                            line_search_fn="strong_wolfe")
-
-    best = [math.inf, W.detach().clone()]
-
-    def closure():
-        opt.zero_grad()
-        loss = population_risk(W)
-        loss.backward()
-        value = float(loss.detach())
-        if math.isfinite(value) and bool(torch.isfinite(W.grad).all()) and value < best[0]:
-            best[0], best[1] = value, W.detach().clone()
-        return loss
-
-    opt.step(closure)
-    # a run that reaches parallel rows (the global minimum's kink) gets a non-finite gradient there: keep its
-    # lowest finite iterate
-    w = (W.detach() if math.isfinite(float(population_risk(W.detach()))) else best[1]).reshape(-1)
+    """A local minimum of ``F`` from the start ``w_i ~ N(0, I_k/k)`` (seeded, :meth:`StudentTeacher.start`):
+    :func:`~resland.known.problem.lbfgs_minimise`, then at most ``polish`` Newton steps on the exact Hessian (the
+    finder that wrote the fixture). Returns ``W`` (n × k)."""
     f = lambda x: population_risk(x, k)      # noqa: E731
+    w = lbfgs_minimise(f, StudentTeacher(k, n).start(seed))
     if float(f(w)) <= 1e-6:                  # at the global minimum the Hessian is not finite (parallel rows)
         return w.reshape(n, k)
     for _ in range(polish):
@@ -187,7 +168,7 @@ def frequency_cell(k: int, n: int, seeds, *, steps: int = 2000, polish: int = 6)
             x[~good] = last[~good]
     rows = []
     for seed, w in zip(seeds, last):
-        w = _newton_polish(problem, w, polish)
+        w = newton_polish(problem, w, polish, tol=1e-14, near=NEAR_GLOBAL)
         cert = certify_student(w.reshape(n, k))
         end = ("spurious" if cert["verdict"] == "spurious_minimum" else
                "global" if cert["verdict"] == "global_minimum" or cert["risk"] <= NEAR_GLOBAL else "other")
@@ -244,29 +225,6 @@ def frequency_table(ks, extras=(0, 1), starts: int = 200, *, steps: int = 2000, 
             out.append(fut.result())
             progress(f"SS18 k = {c[0]}, n = {c[1]}")
     return out
-
-
-def _newton_polish(problem: StudentTeacher, w: torch.Tensor, iters: int) -> torch.Tensor:
-    """Newton steps on the exact Hessian while it is finite and positive definite and the risk stays finite and
-    above the global minimum's neighbourhood (1e-6: the Hessian is not finite at the global minimum)."""
-    for _ in range(iters):
-        R = float(problem.risk(w))
-        if not math.isfinite(R) or R <= 1e-6:
-            break
-        g = torch.func.grad(problem.risk)(w)
-        if not bool(torch.isfinite(g).all()) or float(g.norm()) <= 1e-14:
-            break
-        H = dense_hessian(problem.risk, w)
-        if not bool(torch.isfinite(H).all()):
-            break
-        lam = torch.linalg.eigvalsh(H)
-        if float(lam[0]) <= 0:
-            break
-        new = w - torch.linalg.solve(H, g)
-        if not math.isfinite(float(problem.risk(new))):
-            break
-        w = new
-    return w
 
 
 #: The student sizes of Safran & Shamir's claim (n = k), and the committed fixture of certified spurious minima.

@@ -93,11 +93,8 @@ def reproduce(out: str | Path = "results/reproduce", *, quick: bool = False, onl
                 claim_done(claims[-1])
             continue
         t = time.perf_counter()
-        kwargs = {"store": out / STORE}
-        c5 = next((c for c in claims if c.id == "C5"), None)
-        if pid == "shamir-2018" and c5 is not None:
-            kwargs["c5"] = c5                 # one census serves C5 and S18-1
-        for c in runner(PAPERS[pid])(quick, progress, **kwargs):
+        # the claims already run go along: a paper whose claim rests on one of them (S18-1 on C5) reuses it
+        for c in runner(PAPERS[pid])(quick, progress, store=out / STORE, done={c.id: c for c in claims}):
             claims.append(c)
             progress(f"{c.id}: {c.status}")
             claim_done(c)
